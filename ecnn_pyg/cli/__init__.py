@@ -1,0 +1,53 @@
+"""Command-line interface: ``ecnn-pyg <command> [options]``.
+
+One module per command in this package, each with ``add_arguments(parser)``
+and ``run(args)``; :data:`COMMANDS` registers them by name (as MACE's
+``mace/cli``).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+#: command name -> (module, one-line help)
+COMMANDS = {
+    "generate": ("ecnn_pyg.cli.generate", "generate an exact-diagonalization data set (HDF5)"),
+    "ed": ("ecnn_pyg.cli.ed", "energy and effective field of given spin configurations by ED"),
+    "lattices": ("ecnn_pyg.cli.lattices", "list or describe the built-in lattices"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+    parser = argparse.ArgumentParser(
+        prog="ecnn-pyg",
+        description="Equivariant neural networks for spin dynamics of itinerant magnets.")
+    parser.add_argument("--version", action="version", version=f"ecnn_pyg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        mod = importlib.import_module(module)
+        p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        # bad input: one clear line, no traceback
+        print(f"ecnn-pyg {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":       # python -m ecnn_pyg.cli
+    sys.exit(main())

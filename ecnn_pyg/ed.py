@@ -1,0 +1,242 @@
+r"""Exact diagonalization of the Kondo lattice (double-exchange) model.
+
+.. math::
+
+    H_{el}(S) = -\sum_{\langle r r' \rangle} t_{rr'} (c^\dagger_{r\alpha} c_{r'\alpha} + h.c.)
+                - J \sum_r s_r \cdot S_r \; [-\mu N_{el}],
+    \qquad s_r = \tfrac12 c^\dagger_{r\alpha} \sigma_{\alpha\beta} c_{r\beta},
+
+on any lattice graph (:func:`ecnn_pyg.lattice_graph`, :func:`ecnn_pyg.from_networkx`),
+plus the Zeeman term :math:`-H_z \sum_r S^z_r` of the localized spins.
+Single-particle basis index ``2 * site + spin`` (spin 0 = up); on-site block
+:math:`-(J/2)\, S\cdot\sigma`.
+
+Energies (``energy``):
+
+* canonical, ``electrons`` (or ``filling = electrons / (2 N)``):
+  :math:`E = \sum_{n < N_e} \varepsilon_n`;
+* grand canonical at :math:`T_{el} = 0`, ``mu``:
+  :math:`E = \sum_{\varepsilon_n < \mu} (\varepsilon_n - \mu)`;
+* grand canonical at :math:`T_{el} > 0`: the grand potential
+  :math:`\Omega = -T \sum_n \ln(1 + e^{-(\varepsilon_n - \mu)/T})`.
+
+The effective field :math:`B_r = -\partial E / \partial S_r` (Hellmann-Feynman,
+full 3-vector) is :math:`B_r = (J/2)\,\mathrm{Tr}[\sigma \rho_{rr}] + H_z \hat z`,
+with :math:`\rho` the one-body density matrix of the occupied states.
+Everything is float64; the eigensolver is LAPACK's MRRR (``zheevr``) through
+SciPy, asking only for the occupied eigenpairs.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import scipy.linalg
+
+from . import keys as K
+from .spins import as_spin_batch
+
+__all__ = ["KondoED", "EDError", "hopping_matrix"]
+
+
+class EDError(ValueError):
+    """Inconsistent or impossible parameters of the electronic model."""
+
+
+def hopping_matrix(graph, mu: float = 0.0) -> np.ndarray:
+    r"""Dense ``(2N, 2N)`` complex single-particle matrix of the hopping (and :math:`-\mu`).
+
+    Every directed edge ``j -> i`` of the graph adds :math:`-t` to ``H[2i+s, 2j+s]``;
+    the graph holds both directions of each bond, so ``H`` is Hermitian.
+    Entries are accumulated, so bonds meeting their periodic images in small
+    supercells add up (as the Bloch sum over that supercell's momenta does).
+    """
+    n = int(graph.num_nodes)
+    ei = graph[K.EDGE_INDEX].cpu().numpy()
+    t = graph[K.HOPPING].cpu().numpy().astype(np.float64) if K.HOPPING in graph \
+        else np.ones(ei.shape[1])
+    if not np.isfinite(t).all():
+        raise EDError("hopping amplitudes must be finite")
+    h = np.zeros((2 * n, 2 * n), dtype=np.complex128)
+    for s in (0, 1):
+        np.add.at(h, (2 * ei[1] + s, 2 * ei[0] + s), -t)
+    idx = np.arange(2 * n)
+    h[idx, idx] -= mu
+    if not np.allclose(h, h.conj().T):
+        raise EDError("the hopping matrix is not Hermitian: every bond needs both directions "
+                      "with equal amplitude in edge_index")
+    return h
+
+
+class KondoED:
+    r"""Exact energy and effective field of the Kondo lattice model on a graph.
+
+    Args:
+        graph: lattice graph (``edge_index``, ``hopping``; ``size`` optional).
+        J: Kondo / Hund coupling :math:`J` (on-site block :math:`-(J/2) S\cdot\sigma`).
+        electrons: number of electrons (canonical ensemble), ``0 <= N_e <= 2N``.
+        filling: ``N_e / (2N)`` instead of ``electrons``; must give an integer.
+        mu: chemical potential (grand canonical ensemble).
+        temperature: electron temperature (grand canonical only; default 0).
+        zeeman: field :math:`H_z` on the localized spins (energy :math:`-H_z\sum S^z`).
+
+    Example::
+
+        g = lattice_graph("square", 30, {"t1": 1.0})
+        ed = KondoED(g, J=7.0, electrons=864)
+        energy, field = ed.energy_field(spins)      # (n,), (n, 900, 3)
+    """
+
+    def __init__(self, graph, J: float, electrons: Optional[int] = None,
+                 filling: Optional[float] = None, mu: Optional[float] = None,
+                 temperature: float = 0.0, zeeman: float = 0.0):
+        self.graph = graph
+        self.n_sites = int(graph.num_nodes)
+        n_orb = 2 * self.n_sites
+        for name, v in (("J", J), ("temperature", temperature), ("zeeman", zeeman)):
+            if v is None or not math.isfinite(float(v)):
+                raise EDError(f"{name} must be a finite number, got {v}")
+        self.J, self.temperature, self.zeeman = float(J), float(temperature), float(zeeman)
+        if self.temperature < 0:
+            raise EDError(f"temperature must be >= 0, got {temperature}")
+        given = [x is not None for x in (electrons, filling, mu)]
+        if sum(given) != 1:
+            raise EDError("give exactly one of electrons, filling (canonical) or mu "
+                          "(grand canonical)")
+        if filling is not None:
+            f = float(filling)
+            if not 0.0 <= f <= 1.0:
+                raise EDError(f"filling must lie in [0, 1] (electrons per spin-orbital), got {f}")
+            ne = f * n_orb
+            if abs(ne - round(ne)) > 1e-6:
+                raise EDError(f"filling {f} gives {ne:g} electrons on {self.n_sites} sites; "
+                              f"it must give an integer (e.g. electrons={round(ne)})")
+            electrons = int(round(ne))
+        if electrons is not None:
+            if int(electrons) != electrons or not 0 <= int(electrons) <= n_orb:
+                raise EDError(f"electrons must be an integer in [0, {n_orb}] "
+                              f"(2 x {self.n_sites} sites), got {electrons}")
+            if self.temperature > 0:
+                raise EDError("a finite electron temperature is supported in the grand "
+                              "canonical ensemble (mu) only")
+            self.electrons, self.mu = int(electrons), None
+        else:
+            if not math.isfinite(float(mu)):
+                raise EDError(f"mu must be finite, got {mu}")
+            self.electrons, self.mu = None, float(mu)
+        self._h0 = hopping_matrix(graph, mu=self.mu or 0.0)
+        self._diag = np.arange(n_orb)
+        self._shape = None                      # supercell shape the spins may take
+        if K.SIZE in graph:
+            self._shape = tuple(int(x) for x in graph[K.SIZE].view(-1))
+            nb = self.n_sites // int(np.prod(self._shape))
+            if nb > 1:
+                self._shape += (nb,)
+
+    @property
+    def canonical(self) -> bool:
+        return self.electrons is not None
+
+    def params(self) -> dict:
+        """Model parameters (stored with data sets)."""
+        return {"J": self.J, "electrons": self.electrons, "mu": self.mu,
+                "temperature": self.temperature, "zeeman": self.zeeman}
+
+    # ------------------------------------------------------------------ core
+    def hamiltonian(self, spin: np.ndarray) -> np.ndarray:
+        """Single-particle matrix ``(2N, 2N)`` for one configuration ``(N, 3)``."""
+        s = np.asarray(spin, dtype=np.float64)
+        h = self._h0.copy()
+        a = -0.5 * self.J
+        up, dn = self._diag[0::2], self._diag[1::2]
+        h[up, up] += a * s[:, 2]
+        h[dn, dn] -= a * s[:, 2]
+        h[up, dn] += a * (s[:, 0] - 1j * s[:, 1])
+        h[dn, up] += a * (s[:, 0] + 1j * s[:, 1])
+        return h
+
+    def _solve(self, h: np.ndarray, vectors: bool):
+        """Occupied eigenpairs (and their occupations) of ``h``."""
+        kw = dict(overwrite_a=True, check_finite=False, driver="evr", eigvals_only=not vectors)
+        n_orb = h.shape[0]
+        if self.canonical:
+            ne = self.electrons
+            if ne == 0:
+                return np.zeros(0), np.zeros((n_orb, 0)), np.zeros(0)
+            hi = min(ne, n_orb - 1)            # one level above: Fermi-level degeneracy check
+            out = scipy.linalg.eigh(h, subset_by_index=[0, hi], **kw)
+            w = out if not vectors else out[0]
+            if vectors and hi == ne and w[ne] - w[ne - 1] < 1e-10 * max(1.0, abs(w[ne])):
+                warnings.warn("the N_e-th and (N_e+1)-th levels are degenerate: the "
+                              "canonical field is not unique for this configuration",
+                              RuntimeWarning, stacklevel=3)
+            occ = np.ones(ne)
+            if vectors:
+                return w[:ne], out[1][:, :ne], occ
+            return w[:ne], None, occ
+        # grand canonical: the matrix already holds -mu
+        T = self.temperature
+        top = 0.0 if T == 0 else 40.0 * T
+        out = scipy.linalg.eigh(h, subset_by_value=(-np.inf, top), **kw)
+        w = out if not vectors else out[0]
+        if T == 0:
+            w = w[w < 0]
+            occ = np.ones(len(w))
+        else:
+            occ = 0.5 * (1.0 - np.tanh(0.5 * w / T))      # Fermi function, stable
+        v = out[1][:, :len(w)] if vectors else None
+        return w, v, occ
+
+    def _energy(self, w: np.ndarray, occ: np.ndarray) -> float:
+        if self.canonical or self.temperature == 0:
+            return float(w.sum())
+        T = self.temperature
+        return float(-T * np.logaddexp(0.0, -w / T).sum())
+
+    def _check(self, spins):
+        return as_spin_batch(spins, self.n_sites, self._shape)
+
+    def energy(self, spins) -> np.ndarray:
+        """Total energy ``(n,)`` (float for one configuration), eigenvalues only."""
+        s, single = self._check(spins)
+        e = np.empty(len(s))
+        for k, sk in enumerate(s):
+            w, _, occ = self._solve(self.hamiltonian(sk), vectors=False)
+            e[k] = self._energy(w, occ) - self.zeeman * sk[:, 2].sum()
+        return e[0] if single else e
+
+    def energy_field(self, spins) -> Tuple[np.ndarray, np.ndarray]:
+        """Energy ``(n,)`` and field ``B = -dE/dS`` ``(n, N, 3)`` of spin configurations.
+
+        ``spins``: ``(N, 3)``, ``(n, N, 3)`` or with the sites as the supercell
+        shape; a single configuration returns a float and an ``(N, 3)`` array.
+        """
+        s, single = self._check(spins)
+        n = len(s)
+        energy = np.empty(n)
+        field = np.empty((n, self.n_sites, 3))
+        for k, sk in enumerate(s):
+            w, v, occ = self._solve(self.hamiltonian(sk), vectors=True)
+            energy[k] = self._energy(w, occ) - self.zeeman * sk[:, 2].sum()
+            field[k] = self._field(v, occ)
+        field[..., 2] += self.zeeman
+        return (energy[0], field[0]) if single else (energy, field)
+
+    def _field(self, v: np.ndarray, occ: np.ndarray) -> np.ndarray:
+        """(J/2) Tr[sigma rho_rr] from the occupied eigenvectors ``v`` (2N, m)."""
+        u, d = v[0::2], v[1::2]
+        ud = (u.conj() * d) @ occ                     # sum_n f_n u_n^* d_n, (N,)
+        nz = (u.real ** 2 + u.imag ** 2 - d.real ** 2 - d.imag ** 2) @ occ
+        half = 0.5 * self.J
+        return np.stack([2 * half * ud.real, 2 * half * ud.imag, half * nz], axis=-1)
+
+    def __call__(self, spins):
+        return self.energy_field(spins)
+
+    def __repr__(self) -> str:
+        ens = f"electrons={self.electrons}" if self.canonical else f"mu={self.mu}"
+        return (f"KondoED(n_sites={self.n_sites}, J={self.J}, {ens}, "
+                f"temperature={self.temperature}, zeeman={self.zeeman})")
+
