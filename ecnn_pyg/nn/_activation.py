@@ -1,0 +1,56 @@
+r"""Norm-based activation (Miyazaki 2023, eq. 6)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._paths import irreps_of, l_slices
+
+__all__ = ["NormActivation"]
+
+
+class NormActivation(torch.nn.Module):
+    r"""Equivariant gated swish on m-major features ``(D, C, N)``:
+
+    .. math::
+        \mathbf V'_{c,0} = \eta(V_{c,0}), \qquad
+        \mathbf V'_{c,l} = \eta(\lVert \mathbf V_{c,l} \rVert + b_{c,l})
+        \frac{\mathbf V_{c,l}}{\lVert \mathbf V_{c,l} \rVert} \quad (l \ge 1)
+
+    with :math:`\eta(x) = x\,\sigma(x)` (swish) and a learned bias per channel
+    and degree. The norm is :math:`\sqrt{\lVert\mathbf V\rVert^2 + \epsilon}`,
+    smooth at zero.
+
+    Args:
+        channels (int): channels per degree.
+        lmax (int): largest degree.
+        spin_parity (int, optional): parity of the spin (only for ``irreps``).
+            (default: ``1``)
+        eps (float, optional): regularizer of the norm. (default: ``1e-8``)
+
+    Shapes:
+        - **input:** :math:`(D, C, N)`
+        - **output:** :math:`(D, C, N)`
+    """
+
+    def __init__(self, channels: int, lmax: int, spin_parity: int = 1, eps: float = 1e-8):
+        super().__init__()
+        self.channels, self.lmax, self.eps = int(channels), int(lmax), float(eps)
+        self.irreps_in = self.irreps_out = irreps_of(channels, lmax, spin_parity)
+        self.bias = torch.nn.Parameter(torch.empty(lmax, channels, 1))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        torch.nn.init.zeros_(self.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = [F.silu(x[:1])]
+        for l, sl in enumerate(l_slices(self.lmax)[1:], start=1):
+            v = x[sl]
+            norm = torch.sqrt(torch.sum(v * v, 0) + self.eps)
+            out.append(v * (F.silu(norm + self.bias[l - 1]) / norm))
+        return torch.cat(out, 0) if len(out) > 1 else out[0]
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.irreps_in}, swish)"

@@ -1,0 +1,197 @@
+r"""The equivariant spin convolution of Miyazaki (2023), eq. (5)."""
+from __future__ import annotations
+
+import math
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn import Parameter, ParameterList
+from torch_geometric.nn import MessagePassing
+
+from ._neighbors import Neighbors
+from ._paths import irreps_of, l_slices, paths, tp_matrices
+
+__all__ = ["SpinConv"]
+
+
+class SpinConv(MessagePassing):
+    r"""Equivariant spin convolution from `"Equivariant neural networks for spin
+    dynamics simulations of itinerant magnets" <https://arxiv.org/abs/2305.03804>`_
+    (Miyazaki, 2023), eq. (5):
+
+    .. math::
+        \mathbf V'_{r, c_o l_o} = \sum_{l_i, l_f} C^{l_o}_{l_i l_f}\Big(
+        \sum_{r' \in N(r)} \sum_{c_i} W^{(l_i l_f l_o)}_{\tau(r, r'), c_o c_i}\,
+        \mathbf V_{r', c_i l_i} \;\otimes\; Y_{l_f}(\mathbf S_r)\Big)
+
+    with :math:`N(r) = \{r\} \cup \{r' : t_{rr'} \neq 0\}`, :math:`\tau(r, r')`
+    the bond type (the paper) or the bond shell of the bond :math:`r' \to r`
+    (its own weight for :math:`r' = r`), :math:`C` real Clebsch-Gordan
+    coefficients and :math:`Y_{l_f}` the spherical harmonics of the *central*
+    spin, :math:`l_f \in \{0, 1\}`. The neighbours are mixed and summed first
+    (messages :math:`W \mathbf V_{r'}`, sum aggregation), then one tensor
+    product per site is taken (:meth:`update`), which equals the per-edge form
+    because the tensor product is bilinear.
+
+    Features use the m-major layout ``(D, C, N)`` of :mod:`ecnn_pyg.nn._paths`.
+    :meth:`forward` takes either the edges (``propagate``: messages per edge,
+    the reference form) or a :class:`~ecnn_pyg.nn.Neighbors` table (the fused
+    form: one gather, or one circular ``conv2d`` on a periodic 2D supercell,
+    and one matrix product per input degree).
+
+    Args:
+        channels_in (int): input channels per degree.
+        channels_out (int): output channels per degree.
+        lmax_in (int): largest input degree :math:`l_i`.
+        lmax_out (int): largest output degree :math:`l_o`.
+        num_weights (int): number of bond weights (bond types or bond shells);
+            the site itself has one more.
+        lmax_filter (int, optional): largest :math:`l_f` (0 or 1). (default: ``1``)
+        spin_parity (int, optional): ``1`` for axial spins (``1e``), ``-1`` for
+            the time-reversal encoding (``1o``). (default: ``1``)
+        avg_num_neighbors (float, optional): fan-in normalization, the typical
+            size of :math:`N(r)`. (default: ``1 + num_weights``)
+
+    Shapes:
+        - **input:** features :math:`(D_{in}, C_{in}, N)`, central harmonics
+          :math:`\sqrt 3\,\mathbf S^T` :math:`(3, N)`, edges :math:`(2, E)` and
+          bond weight ids :math:`(E,)` in ``[0, num_weights)``, or a
+          :class:`Neighbors` table with slot weight ids :math:`(K,)`
+        - **output:** :math:`(D_{out}, C_{out}, N)`,
+          :math:`D = (l_{max} + 1)^2`
+    """
+
+    def __init__(self, channels_in: int, channels_out: int, lmax_in: int, lmax_out: int,
+                 num_weights: int, lmax_filter: int = 1, spin_parity: int = 1,
+                 avg_num_neighbors: Optional[float] = None):
+        super().__init__(aggr="add", node_dim=-1)
+        if lmax_filter not in (0, 1):
+            raise ValueError(f"lmax_filter must be 0 or 1, got {lmax_filter}")
+        if spin_parity not in (1, -1):
+            raise ValueError(f"spin_parity must be 1 or -1, got {spin_parity}")
+        self.channels_in, self.channels_out = int(channels_in), int(channels_out)
+        self.lmax_in, self.lmax_out = int(lmax_in), int(lmax_out)
+        self.num_weights, self.lmax_filter = int(num_weights), int(lmax_filter)
+        self.spin_parity = int(spin_parity)
+        self.avg_num_neighbors = float(avg_num_neighbors or (1 + num_weights))
+        self.irreps_in = irreps_of(channels_in, lmax_in, spin_parity)
+        self.irreps_out = irreps_of(channels_out, lmax_out, spin_parity)
+        self.irreps_sh = irreps_of(1, lmax_filter, spin_parity)
+        self.path_list = paths(lmax_in, lmax_out, lmax_filter, spin_parity)
+        self.num_paths = sum(len(p) for p in self.path_list)
+        self.weight = ParameterList([
+            Parameter(torch.empty(1 + self.num_weights, channels_in, len(p) * channels_out))
+            for p in self.path_list])
+        rows = 4 if lmax_filter == 1 else 1
+        # float64 masters; cast copies per (dtype, device) are cached (not buffers, so
+        # .float() then .double() does not lose precision)
+        self._tp64 = [A[:rows].reshape(rows * A.shape[1], A.shape[2])
+                      for A in tp_matrices(lmax_in, lmax_out, self.path_list)]
+        self._tp_cache = {}
+        self.weight_norm = 1.0 / math.sqrt(self.channels_in * self.avg_num_neighbors)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        super().reset_parameters()
+        for w in self.weight:
+            torch.nn.init.normal_(w)
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, x: Tensor, sh: Tensor, edge_index: Optional[Tensor] = None,
+                bond_weight: Optional[Tensor] = None, neighbors: Optional[Neighbors] = None,
+                slot_weight: Optional[Tensor] = None) -> Tensor:
+        """Convolve ``x`` (see the class docstring); ``neighbors`` selects the fused form."""
+        if neighbors is not None:
+            if slot_weight is None:
+                raise ValueError("the fused form needs slot_weight (weight id of every slot)")
+            return self.update(self._mix_fused(x, neighbors, slot_weight), sh)
+        if edge_index is None or bond_weight is None:
+            raise ValueError("SpinConv needs edge_index and bond_weight, or neighbors")
+        n = x.shape[-1]
+        loops = torch.arange(n, device=x.device)
+        edge_index = torch.cat([edge_index, torch.stack([loops, loops])], 1)
+        weight_id = torch.cat([bond_weight + 1, torch.zeros_like(loops)])
+        return self.propagate(edge_index, x=x, weight_id=weight_id, sh=sh,
+                              size=(n, n))
+
+    def _kernel(self, li: int, weight_id: Tensor) -> Tensor:
+        """Weights of input degree ``li`` per slot or edge: ``(K, C_in, P C_out)``."""
+        return self.weight[li][weight_id] * self.weight_norm
+
+    def message(self, x_j: Tensor, weight_id: Tensor) -> Tensor:
+        out = []
+        for li, sl in enumerate(l_slices(self.lmax_in)):
+            if self.path_list[li]:
+                w = self._kernel(li, weight_id)                       # (E, C_in, P C_out)
+                out.append(torch.einsum("mce,ecq->mqe", x_j[sl], w).flatten(0, 1))
+        return torch.cat(out, 0)
+
+    def _mix_fused(self, x: Tensor, nb: Neighbors, slot_weight: Tensor) -> List[Tensor]:
+        d_in, c_in, n = x.shape
+        K = nb.num_slots
+        out: List[Optional[Tensor]] = []
+        if nb.grid is not None:
+            L1, L2 = nb.grid
+            p = int(nb.offsets.abs().max())
+            w_side = 2 * p + 1
+            pos = (nb.offsets[:, 0] + p) * w_side + (nb.offsets[:, 1] + p)
+            xp = F.pad(x.view(d_in, c_in, L1, L2), (p, p, p, p), mode="circular") if p else \
+                x.view(d_in, c_in, L1, L2)
+            for li, sl in enumerate(l_slices(self.lmax_in)):
+                if not self.path_list[li]:
+                    out.append(None)
+                    continue
+                w = self._kernel(li, slot_weight).permute(2, 1, 0)    # (P C_out, C_in, K)
+                ker = w.new_zeros(w.shape[0], c_in, w_side * w_side).index_add(2, pos, w)
+                ker = ker.view(w.shape[0], c_in, w_side, w_side)
+                out.append(F.conv2d(xp[sl], ker).view(sl.stop - sl.start, -1, n))
+            return out
+        if nb.padded:
+            x = F.pad(x, (0, 1))
+        g = x.index_select(-1, nb.index.reshape(-1)).view(d_in, c_in * K, n)
+        for li, sl in enumerate(l_slices(self.lmax_in)):
+            if not self.path_list[li]:
+                out.append(None)
+                continue
+            w = self._kernel(li, slot_weight).permute(2, 1, 0).reshape(-1, c_in * K)
+            out.append(torch.matmul(w, g[sl]))                        # (m_i, P C_out, N)
+        return out
+
+    def _tp(self, li: int, dtype, device) -> Tensor:
+        key = (dtype, device)
+        if key not in self._tp_cache:
+            self._tp_cache[key] = [a.to(device=device, dtype=dtype) for a in self._tp64]
+        return self._tp_cache[key][li]
+
+    def update(self, inputs, sh: Tensor) -> Tensor:
+        """Tensor product of the aggregated mixtures with :math:`Y_{l_f}(\\mathbf S_r)`."""
+        n = sh.shape[-1]
+        c = self.channels_out
+        if isinstance(inputs, Tensor):                                # from propagate
+            parts, start = [], 0
+            for li in range(self.lmax_in + 1):
+                rows = (2 * li + 1) * len(self.path_list[li]) * c
+                parts.append(inputs[start:start + rows].view(2 * li + 1, -1, n)
+                             if rows else None)
+                start += rows
+            inputs = parts
+        z = None
+        for li, m in enumerate(inputs):
+            if m is None:
+                continue
+            a = self._tp(li, m.dtype, m.device)
+            m = m.reshape(a.shape[1], c * n)
+            z = torch.mm(a, m) if z is None else torch.addmm(z, a, m)
+        d_out = (self.lmax_out + 1) ** 2
+        if self.lmax_filter == 0:
+            return z.view(d_out, c, n)
+        z = z.view(4, d_out, c, n)
+        out = torch.addcmul(z[0], z[1], sh[0])
+        out = torch.addcmul(out, z[2], sh[1])
+        return torch.addcmul(out, z[3], sh[2])
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.irreps_in} -> {self.irreps_out}, "
+                f"sh={self.irreps_sh}, paths={self.num_paths}, weights={self.num_weights})")

@@ -1,0 +1,273 @@
+r"""The equivariant convolutional neural network (ECNN) for spin energies and fields."""
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
+
+import torch
+import yaml
+from e3nn import o3
+from torch import Tensor
+
+from .. import keys as K
+from ..lattice import LatticeError, load_lattice
+from ._blocks import InteractionBlock, OutputBlock
+from ._grad import compute_field
+from ._neighbors import Neighbors, build_neighbors
+from ._paths import irreps_of
+
+__all__ = ["ECNN", "DEFAULT_CONFIG", "ModelInputError"]
+
+#: Paper defaults (Miyazaki 2023, Methods); ``configs/model_paper.yaml`` documents each key.
+DEFAULT_CONFIG: Dict[str, Any] = {
+    "lattice": "square",
+    "num_bond_types": None,
+    "num_shells": None,
+    "weight_sharing": "type",
+    "channels": 8,
+    "lmax": 2,
+    "lmax_filter": 1,
+    "num_blocks": 4,
+    "output_channels": [8, 4, 2, 1],
+    "time_reversal": False,
+    "avg_num_neighbors": None,
+    "energy_scale": 1.0,
+    "energy_shift": 0.0,
+}
+
+
+class ModelInputError(ValueError):
+    """A graph or spin tensor the model cannot be applied to."""
+
+
+class ECNN(torch.nn.Module):
+    r"""Equivariant convolutional neural network for classical spins on a lattice.
+
+    Input features are the spherical harmonics :math:`Y_{l}(\mathbf S_r)`,
+    :math:`l \le l_{max}`; ``num_blocks`` :class:`InteractionBlock` (skip from
+    the second on) and an :class:`OutputBlock` give local energies
+    :math:`\epsilon_r`; :math:`E = \sum_r \epsilon_r` per graph and
+    :math:`\mathbf B_r = -\partial E / \partial \mathbf S_r` by autograd.
+
+    Args:
+        lattice (str, optional): lattice the model is built for (a built-in name
+            or file); fixes the number of bond types and shells. ``None`` for a
+            custom graph (then give ``num_bond_types`` / ``num_shells``).
+        num_bond_types (int, optional): bond types (directed offset classes).
+        num_shells (int, optional): hopping shells.
+        weight_sharing (str, optional): ``"type"`` (one weight per bond type, the
+            paper) or ``"shell"`` (one per hopping shell: exact point-group symmetry).
+        channels (int, optional): channels per degree of the hidden features.
+        lmax (int, optional): largest degree of input and hidden features.
+        lmax_filter (int, optional): largest degree of the central-spin harmonics (0 or 1).
+        num_blocks (int, optional): interaction blocks.
+        output_channels (sequence of int, optional): widths of the output stack.
+        time_reversal (bool, optional): encode the spin as ``1o`` so that the
+            invariant energy is exactly even, :math:`E(-\mathbf S) = E(\mathbf S)`.
+        avg_num_neighbors (float, optional): fan-in normalization of the convolutions.
+        energy_scale, energy_shift (float, optional): :math:`\epsilon_r \to a\epsilon_r + b`.
+
+    Shapes:
+        - **input:** a :class:`~torch_geometric.data.Data` or ``Batch`` from
+          :func:`~ecnn_pyg.lattice_graph`, spins :math:`(N, 3)`
+        - **output:** ``{"energy": (B,), "local_energy": (N,), "field": (N, 3)}``
+    """
+
+    def __init__(self, lattice: Optional[str] = "square", num_bond_types: Optional[int] = None,
+                 num_shells: Optional[int] = None, weight_sharing: str = "type",
+                 channels: int = 8, lmax: int = 2, lmax_filter: int = 1, num_blocks: int = 4,
+                 output_channels: Sequence[int] = (8, 4, 2, 1), time_reversal: bool = False,
+                 avg_num_neighbors: Optional[float] = None, energy_scale: float = 1.0,
+                 energy_shift: float = 0.0):
+        super().__init__()
+        if weight_sharing not in ("type", "shell"):
+            raise ValueError(f"weight_sharing must be 'type' or 'shell', got {weight_sharing!r}")
+        if lattice is not None:
+            lat = load_lattice(lattice)
+            lattice = lat.name
+            num_bond_types = num_bond_types or len(lat.bonds)
+            num_shells = num_shells or len(lat.shells)
+            if num_bond_types != len(lat.bonds) or num_shells != len(lat.shells):
+                raise ValueError(f"lattice {lat.name!r} has {len(lat.bonds)} bond types and "
+                                 f"{len(lat.shells)} shells, got {num_bond_types} and {num_shells}")
+        if weight_sharing == "type" and not num_bond_types:
+            raise ValueError("a custom lattice (lattice=None) needs num_bond_types")
+        if weight_sharing == "shell" and not num_shells:
+            raise ValueError("a custom lattice (lattice=None) needs num_shells")
+        if num_blocks < 1:
+            raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
+        self.lattice = lattice
+        self.num_bond_types = int(num_bond_types or 0)
+        self.num_shells = int(num_shells or 0)
+        self.weight_sharing = weight_sharing
+        self.lmax, self.channels = int(lmax), int(channels)
+        self.time_reversal = bool(time_reversal)
+        self.spin_parity = -1 if self.time_reversal else 1
+        self.energy_scale, self.energy_shift = float(energy_scale), float(energy_shift)
+        self._config = dict(lattice=lattice, num_bond_types=self.num_bond_types or None,
+                            num_shells=self.num_shells or None, weight_sharing=weight_sharing,
+                            channels=channels, lmax=lmax, lmax_filter=lmax_filter,
+                            num_blocks=num_blocks, output_channels=list(output_channels),
+                            time_reversal=time_reversal, avg_num_neighbors=avg_num_neighbors,
+                            energy_scale=energy_scale, energy_shift=energy_shift)
+        n_w = self.num_bond_types if weight_sharing == "type" else self.num_shells
+        kw = dict(num_weights=n_w, lmax_filter=lmax_filter, spin_parity=self.spin_parity,
+                  avg_num_neighbors=avg_num_neighbors)
+        self.irreps_spin = o3.Irreps(f"1x1{'o' if self.time_reversal else 'e'}")
+        self.irreps_in = irreps_of(1, lmax, self.spin_parity)
+        self.blocks = torch.nn.ModuleList(
+            [InteractionBlock(1 if b == 0 else channels, channels, lmax, lmax, skip=b > 0, **kw)
+             for b in range(num_blocks)])
+        self.output = OutputBlock(channels, lmax, channels=output_channels, **kw)
+        self._cache = None
+
+    # ----------------------------------------------------------------- config
+    @property
+    def config(self) -> Dict[str, Any]:
+        """The constructor arguments (a YAML-able dict; ``ECNN.from_config(m.config)``)."""
+        return copy.deepcopy(self._config)
+
+    @classmethod
+    def from_config(cls, config: Optional[Mapping[str, Any]] = None, **overrides) -> "ECNN":
+        """Build from a config dict (missing keys take :data:`DEFAULT_CONFIG`)."""
+        cfg = dict(DEFAULT_CONFIG)
+        given = dict(config or {})
+        given.update(overrides)
+        given = given.get("model", given) if isinstance(given.get("model"), Mapping) else given
+        unknown = set(given) - set(DEFAULT_CONFIG)
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}; "
+                             f"known keys: {sorted(DEFAULT_CONFIG)}")
+        cfg.update(given)
+        return cls(**cfg)
+
+    @classmethod
+    def from_yaml(cls, path: Union[str, Path], **overrides) -> "ECNN":
+        """Build from a YAML file (a flat mapping, or one under a ``model:`` key)."""
+        with open(path) as f:
+            cfg = yaml.safe_load(f) or {}
+        if isinstance(cfg.get("model"), Mapping):
+            cfg = cfg["model"]
+        return cls.from_config(cfg, **overrides)
+
+    # ------------------------------------------------------------------ checks
+    def _check(self, data, spin: Tensor) -> None:
+        n = int(data.num_nodes)
+        if not torch.is_tensor(spin) or spin.dim() != 2 or spin.shape != (n, 3):
+            shape = tuple(spin.shape) if torch.is_tensor(spin) else type(spin).__name__
+            raise ModelInputError(f"spins must have shape (num_nodes, 3) = ({n}, 3), got {shape}")
+        if not spin.is_floating_point():
+            raise ModelInputError(f"spins must be floating point, got {spin.dtype}")
+        names = data[K.LATTICE] if K.LATTICE in data else None
+        names = [names] if isinstance(names, str) else list(names or [])
+        for name in set(names):
+            try:
+                lat = load_lattice(name)
+            except (LatticeError, OSError, ValueError):
+                continue
+            if self.weight_sharing == "type" and len(lat.bonds) != self.num_bond_types:
+                raise ModelInputError(
+                    f"model built for lattice {self.lattice!r} with {self.num_bond_types} bond "
+                    f"types, got a graph of lattice {name!r} with {len(lat.bonds)} bond types")
+            if self.weight_sharing == "shell" and len(lat.shells) != self.num_shells:
+                raise ModelInputError(
+                    f"model built for lattice {self.lattice!r} with {self.num_shells} shells, "
+                    f"got a graph of lattice {name!r} with {len(lat.shells)} shells")
+        key, count = (K.BOND_TYPE, self.num_bond_types) if self.weight_sharing == "type" \
+            else (K.BOND_SHELL, self.num_shells)
+        ids = data[key]
+        if ids.numel() and (int(ids.max()) >= count or int(ids.min()) < 0):
+            raise ModelInputError(
+                f"model built for lattice {self.lattice!r} with {count} "
+                f"{'bond types' if key == K.BOND_TYPE else 'shells'} (ids 0..{count - 1}), got a "
+                f"graph with {key} in {int(ids.min())}..{int(ids.max())}")
+
+    def neighbors(self, data) -> Neighbors:
+        """Neighbour table of ``data`` (cached while the graph tensors are unchanged)."""
+        ei, bt = data.edge_index, data[K.BOND_TYPE]
+        c = self._cache
+        if c is not None and c[0] is ei and c[1] == ei._version and c[2] is bt \
+                and c[3] == bt._version and c[4] == data.num_nodes:
+            return c[5]
+        num_graphs = int(getattr(data, "num_graphs", 1) or 1)
+        nb = build_neighbors(ei, bt, data.num_nodes, data[K.CELL] if K.CELL in data else None,
+                             data[K.SIZE] if K.SIZE in data else None, num_graphs)
+        self._cache = (ei, ei._version, bt, bt._version, data.num_nodes, nb)
+        return nb
+
+    def _slot_weight(self, data, nb: Neighbors) -> Tensor:
+        if self.weight_sharing == "type":
+            return nb.slot_type + 1
+        bt, sh = data[K.BOND_TYPE], data[K.BOND_SHELL]
+        shell_of_type = torch.zeros(max(self.num_bond_types, int(bt.max()) + 1 if bt.numel()
+                                        else 0) + 1, dtype=torch.long, device=bt.device)
+        shell_of_type[bt] = sh
+        return torch.where(nb.slot_type < 0, torch.zeros_like(nb.slot_type),
+                           shell_of_type[nb.slot_type.clamp(min=0)] + 1)
+
+    # ----------------------------------------------------------------- forward
+    def forward(self, data, spin: Optional[Tensor] = None, compute_field: bool = True,
+                training: Optional[bool] = None, fused: bool = True) -> Dict[str, Tensor]:
+        """Energies and field of spins on the graph(s) ``data``.
+
+        Args:
+            data: graph (``Data`` or ``Batch``) of :func:`~ecnn_pyg.lattice_graph`.
+            spin: ``(N, 3)`` spins; default ``data["spin"]``.
+            compute_field: also return ``field = -dE/dS``.
+            training: keep the graph of the field for a loss on it
+                (default: ``self.training``).
+            fused: use the fused neighbour-table convolution (``False``: the
+                reference per-edge ``propagate``; same result, slower).
+
+        Returns:
+            ``{"energy": (num_graphs,), "local_energy": (N,), "field": (N, 3)}``.
+        """
+        if spin is None:
+            if K.SPIN not in data:
+                raise ModelInputError("no spins: pass spin=(N, 3) or set data['spin']")
+            spin = data[K.SPIN]
+        self._check(data, spin)
+        training = self.training if training is None else bool(training)
+        dtype = self.blocks[0].conv.weight[0].dtype
+        device = self.blocks[0].conv.weight[0].device
+        nb = self.neighbors(data)
+        slot_weight = self._slot_weight(data, nb)
+        edge_index = bond_weight = None
+        if not fused:
+            edge_index = data.edge_index
+            bond_weight = data[K.BOND_TYPE] if self.weight_sharing == "type" \
+                else data[K.BOND_SHELL]
+            nb = None
+        batch = data.batch if getattr(data, "batch", None) is not None else \
+            torch.zeros(data.num_nodes, dtype=torch.long, device=spin.device)
+        num_graphs = int(getattr(data, "num_graphs", 1) or 1)
+        with torch.set_grad_enabled(torch.is_grad_enabled() or compute_field):
+            if compute_field and not spin.requires_grad:
+                spin = spin.detach().requires_grad_(True)
+            s = spin.to(device=device, dtype=dtype)
+            x = o3.spherical_harmonics(list(range(self.lmax + 1)), s, normalize=False,
+                                       normalization="component")
+            x = x.t().contiguous().unsqueeze(1)                            # (D, 1, N)
+            sh = (s * math.sqrt(3.0)).t().contiguous()                     # (3, N)
+            for block in self.blocks:
+                x = block(x, sh, nb, slot_weight, edge_index, bond_weight)
+            local = self.output(x, sh, nb, slot_weight, edge_index, bond_weight)
+            if self.energy_scale != 1.0 or self.energy_shift != 0.0:
+                local = local * self.energy_scale + self.energy_shift
+            energy = torch.zeros(num_graphs, dtype=local.dtype, device=local.device)
+            energy = energy.index_add(0, batch.to(local.device), local)
+            out = {K.ENERGY: energy, K.LOCAL_ENERGY: local}
+            if compute_field:
+                out[K.FIELD] = compute_field_fn(energy, spin, training)
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"lattice={self.lattice!r}, bond_types={self.num_bond_types}, "
+                f"shells={self.num_shells}, weight_sharing={self.weight_sharing!r}, "
+                f"spin={self.irreps_spin}")
+
+
+compute_field_fn = compute_field

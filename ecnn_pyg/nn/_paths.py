@@ -1,0 +1,89 @@
+r"""Tensor-product paths and their real Clebsch-Gordan matrices.
+
+Features of degree :math:`l \le l_{max}` are stored *m-major*: one tensor of
+shape ``(D, C, N)`` with ``D = (l_max + 1)^2`` rows ordered
+``l = 0 (m=0), l = 1 (m=-1..1), l = 2 (m=-2..2), ...`` (the e3nn basis),
+``C`` channels and ``N`` sites. Every layer, mixing and tensor product is then a
+matrix product over contiguous blocks (no reshapes or concatenations).
+
+A path :math:`(l_i, l_f, l_o)` couples an input feature of degree :math:`l_i`
+with the spherical harmonic :math:`Y_{l_f}(\mathbf S_r)` of the central spin to
+an output of degree :math:`l_o`. With :math:`l_f \le 1` the harmonics are
+:math:`Y_0 = 1` and :math:`Y_1 = \sqrt 3\,\mathbf S` (e3nn ``component``
+normalization), so the per-site tensor product is
+
+.. math::
+    \mathbf V^{out}_r = A_0 \mathbf M_r + \sum_{a=x,y,z} S^a_r A_a \mathbf M_r
+
+with four constant matrices :math:`A_f` built here from
+:func:`e3nn.o3.wigner_3j`.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Sequence, Tuple
+
+import torch
+from e3nn import o3
+
+__all__ = ["irreps_of", "paths", "tp_matrices", "l_slices"]
+
+
+def irreps_of(channels: int, lmax: int, spin_parity: int = 1) -> o3.Irreps:
+    """Irreps ``channels x (0e + 1p + 2e + ...)`` with ``p = spin_parity ** l``."""
+    return o3.Irreps([(channels, (l, spin_parity ** l)) for l in range(lmax + 1)])
+
+
+def l_slices(lmax: int) -> List[slice]:
+    """Rows of degree ``l`` in the m-major layout."""
+    return [slice(l * l, (l + 1) * (l + 1)) for l in range(lmax + 1)]
+
+
+def paths(lmax_in: int, lmax_out: int, lmax_filter: int = 1,
+          spin_parity: int = 1) -> List[List[Tuple[int, int]]]:
+    """Allowed paths grouped by input degree: ``out[l_i] = [(l_f, l_o), ...]``.
+
+    Selection rules: :math:`|l_i - l_f| \le l_o \le l_i + l_f` and parity
+    :math:`p^{l_i} p^{l_f} = p^{l_o}` with ``p = spin_parity`` (all paths for
+    axial spins ``1e``; only even :math:`l_i + l_f + l_o` for ``1o``).
+    """
+    if lmax_filter > 1:
+        raise NotImplementedError("the fused tensor product supports l_f in {0, 1}")
+    out = []
+    for li in range(lmax_in + 1):
+        out.append([(lf, lo) for lf in range(lmax_filter + 1) for lo in range(lmax_out + 1)
+                    if abs(li - lf) <= lo <= li + lf and spin_parity ** (li + lf + lo) == 1])
+    return out
+
+
+def tp_matrices(lmax_in: int, lmax_out: int, path_list: Sequence[Sequence[Tuple[int, int]]],
+                dtype=torch.float64) -> List[torch.Tensor]:
+    r"""Matrices ``A[l_i]`` of shape ``(4, D_out, (2 l_i + 1) * P_i)``.
+
+    Column ``mi * P_i + p`` is component ``mi`` of path ``p`` of input degree
+    ``l_i``; row ``(f, d)`` gives output component ``d`` multiplying
+    :math:`Y_0 = 1` (``f = 0``) or :math:`\sqrt3 S^{f-1}` (``f = 1, 2, 3``).
+    Coefficients are :math:`\sqrt{2 l_o + 1}\,(l_i\,l_f\,l_o)` Wigner 3j symbols
+    (e3nn ``component`` normalization: the ``l_f = 0`` paths are identities),
+    divided by the square root of the number of paths into :math:`l_o`.
+    """
+    d_out = (lmax_out + 1) ** 2
+    fan = [0] * (lmax_out + 1)
+    for pl in path_list:
+        for _, lo in pl:
+            fan[lo] += 1
+    mats = []
+    for li, pl in enumerate(path_list):
+        P, mi_n = len(pl), 2 * li + 1
+        A = torch.zeros(4, d_out, mi_n * P, dtype=torch.float64)
+        for p, (lf, lo) in enumerate(pl):
+            cg = o3.wigner_3j(li, lf, lo, dtype=torch.float64) * math.sqrt(2 * lo + 1)
+            cg = cg / math.sqrt(fan[lo])
+            for mi in range(mi_n):
+                col = mi * P + p
+                if lf == 0:
+                    A[0, lo * lo:(lo + 1) ** 2, col] = cg[mi, 0, :]
+                else:
+                    A[1:4, lo * lo:(lo + 1) ** 2, col] = cg[mi, :, :]
+        mats.append(A.to(dtype))
+    return mats
