@@ -281,21 +281,23 @@ def numpy_field_source(fn: Callable[[np.ndarray], np.ndarray]) -> FieldSource:
 
 
 def model_field_source(model: torch.nn.Module, graph, key: str = "field",
-                       per_replica: bool = False) -> FieldSource:
+                       per_replica: bool = True) -> FieldSource:
     """A neural model as a field source.
 
     Assumed signature (duck-typed): ``model(graph, spins)`` with ``spins`` of
-    shape ``(N, 3)`` (or ``(R, N, 3)`` if the model batches replicas) returns a
-    dict whose ``key`` entry (default ``"field"``) is the electronic field
-    :math:`-\\partial E/\\partial \\mathbf S` of the spins' shape. The model may
-    use autograd internally: it is called under :func:`torch.enable_grad`, and
-    the field is detached. The spins are cast to the dtype and device of the
+    shape ``(N, 3)`` returns a dict whose ``key`` entry (default ``"field"``) is
+    the electronic field :math:`-\\partial E/\\partial \\mathbf S`, shape ``(N, 3)``
+    (as :class:`ecnn_pyg.nn` models do). The model may use autograd
+    internally: it is called under :func:`torch.enable_grad`, and the field is
+    detached (put the model in ``eval()`` mode so that it does not keep the
+    graph of the field). The spins are cast to the dtype and device of the
     model's parameters and the field cast back; the graph is moved to that
-    device once.
+    device once. The Zeeman field is not the model's business: add it with
+    :class:`SpinSystem`.
 
     Args:
-        per_replica: call the model once per replica of ``(R, N, 3)`` spins
-            instead of handing it the batch.
+        per_replica: for ``(R, N, 3)`` spins, call the model once per replica
+            (default); ``False`` hands the whole batch to a model that accepts it.
     """
     params = list(model.parameters()) if hasattr(model, "parameters") else []
     p_dtype = params[0].dtype if params else None
