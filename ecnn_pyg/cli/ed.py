@@ -1,0 +1,63 @@
+"""Energy and effective field of given spin configurations by exact diagonalization.
+
+Reads spins of shape (n, L1, L2, 3) or (n, sites, 3) (or a single
+configuration) from a .npy file and writes an .npz with `energy` (n,) and
+`field` (n, sites, 3), site order i1 * L2 + i2.
+
+Examples:
+    ecnn-pyg ed --lattice square --size 30 30 --t1 1 --J 7 --electrons 864 \\
+        --spins S.npy --out OUT.npz
+    ecnn-pyg ed --lattice triangular --size 36 36 --t1 1 --t3 -0.85 --J -1 --mu -3.5 \\
+        --spins S.npy --out OUT.npz
+"""
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser):
+    parser.add_argument("--lattice", default="square", help="built-in name or lattice file")
+    parser.add_argument("--size", type=int, nargs="+", required=True, help="L1 L2 [L3]")
+    for t in ("t1", "t2", "t3"):
+        parser.add_argument(f"--{t}", type=float, help=f"hopping amplitude {t}")
+    parser.add_argument("--hopping", nargs="*", default=[], metavar="SHELL=T",
+                        help="amplitudes of other shells of a user lattice")
+    parser.add_argument("--J", type=float, required=True, help="Kondo coupling J")
+    ens = parser.add_mutually_exclusive_group(required=True)
+    ens.add_argument("--electrons", type=int, help="electron number (canonical)")
+    ens.add_argument("--filling", type=float, help="electrons / (2 sites) (canonical)")
+    ens.add_argument("--mu", type=float, help="chemical potential (grand canonical)")
+    parser.add_argument("--temperature", type=float, default=0.0,
+                        help="electron temperature (grand canonical), default 0")
+    parser.add_argument("--zeeman", type=float, default=0.0, help="Zeeman field H_z")
+    parser.add_argument("--spins", required=True, help=".npy file of spins")
+    parser.add_argument("--out", required=True, help="output .npz")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
+
+
+def run(args):
+    import numpy as np
+    from ..ed import KondoED
+    from ..graph import lattice_graph
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ValueError(f"'{out}' exists; use --force to overwrite it")
+    if not str(out).endswith(".npz"):
+        raise ValueError(f"--out must end in .npz, got '{out}'")
+    hop = {t: getattr(args, t) for t in ("t1", "t2", "t3") if getattr(args, t) is not None}
+    for item in args.hopping:
+        k, _, v = item.partition("=")
+        hop[k] = float(v)
+    graph = lattice_graph(args.lattice, args.size if len(args.size) > 1 else args.size[0], hop)
+    ed = KondoED(graph, J=args.J, electrons=args.electrons, filling=args.filling, mu=args.mu,
+                 temperature=args.temperature, zeeman=args.zeeman)
+    try:
+        spins = np.load(args.spins, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read spins from '{args.spins}' (expected a .npy array): {err}")
+    spins = spins.reshape((1,) + spins.shape) if spins.ndim in (2,) or \
+        (spins.ndim == 3 and spins.shape[:2] == tuple(args.size)) else spins
+    energy, field = ed.energy_field(spins)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, energy=np.atleast_1d(energy), field=field.reshape(-1, graph.num_nodes, 3))
+    print(f"{ed}: {len(np.atleast_1d(energy))} configurations -> {out}")
+    return 0
