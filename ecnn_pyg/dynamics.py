@@ -245,7 +245,8 @@ class SpinSystem:
         ez = -(hz.view(-1, 1) * sz).sum(-1) if isinstance(hz, torch.Tensor) else -hz * sz.sum(-1)
         if self.energy_source is None:
             return ez
-        return self.energy_source(spins) + ez
+        e = torch.as_tensor(self.energy_source(spins), dtype=spins.dtype, device=spins.device)
+        return e + ez
 
     def __repr__(self):
         hz = self.zeeman if not isinstance(self.zeeman, torch.Tensor) \

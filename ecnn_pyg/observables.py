@@ -1,7 +1,10 @@
 r"""Observables of spin configurations: magnetization, topological charge, S(q).
 
 Spins are ``(N, 3)`` or ``(R, N, 3)`` (replicas), torch tensors or numpy
-arrays; results come back as the same kind (a leading replica axis is kept).
+arrays, finite unit vectors (to 1e-3; :class:`~ecnn_pyg.dynamics.SpinError`
+otherwise); results come back as the same kind (a leading replica axis is
+kept). For repeated measurements on one lattice, compute
+``tri = triangulation(graph)`` once and pass ``tri`` in place of the graph.
 
 **Topological charge** (Berg and Lüscher, Nucl. Phys. B 190, 412 (1981)). The
 plane is triangulated (:func:`triangulation`) into triangles whose vertices
@@ -35,7 +38,7 @@ computed by FFT. :math:`\sum_{\mathbf q} S(\mathbf q) = N` for unit spins.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+from typing import Tuple, Union
 
 import numpy as np
 import torch
