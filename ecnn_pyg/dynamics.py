@@ -33,7 +33,10 @@ The pieces, in the idiom of Sunny.jl (``Langevin(dt; damping, kT)`` and ``step!`
   ``integrator.run(spins, system, n_steps)`` repeats it.
 
 Everything runs on the device and in the dtype (float32 or float64) of the
-spins; noise comes from a seeded :class:`torch.Generator` on that device.
+spins; noise comes from a seeded :class:`torch.Generator` on that device (one
+stream per integrator object: successive ``run`` calls continue it). Steps run
+under :func:`torch.no_grad`; a field source that differentiates an energy
+must enable autograd itself (:func:`model_field_source` does).
 
 Example::
 
