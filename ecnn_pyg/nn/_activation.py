@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from typing import List
+
 from torch import Tensor
 
-from ._paths import irreps_of, l_slices
+from ._paths import irreps_of
 
 __all__ = ["NormActivation"]
 
 
 class NormActivation(torch.nn.Module):
-    r"""Equivariant gated swish on m-major features ``(D, C, N)``:
+    r"""Equivariant gated swish on features given per degree as ``(2l+1, C, N)``:
 
     .. math::
         \mathbf V'_{c,0} = \eta(V_{c,0}), \qquad
@@ -30,8 +32,8 @@ class NormActivation(torch.nn.Module):
         eps (float, optional): regularizer of the norm. (default: ``1e-8``)
 
     Shapes:
-        - **input:** :math:`(D, C, N)`
-        - **output:** :math:`(D, C, N)`
+        - **input:** per degree :math:`(2l+1, C, N)`
+        - **output:** per degree :math:`(2l+1, C, N)`
     """
 
     def __init__(self, channels: int, lmax: int, spin_parity: int = 1, eps: float = 1e-8):
@@ -44,13 +46,13 @@ class NormActivation(torch.nn.Module):
     def reset_parameters(self):
         torch.nn.init.zeros_(self.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
-        out = [F.silu(x[:1])]
-        for l, sl in enumerate(l_slices(self.lmax)[1:], start=1):
-            v = x[sl]
+    def forward(self, x: List[Tensor]) -> List[Tensor]:
+        out = [F.silu(x[0])]
+        for l in range(1, len(x)):
+            v = x[l]
             norm = torch.sqrt(torch.sum(v * v, 0) + self.eps)
             out.append(v * (F.silu(norm + self.bias[l - 1]) / norm))
-        return torch.cat(out, 0) if len(out) > 1 else out[0]
+        return out
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.irreps_in}, swish)"

@@ -1,7 +1,7 @@
 r"""Interaction and output blocks (Miyazaki 2023, Fig. 1(b), 1(c))."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -39,11 +39,11 @@ class InteractionBlock(torch.nn.Module):
         self.skip = bool(skip)
         self.irreps_in, self.irreps_out = self.conv.irreps_in, self.conv.irreps_out
 
-    def forward(self, x: Tensor, sh: Tensor, neighbors: Neighbors, slot_weight: Tensor,
+    def forward(self, x: List[Tensor], sh: Tensor, neighbors: Neighbors, slot_weight: Tensor,
                 edge_index: Optional[Tensor] = None,
-                bond_weight: Optional[Tensor] = None) -> Tensor:
+                bond_weight: Optional[Tensor] = None) -> List[Tensor]:
         y = self.act(self.conv(x, sh, edge_index, bond_weight, neighbors, slot_weight))
-        return y + x if self.skip else y
+        return [a + b for a, b in zip(y, x)] if self.skip else y
 
     def extra_repr(self) -> str:
         return f"skip={self.skip}"
@@ -76,11 +76,11 @@ class OutputBlock(torch.nn.Module):
             [SelfInteraction(a, b, 0, True, spin_parity) for a, b in zip(channels, channels[1:])])
         self.irreps_in = self.conv.irreps_in
 
-    def forward(self, x: Tensor, sh: Tensor, neighbors: Neighbors, slot_weight: Tensor,
+    def forward(self, x: List[Tensor], sh: Tensor, neighbors: Neighbors, slot_weight: Tensor,
                 edge_index: Optional[Tensor] = None,
                 bond_weight: Optional[Tensor] = None) -> Tensor:
         """Local energies ``(N,)``."""
         y = self.conv(x, sh, edge_index, bond_weight, neighbors, slot_weight)
         for lin in self.linears:
-            y = lin(F.silu(y))
-        return y.view(-1)
+            y = lin([F.silu(y[0])])
+        return y[0].view(-1)

@@ -12,6 +12,7 @@ from torch_geometric.nn import MessagePassing
 
 from ._neighbors import Neighbors
 from ._paths import irreps_of, l_slices, paths, tp_matrices
+from ._tp import central_tensor_product
 
 __all__ = ["SpinConv"]
 
@@ -35,7 +36,8 @@ class SpinConv(MessagePassing):
     product per site is taken (:meth:`update`), which equals the per-edge form
     because the tensor product is bilinear.
 
-    Features use the m-major layout ``(D, C, N)`` of :mod:`ecnn_pyg.nn._paths`.
+    Features are lists over the degree ``l`` of m-major blocks ``(2l+1, C, N)``
+    (see :mod:`ecnn_pyg.nn._paths`).
     :meth:`forward` takes either the edges (``propagate``: messages per edge,
     the reference form) or a :class:`~ecnn_pyg.nn.Neighbors` table (the fused
     form: one gather, or one circular ``conv2d`` on a periodic 2D supercell,
@@ -55,12 +57,11 @@ class SpinConv(MessagePassing):
             size of :math:`N(r)`. (default: ``1 + num_weights``)
 
     Shapes:
-        - **input:** features :math:`(D_{in}, C_{in}, N)`, central harmonics
+        - **input:** features, per degree :math:`(2l+1, C_{in}, N)`, central harmonics
           :math:`\sqrt 3\,\mathbf S^T` :math:`(3, N)`, edges :math:`(2, E)` and
           bond weight ids :math:`(E,)` in ``[0, num_weights)``, or a
           :class:`Neighbors` table with slot weight ids :math:`(K,)`
-        - **output:** :math:`(D_{out}, C_{out}, N)`,
-          :math:`D = (l_{max} + 1)^2`
+        - **output:** per degree :math:`(2l+1, C_{out}, N)`
     """
 
     def __init__(self, channels_in: int, channels_out: int, lmax_in: int, lmax_out: int,
@@ -84,10 +85,9 @@ class SpinConv(MessagePassing):
         self.weight = ParameterList([
             Parameter(torch.empty(1 + self.num_weights, channels_in, len(p) * channels_out))
             for p in self.path_list])
-        rows = 4 if lmax_filter == 1 else 1
         # float64 masters; cast copies per (dtype, device) are cached (not buffers, so
         # .float() then .double() does not lose precision)
-        self._tp64 = [A[:rows].reshape(rows * A.shape[1], A.shape[2])
+        self._tp64 = [A.reshape(4 * A.shape[1], A.shape[2])
                       for A in tp_matrices(lmax_in, lmax_out, self.path_list)]
         self._tp_cache = {}
         self.weight_norm = 1.0 / math.sqrt(self.channels_in * self.avg_num_neighbors)
@@ -99,9 +99,9 @@ class SpinConv(MessagePassing):
             torch.nn.init.normal_(w)
 
     # ---------------------------------------------------------------- forward
-    def forward(self, x: Tensor, sh: Tensor, edge_index: Optional[Tensor] = None,
+    def forward(self, x: List[Tensor], sh: Tensor, edge_index: Optional[Tensor] = None,
                 bond_weight: Optional[Tensor] = None, neighbors: Optional[Neighbors] = None,
-                slot_weight: Optional[Tensor] = None) -> Tensor:
+                slot_weight: Optional[Tensor] = None) -> List[Tensor]:
         """Convolve ``x`` (see the class docstring); ``neighbors`` selects the fused form."""
         if neighbors is not None:
             if slot_weight is None:
@@ -109,11 +109,11 @@ class SpinConv(MessagePassing):
             return self.update(self._mix_fused(x, neighbors, slot_weight), sh)
         if edge_index is None or bond_weight is None:
             raise ValueError("SpinConv needs edge_index and bond_weight, or neighbors")
-        n = x.shape[-1]
-        loops = torch.arange(n, device=x.device)
+        n = sh.shape[-1]
+        loops = torch.arange(n, device=sh.device)
         edge_index = torch.cat([edge_index, torch.stack([loops, loops])], 1)
         weight_id = torch.cat([bond_weight + 1, torch.zeros_like(loops)])
-        return self.propagate(edge_index, x=x, weight_id=weight_id, sh=sh,
+        return self.propagate(edge_index, x=torch.cat(list(x), 0), weight_id=weight_id, sh=sh,
                               size=(n, n))
 
     def _kernel(self, li: int, weight_id: Tensor) -> Tensor:
@@ -128,8 +128,9 @@ class SpinConv(MessagePassing):
                 out.append(torch.einsum("mce,ecq->mqe", x_j[sl], w).flatten(0, 1))
         return torch.cat(out, 0)
 
-    def _mix_fused(self, x: Tensor, nb: Neighbors, slot_weight: Tensor) -> List[Tensor]:
-        d_in, c_in, n = x.shape
+    def _mix_fused(self, x: List[Tensor], nb: Neighbors,
+                   slot_weight: Tensor) -> List[Optional[Tensor]]:
+        c_in, n = x[0].shape[1], x[0].shape[2]
         K = nb.num_slots
         out: List[Optional[Tensor]] = []
         if nb.grid is not None:
@@ -137,35 +138,37 @@ class SpinConv(MessagePassing):
             p = int(nb.offsets.abs().max())
             w_side = 2 * p + 1
             pos = (nb.offsets[:, 0] + p) * w_side + (nb.offsets[:, 1] + p)
-            xp = F.pad(x.view(d_in, c_in, L1, L2), (p, p, p, p), mode="circular") if p else \
-                x.view(d_in, c_in, L1, L2)
-            for li, sl in enumerate(l_slices(self.lmax_in)):
+            for li, xl in enumerate(x):
                 if not self.path_list[li]:
                     out.append(None)
                     continue
+                xg = xl.view(-1, c_in, L1, L2)
+                if p:
+                    xg = F.pad(xg, (p, p, p, p), mode="circular")
                 w = self._kernel(li, slot_weight).permute(2, 1, 0)    # (P C_out, C_in, K)
                 ker = w.new_zeros(w.shape[0], c_in, w_side * w_side).index_add(2, pos, w)
                 ker = ker.view(w.shape[0], c_in, w_side, w_side)
-                out.append(F.conv2d(xp[sl], ker).view(sl.stop - sl.start, -1, n))
+                out.append(F.conv2d(xg, ker).view(2 * li + 1, -1, n))
             return out
-        if nb.padded:
-            x = F.pad(x, (0, 1))
-        g = x.index_select(-1, nb.index.reshape(-1)).view(d_in, c_in * K, n)
-        for li, sl in enumerate(l_slices(self.lmax_in)):
+        index = nb.index.reshape(-1)
+        for li, xl in enumerate(x):
             if not self.path_list[li]:
                 out.append(None)
                 continue
+            if nb.padded:
+                xl = F.pad(xl, (0, 1))
+            g = xl.index_select(-1, index).view(2 * li + 1, c_in * K, n)
             w = self._kernel(li, slot_weight).permute(2, 1, 0).reshape(-1, c_in * K)
-            out.append(torch.matmul(w, g[sl]))                        # (m_i, P C_out, N)
+            out.append(torch.matmul(w, g))                            # (m_i, P C_out, N)
         return out
 
-    def _tp(self, li: int, dtype, device) -> Tensor:
+    def _tp(self, dtype, device) -> List[Tensor]:
         key = (dtype, device)
         if key not in self._tp_cache:
             self._tp_cache[key] = [a.to(device=device, dtype=dtype) for a in self._tp64]
-        return self._tp_cache[key][li]
+        return self._tp_cache[key]
 
-    def update(self, inputs, sh: Tensor) -> Tensor:
+    def update(self, inputs, sh: Tensor) -> List[Tensor]:
         """Tensor product of the aggregated mixtures with :math:`Y_{l_f}(\\mathbf S_r)`."""
         n = sh.shape[-1]
         c = self.channels_out
@@ -173,24 +176,12 @@ class SpinConv(MessagePassing):
             parts, start = [], 0
             for li in range(self.lmax_in + 1):
                 rows = (2 * li + 1) * len(self.path_list[li]) * c
-                parts.append(inputs[start:start + rows].view(2 * li + 1, -1, n)
+                parts.append(inputs[start:start + rows].reshape(2 * li + 1, -1, n)
                              if rows else None)
                 start += rows
             inputs = parts
-        z = None
-        for li, m in enumerate(inputs):
-            if m is None:
-                continue
-            a = self._tp(li, m.dtype, m.device)
-            m = m.reshape(a.shape[1], c * n)
-            z = torch.mm(a, m) if z is None else torch.addmm(z, a, m)
-        d_out = (self.lmax_out + 1) ** 2
-        if self.lmax_filter == 0:
-            return z.view(d_out, c, n)
-        z = z.view(4, d_out, c, n)
-        out = torch.addcmul(z[0], z[1], sh[0])
-        out = torch.addcmul(out, z[2], sh[1])
-        return torch.addcmul(out, z[3], sh[2])
+        return central_tensor_product(self._tp(sh.dtype, sh.device), self.lmax_out, c, sh,
+                                      inputs)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.irreps_in} -> {self.irreps_out}, "

@@ -4,15 +4,17 @@ from __future__ import annotations
 import math
 
 import torch
+from typing import List
+
 from torch import Tensor
 
-from ._paths import irreps_of, l_slices
+from ._paths import irreps_of
 
 __all__ = ["SelfInteraction"]
 
 
 class SelfInteraction(torch.nn.Module):
-    r"""Point convolution on m-major features ``(D, C, N)``:
+    r"""Point convolution on features given per degree as ``(2l+1, C, N)``:
 
     .. math::
         \mathbf V'_{r, c', l} = \sum_c W^{l}_{c' c}\, \mathbf V_{r, c, l}
@@ -26,8 +28,8 @@ class SelfInteraction(torch.nn.Module):
         spin_parity (int, optional): parity of the spin (only for ``irreps``).
 
     Shapes:
-        - **input:** :math:`(D, C_{in}, N)`
-        - **output:** :math:`(D, C_{out}, N)`
+        - **input:** per degree :math:`(2l+1, C_{in}, N)`
+        - **output:** per degree :math:`(2l+1, C_{out}, N)`
     """
 
     def __init__(self, channels_in: int, channels_out: int, lmax: int = 0, bias: bool = True,
@@ -45,14 +47,14 @@ class SelfInteraction(torch.nn.Module):
         if self.bias is not None:
             torch.nn.init.zeros_(self.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: List[Tensor]) -> List[Tensor]:
         out = []
-        for l, sl in enumerate(l_slices(self.lmax)):
-            y = torch.matmul(self.weight[l], x[sl])
+        for l, xl in enumerate(x):
+            y = torch.matmul(self.weight[l], xl)
             if l == 0 and self.bias is not None:
                 y = y + self.bias
             out.append(y)
-        return torch.cat(out, 0) if len(out) > 1 else out[0]
+        return out
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.irreps_in} -> {self.irreps_out})"

@@ -248,9 +248,10 @@ class ECNN(torch.nn.Module):
             if compute_field and not spin.requires_grad:
                 spin = spin.detach().requires_grad_(True)
             s = spin.to(device=device, dtype=dtype)
-            x = o3.spherical_harmonics(list(range(self.lmax + 1)), s, normalize=False,
-                                       normalization="component")
-            x = x.t().contiguous().unsqueeze(1)                            # (D, 1, N)
+            y = o3.spherical_harmonics(list(range(self.lmax + 1)), s, normalize=False,
+                                       normalization="component").t()
+            x = [y[l * l:(l + 1) ** 2].unsqueeze(1).contiguous()          # (2l+1, 1, N)
+                 for l in range(self.lmax + 1)]
             sh = (s * math.sqrt(3.0)).t().contiguous()                     # (3, N)
             for block in self.blocks:
                 x = block(x, sh, nb, slot_weight, edge_index, bond_weight)

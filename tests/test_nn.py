@@ -1,0 +1,214 @@
+"""Tests of the equivariant network (ecnn_pyg.nn) with the helpers of ecnn_pyg.testing."""
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+import ecnn_pyg
+from ecnn_pyg import keys as K
+from ecnn_pyg import testing as T
+from ecnn_pyg.nn import (ECNN, DEFAULT_CONFIG, ModelInputError, NormActivation, SelfInteraction,
+                         SpinConv, build_neighbors)
+
+HOP = {"square": {"t1": 1.0}, "triangular": {"t1": 1.0, "t3": -0.85}}
+
+
+def custom_graph():
+    """A small open custom lattice: a 3x3 square patch with one diagonal."""
+    g = nx.Graph()
+    for i in range(3):
+        for j in range(3):
+            g.add_node((i, j), pos=(float(i), float(j)))
+    for i in range(3):
+        for j in range(3):
+            if i < 2:
+                g.add_edge((i, j), (i + 1, j), hopping=1.0)
+            if j < 2:
+                g.add_edge((i, j), (i, j + 1), hopping=1.0)
+    g.add_edge((0, 0), (1, 1), hopping=0.5)
+    return ecnn_pyg.from_networkx(g)
+
+
+def make(lattice, L=6, dtype=torch.float64, seed=0, **kw):
+    torch.manual_seed(seed)
+    if lattice == "custom":
+        data = custom_graph()
+        model = ECNN(lattice=None, num_bond_types=int(data[K.BOND_TYPE].max()) + 1,
+                     num_shells=int(data[K.BOND_SHELL].max()) + 1, **kw)
+    else:
+        data = ecnn_pyg.lattice_graph(lattice, L, HOP[lattice])
+        model = ECNN(lattice=lattice, **kw)
+    model = model.to(dtype)
+    spins = T.random_spins(data.num_nodes, dtype, torch.Generator().manual_seed(seed + 1))
+    return model, data, spins
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("lattice", ["square", "triangular", "custom"])
+def test_rotation_equivariance(lattice, dtype):
+    model, data, spins = make(lattice, dtype=dtype)
+    err = T.assert_rotation_equivariant(model, data, spins)
+    assert set(err) == {K.ENERGY, K.LOCAL_ENERGY, K.FIELD}
+
+
+@pytest.mark.parametrize("lattice", ["square", "triangular"])
+def test_translation_permutes_outputs(lattice):
+    model, data, spins = make(lattice)
+    T.assert_translation_equivariant(model, data, spins)
+
+
+@pytest.mark.parametrize("lattice,order", [("square", 4), ("triangular", 6)])
+def test_point_group(lattice, order):
+    assert len(ecnn_pyg.rotation_permutations(ecnn_pyg.lattice_graph(lattice, 6, HOP[lattice]))) \
+        == order
+    model, data, spins = make(lattice, weight_sharing="shell")
+    err = T.point_group_error(model, data, spins)
+    assert max(err.values()) < 1e-10, err
+    model, data, spins = make(lattice, weight_sharing="type")
+    err_type = T.point_group_error(model, data, spins)
+    print(f"{lattice}: C{order} error with per-bond-type weights {err_type}, "
+          f"with shell-shared weights {err}")
+    assert err_type[K.ENERGY] > 1e-6   # per-type weights break the point group in general
+
+
+@pytest.mark.parametrize("lattice", ["square", "triangular", "custom"])
+def test_field_is_minus_gradient(lattice):
+    model, data, spins = make(lattice, L=5, channels=4, num_blocks=2)
+    T.assert_field_is_gradient(model, data, spins, tol=1e-7,
+                               generator=torch.Generator().manual_seed(3))
+
+
+def test_batch_equals_per_graph():
+    torch.manual_seed(0)
+    model = ECNN(lattice="square").double()
+    graphs = [ecnn_pyg.lattice_graph("square", 4, HOP["square"]),
+              ecnn_pyg.lattice_graph("square", (6, 5), HOP["square"])]
+    spins = [T.random_spins(g.num_nodes) for g in graphs]
+    err = T.batch_error(model, graphs, spins)
+    assert max(err.values()) < 1e-12, err
+    # custom graphs (the generic gather path) batch too
+    model = ECNN(lattice=None, num_bond_types=8).double()
+    err = T.batch_error(model, [custom_graph(), custom_graph()], [T.random_spins(9)] * 2)
+    assert max(err.values()) < 1e-12, err
+
+
+def test_time_reversal_option():
+    model, data, spins = make("triangular", time_reversal=True)
+    assert str(model.irreps_spin) == "1x1o"
+    err = T.time_reversal_error(model, data, spins)
+    assert max(err.values()) < 1e-12, err
+    T.assert_rotation_equivariant(model, data, spins)
+    model, data, spins = make("triangular")
+    assert T.time_reversal_error(model, data, spins)[K.ENERGY] > 1e-6
+
+
+def test_negative_control_breaks_equivariance():
+    model, data, spins = make("square")
+
+    def zeeman_like(graph, s):           # an S_z term: not rotation invariant
+        out = model(graph, s)
+        return {K.ENERGY: out[K.ENERGY] + 0.1 * s[:, 2].sum(), K.FIELD: out[K.FIELD] - 0.1 *
+                torch.tensor([0.0, 0.0, 1.0], dtype=s.dtype)}
+    with pytest.raises(AssertionError, match="not rotation equivariant"):
+        T.assert_rotation_equivariant(zeeman_like, data, spins)
+    # a deliberately broken layer: random tensor-product coefficients
+    broken, _, _ = make("square")
+    conv = broken.blocks[1].conv
+    conv._tp64 = [torch.randn_like(a) for a in conv._tp64]
+    conv._tp_cache.clear()
+    with pytest.raises(AssertionError, match="not rotation equivariant"):
+        T.assert_rotation_equivariant(broken, data, spins)
+    # a translation-breaking model fails the translation check
+    with pytest.raises(AssertionError, match="not translation equivariant"):
+        T.assert_translation_equivariant(
+            lambda g, s: {K.ENERGY: (s[:, 0] * torch.arange(len(s))).sum()[None]}, data, spins)
+
+
+@pytest.mark.parametrize("lattice", ["square", "triangular", "custom"])
+def test_fused_equals_propagate(lattice):
+    model, data, spins = make(lattice, L=5)
+    a, b = model(data, spins), model(data, spins, fused=False)
+    for key in (K.ENERGY, K.LOCAL_ENERGY, K.FIELD):
+        assert torch.allclose(a[key], b[key], atol=1e-12), key
+
+
+def test_grid_conv_equals_gather():
+    torch.manual_seed(0)
+    data = ecnn_pyg.lattice_graph("triangular", (6, 5), HOP["triangular"])
+    grid = build_neighbors(data.edge_index, data[K.BOND_TYPE], data.num_nodes, data[K.CELL],
+                           data[K.SIZE])
+    gather = build_neighbors(data.edge_index, data[K.BOND_TYPE], data.num_nodes,
+                             allow_grid=False)
+    assert grid.grid == (6, 5) and gather.grid is None and not gather.padded
+    conv = SpinConv(3, 5, 2, 2, num_weights=18).double()
+    x = [torch.randn(2 * l + 1, 3, data.num_nodes, dtype=torch.float64) for l in range(3)]
+    sh = torch.randn(3, data.num_nodes, dtype=torch.float64)
+    sw = grid.slot_type + 1
+    for a, b in zip(conv(x, sh, neighbors=grid, slot_weight=sw),
+                    conv(x, sh, neighbors=gather, slot_weight=sw)):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_training_field_loss_backpropagates():
+    model, data, spins = make("square", L=4, dtype=torch.float32)
+    model.train()
+    out = model(data, spins)
+    assert out[K.FIELD].requires_grad
+    loss = out[K.FIELD].pow(2).mean() + out[K.ENERGY].pow(2).mean()
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.numel())
+    assert model.blocks[0].conv.weight[1].grad.abs().sum() > 0
+    model.eval()
+    assert not model(data, spins)[K.FIELD].requires_grad
+
+
+def test_shapes_and_repr():
+    model, data, spins = make("triangular", L=4, dtype=torch.float32)
+    out = model(data, spins)
+    n = data.num_nodes
+    assert out[K.ENERGY].shape == (1,) and out[K.LOCAL_ENERGY].shape == (n,)
+    assert out[K.FIELD].shape == (n, 3) and out[K.FIELD].dtype == torch.float32
+    assert torch.allclose(out[K.ENERGY], out[K.LOCAL_ENERGY].sum())
+    conv = model.blocks[1].conv
+    assert repr(conv) == ("SpinConv(8x0e+8x1e+8x2e -> 8x0e+8x1e+8x2e, sh=1x0e+1x1e, "
+                          "paths=9, weights=18)")
+    assert "NormActivation(8x0e+8x1e+8x2e" in repr(model.blocks[0].act)
+    assert repr(SelfInteraction(8, 4)) == "SelfInteraction(8x0e -> 4x0e)"
+    assert "lattice='triangular'" in repr(model)
+    assert len(model.blocks) == 4 and not model.blocks[0].skip and model.blocks[1].skip
+    act = NormActivation(2, 2)
+    y = act([torch.randn(1, 2, 5), torch.randn(3, 2, 5), torch.randn(5, 2, 5)])
+    assert [t.shape for t in y] == [(1, 2, 5), (3, 2, 5), (5, 2, 5)]
+    assert out[K.ENERGY].shape == model(data, spins.double(), compute_field=False)[K.ENERGY].shape
+    conv.reset_parameters()
+
+
+def test_bad_inputs():
+    model, data, spins = make("square", L=4)
+    with pytest.raises(ModelInputError, match=r"\(16, 3\)"):
+        model(data, spins[:, :2])
+    with pytest.raises(ModelInputError, match=r"\(16, 3\)"):
+        model(data, spins[:-1])
+    tri = ecnn_pyg.lattice_graph("triangular", 5, HOP["triangular"])
+    with pytest.raises(ModelInputError, match="8 bond types.*'triangular' with 18"):
+        model(tri, T.random_spins(tri.num_nodes))
+    small = ECNN(lattice=None, num_bond_types=2).double()
+    with pytest.raises(ModelInputError, match="2 bond types"):
+        small(custom_graph(), T.random_spins(9))
+    with pytest.raises(ValueError, match="unknown model config keys"):
+        ECNN.from_config({"chanels": 8})
+    with pytest.raises(ValueError, match="weight_sharing"):
+        ECNN(weight_sharing="offset")
+
+
+def test_config_and_yaml(tmp_path):
+    model = ECNN.from_yaml("configs/model_paper.yaml")
+    cfg = model.config
+    assert cfg["channels"] == 8 and cfg["lmax"] == 2 and cfg["num_blocks"] == 4
+    assert cfg["num_bond_types"] == 8 and cfg["lattice"] == "square"
+    assert set(cfg) == set(DEFAULT_CONFIG)
+    again = ECNN.from_config(cfg)
+    assert sum(p.numel() for p in again.parameters()) == sum(p.numel() for p in model.parameters())
+    shell = ECNN.from_config(lattice="triangular", weight_sharing="shell", channels=4)
+    assert shell.blocks[1].conv.weight[0].shape[0] == 1 + 3
