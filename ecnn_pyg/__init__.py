@@ -1,15 +1,22 @@
 """ecnn_pyg: equivariant neural networks for spin dynamics of itinerant magnets.
 
-Lattices become PyTorch Geometric graphs (:mod:`ecnn_pyg.graph`), exact
-diagonalization of the Kondo lattice model gives training data
-(:mod:`ecnn_pyg.ed`, :mod:`ecnn_pyg.datasets`).
+* :mod:`ecnn_pyg.lattice`, :mod:`ecnn_pyg.graph`: lattices as PyTorch Geometric graphs;
+* :mod:`ecnn_pyg.ed`: exact diagonalization of the Kondo lattice model;
+* :mod:`ecnn_pyg.generate`, :mod:`ecnn_pyg.datasets`: resumable HDF5 data sets;
+* :mod:`ecnn_pyg.nn`: the equivariant convolution and the ECNN model;
+* :mod:`ecnn_pyg.dynamics`, :mod:`ecnn_pyg.observables`, :mod:`ecnn_pyg.plot`:
+  stochastic LLG, topological charge and structure factor, pictures.
 """
 __version__ = "0.1.0"
 
 from .lattice import Bond, Lattice, LatticeError, available_lattices, load_lattice
 from .graph import (lattice_graph, from_networkx, to_networkx, site_permutation,
                     translation_permutation, rotation_permutations)
+from .spins import SpinError
+from .ed import KondoED
+from .datasets import SpinDataset
 
 __all__ = ["__version__", "Bond", "Lattice", "LatticeError", "available_lattices",
            "load_lattice", "lattice_graph", "from_networkx", "to_networkx",
-           "site_permutation", "translation_permutation", "rotation_permutations"]
+           "site_permutation", "translation_permutation", "rotation_permutations",
+           "SpinError", "KondoED", "SpinDataset"]

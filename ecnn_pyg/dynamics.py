@@ -55,6 +55,8 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from .spins import SpinError  # one error class for bad spins, numpy or torch
+
 __all__ = ["SpinError", "check_spins", "normalize", "random_spins", "llg_rhs",
            "SpinSystem", "numpy_field_source", "model_field_source", "suggest_timestep",
            "LLGIntegrator", "Heun", "DepondtMertens", "SIB", "INTEGRATORS", "make_integrator",
@@ -64,8 +66,6 @@ FieldSource = Callable[[torch.Tensor], torch.Tensor]
 Scalar = Union[float, int, Sequence[float], np.ndarray, torch.Tensor]
 
 
-class SpinError(ValueError):
-    """Spins or fields of the wrong shape, non-finite or not of unit length."""
 
 
 # ----------------------------------------------------------------- spin helpers
