@@ -11,6 +11,7 @@ from torch.nn import Parameter, ParameterList
 from torch_geometric.nn import MessagePassing
 
 from ._neighbors import Neighbors
+from ._pad import circular_pad
 from ._paths import irreps_of, l_slices, paths, tp_matrices
 from ._tp import central_tensor_product
 
@@ -142,9 +143,7 @@ class SpinConv(MessagePassing):
                 if not self.path_list[li]:
                     out.append(None)
                     continue
-                xg = xl.view(-1, c_in, L1, L2)
-                if p:
-                    xg = F.pad(xg, (p, p, p, p), mode="circular")
+                xg = circular_pad(xl.view(-1, c_in, L1, L2), p)
                 w = self._kernel(li, slot_weight).permute(2, 1, 0)    # (P C_out, C_in, K)
                 ker = w.new_zeros(w.shape[0], c_in, w_side * w_side).index_add(2, pos, w)
                 ker = ker.view(w.shape[0], c_in, w_side, w_side)
