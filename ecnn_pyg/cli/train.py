@@ -1,0 +1,45 @@
+"""Train an ECNN (or the IFNN baseline) on an ED data set.
+
+Writes the run directory given by the config's run_dir: config.yaml, log.csv
+(one row per epoch), learning_curve.png, best.pt and last.pt. An interrupted
+run (Ctrl-C, SIGTERM, a crash) loses at most the epoch in flight: rerun the
+same command with --resume to continue it exactly.
+
+Example:
+    ecnn-pyg train --config configs/square_ecnn.yaml
+    ecnn-pyg train --config configs/square_ecnn.yaml --set batch_size=4 lr=0.003
+    ecnn-pyg train --config configs/square_ecnn.yaml --set model_config.channels=16
+    ecnn-pyg train --config configs/square_ecnn.yaml --resume --set max_epochs=3000
+    ecnn-pyg train --resume --set run_dir=runs/square_ecnn
+"""
+from ..config import parse_overrides
+
+
+def add_arguments(parser):
+    parser.add_argument("--config", help="YAML training config (keys: see "
+                                         "configs/square_ecnn.yaml); optional with --resume")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="override config keys (values parsed as YAML); "
+                             "model_config.KEY=VALUE sets one model key")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in run_dir from its last.pt")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args):
+    from ..datasets import terminate_as_interrupt
+    from ..train import Trainer
+    overrides = parse_overrides(args.set)
+    if args.quiet:
+        overrides["progress"] = False
+    if args.config is None and not args.resume:
+        raise ValueError("give --config FILE.yaml (or --resume with run_dir)")
+    trainer = Trainer(args.config, overrides, resume=args.resume)
+    with terminate_as_interrupt():
+        try:
+            trainer.run()
+        except KeyboardInterrupt:
+            print(f"interrupted during epoch {trainer.epoch + 1}; resume with: ecnn-pyg train "
+                  f"--resume --set run_dir={trainer.run_dir}")
+            return 130
+    return 0
