@@ -47,10 +47,14 @@ class DataFileError(ValueError):
 
 def _open(path, mode="r") -> h5py.File:
     try:
-        f = h5py.File(path, mode)
+        # readers do not lock, so a file can be inspected while a generate run appends to it
+        f = h5py.File(path, mode, locking=False) if mode == "r" else h5py.File(path, mode)
     except FileNotFoundError as err:
         raise DataFileError(f"data file '{path}' does not exist") from err
     except OSError as err:
+        if "lock" in str(err):
+            raise DataFileError(f"'{path}' is open for writing by another process (a generate "
+                                "run in progress?); wait for it or stop it first") from err
         raise DataFileError(f"'{path}' is not a readable HDF5 file (corrupted or of another "
                             f"format): {err}") from err
     if f.attrs.get("format") != FORMAT:
