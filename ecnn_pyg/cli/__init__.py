@@ -16,6 +16,7 @@ COMMANDS = {
     "generate": ("ecnn_pyg.cli.generate", "generate an exact-diagonalization data set (HDF5)"),
     "ed": ("ecnn_pyg.cli.ed", "energy and effective field of given spin configurations by ED"),
     "lattices": ("ecnn_pyg.cli.lattices", "list or describe the built-in lattices"),
+    "simulate": ("ecnn_pyg.cli.simulate", "run LLG spin dynamics with an ED or learned field"),
     "train": ("ecnn_pyg.cli.train", "train an ECNN (or the IFNN baseline) on an ED data set"),
     "evaluate": ("ecnn_pyg.cli.evaluate", "predict energies/fields with a trained model, or "
                  "score it on a data set"),

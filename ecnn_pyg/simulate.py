@@ -1,0 +1,250 @@
+"""Resumable LLG simulations: a trajectory, or a sweep over Zeeman fields / temperatures.
+
+``simulate(config)`` is what ``ecnn-pyg simulate --config FILE.yaml`` runs. Each
+entry of the sweep (every pair of ``zeeman`` x ``temperature`` values) is one run,
+integrated for ``n_steps`` steps; every ``save_every`` steps (and at the end)
+it appends a snapshot and its observables to the output file and saves the
+state (spins and the noise generator), so a rerun continues exactly where it
+stopped, and a rerun with a larger ``n_steps`` extends the runs.
+
+File layout (``format = "ecnn_pyg-trajectory"``)::
+
+    /graph/                         the lattice graph
+    /run_000/ attrs: zeeman, temperature, step (completed steps)
+              spin       (m, N, 3)  snapshots (float32)
+              time       (m,)
+              magnetization (m, 3), charge (m,)   (Q; 2D lattices only, else NaN)
+              state_spin (N, 3) float64, state_rng (uint8)   resume state
+    attrs: config (YAML), identity keys, package_version
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Callable, Mapping, Optional, Union
+
+import h5py
+import numpy as np
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from . import __version__
+from . import keys as K
+from .config import REQUIRED, load_config
+from .datasets import DataFileError, _graph_to_group, terminate_as_interrupt
+from .dynamics import INTEGRATORS, SpinSystem, make_integrator, numpy_field_source
+from .ed import KondoED
+from .graph import lattice_graph
+from .spins import as_spin_batch, ferromagnet, random_spins
+
+__all__ = ["SIMULATE_SCHEMA", "simulate", "field_source", "read_runs", "FORMAT"]
+
+FORMAT = "ecnn_pyg-trajectory"
+_IDENTITY = ("lattice", "size", "hoppings", "source", "model", "J", "electrons", "filling",
+             "mu", "el_temperature", "integrator", "dt", "alpha", "initial", "seed", "dtype",
+             "save_every")
+
+SIMULATE_SCHEMA = {
+    "output": (str, REQUIRED),
+    "lattice": (str, "triangular"),
+    "size": ((int, list), REQUIRED),
+    "hoppings": (dict, {}),
+    "source": (str, "ed"),                      # ed | model
+    "model": ((str, type(None)), None),         # pretrained name or checkpoint path
+    "J": ((float, type(None)), None),
+    "electrons": ((int, type(None)), None),
+    "filling": ((float, type(None)), None),
+    "mu": ((float, type(None)), None),
+    "el_temperature": (float, 0.0),
+    "integrator": (str, "sib"),
+    "dt": (float, REQUIRED),
+    "alpha": (float, 1.0),
+    "temperature": ((float, list), 0.0),
+    "zeeman": ((float, list), 0.0),
+    "n_steps": (int, REQUIRED),
+    "save_every": (int, 100),
+    "initial": (str, "random"),                 # random | ferro | path of a .npy
+    "seed": (int, 0),
+    "dtype": (str, "float64"),
+    "device": (str, "cpu"),
+}
+
+
+def field_source(cfg: Mapping, graph) -> Callable:
+    """The electronic field source of a simulate config (without Zeeman)."""
+    if cfg["source"] == "ed":
+        if cfg["J"] is None:
+            raise ValueError("source 'ed' needs J and one of electrons, filling, mu")
+        ed = KondoED(graph, J=cfg["J"], electrons=cfg["electrons"], filling=cfg["filling"],
+                     mu=cfg["mu"], temperature=cfg["el_temperature"])
+        return numpy_field_source(lambda s: ed.energy_field(s)[1])
+    if cfg["source"] == "model":
+        if not cfg["model"]:
+            raise ValueError("source 'model' needs model: a pretrained name or checkpoint path")
+        from .checkpoint import load_model        # the training package's loader
+        from .dynamics import model_field_source
+        model = load_model(cfg["model"]).to(cfg["device"]).eval()
+        return model_field_source(model, graph)
+    raise ValueError(f"unknown source '{cfg['source']}'; expected 'ed' or 'model'")
+
+
+def _as_list(v):
+    return [float(x) for x in v] if isinstance(v, list) else [float(v)]
+
+
+def _initial(cfg, n_sites, run_index):
+    init = cfg["initial"]
+    if init == "random":
+        return random_spins(n_sites, np.random.default_rng([cfg["seed"], run_index]))
+    if init == "ferro":
+        return ferromagnet(n_sites)
+    try:
+        spins = np.load(init, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"initial must be 'random', 'ferro' or a .npy file of spins; "
+                         f"cannot read '{init}': {err}") from err
+    return as_spin_batch(spins, n_sites, normalize=True)[0][0]
+
+
+def _check(cfg):
+    if cfg["integrator"] not in INTEGRATORS:
+        raise ValueError(f"unknown integrator '{cfg['integrator']}'; choose from {sorted(INTEGRATORS)}")
+    if cfg["n_steps"] < 0 or cfg["save_every"] < 1:
+        raise ValueError("n_steps must be >= 0 and save_every >= 1")
+    if cfg["dtype"] not in ("float32", "float64"):
+        raise ValueError(f"dtype must be float32 or float64, got {cfg['dtype']}")
+    for t in _as_list(cfg["temperature"]):
+        if t < 0:
+            raise ValueError(f"temperature must be >= 0, got {t}")
+
+
+def _observables(spins: torch.Tensor, graph, triangles):
+    from .observables import magnetization, topological_charge
+    m = magnetization(spins).cpu().numpy()
+    q = float(topological_charge(spins, triangles)) if triangles is not None else float("nan")
+    return m, q
+
+
+def simulate(config: Union[str, Path, Mapping], overrides: Optional[Mapping] = None,
+             progress: bool = True) -> Path:
+    """Run (or continue) the simulation of ``config``; returns the output path."""
+    cfg = load_config(config, SIMULATE_SCHEMA, overrides)
+    _check(cfg)
+    graph = lattice_graph(cfg["lattice"], cfg["size"], cfg["hoppings"])
+    n = graph.num_nodes
+    dtype = getattr(torch, cfg["dtype"])
+    device = torch.device(cfg["device"])
+    runs = list(itertools.product(_as_list(cfg["zeeman"]), _as_list(cfg["temperature"])))
+    identity = {k: json.dumps(cfg[k], sort_keys=True) for k in _IDENTITY}
+    path = Path(cfg["output"])
+    try:
+        triangles = None
+        if graph.pos.shape[1] == 2:
+            from .observables import triangulation
+            triangles = triangulation(graph)
+    except ValueError:
+        triangles = None
+    source = field_source(cfg, graph)
+    if path.exists():
+        try:
+            f = h5py.File(path, "r+")
+        except OSError as err:
+            raise DataFileError(f"'{path}' is not a readable HDF5 file: {err}") from err
+        if f.attrs.get("format") != FORMAT:
+            f.close()
+            raise DataFileError(f"'{path}' is not an ecnn_pyg trajectory file")
+        diff = [k for k in _IDENTITY if f.attrs.get(k) != identity[k]]
+        if diff:
+            f.close()
+            raise DataFileError(f"'{path}' was made with different settings ({', '.join(diff)}); "
+                                "choose another output file, the existing one was not changed")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = h5py.File(path, "w")
+        f.attrs["format"] = FORMAT
+        f.attrs["package_version"] = __version__
+        for k, v in identity.items():
+            f.attrs[k] = v
+        _graph_to_group(graph, f.create_group("graph"))
+    f.attrs["config"] = yaml.safe_dump(cfg, sort_keys=False)
+    with terminate_as_interrupt(), f:
+        for r, (hz, temp) in enumerate(runs):
+            _run_one(f, r, hz, temp, cfg, graph, source, triangles, dtype, device, progress)
+    return path
+
+
+def _run_one(f, r, hz, temp, cfg, graph, source, triangles, dtype, device, progress):
+    name = f"run_{r:03d}"
+    n, every = graph.num_nodes, cfg["save_every"]
+    gen = torch.Generator(device=device).manual_seed(int(cfg["seed"]) * 1000003 + r)
+    if name in f:
+        g = f[name]
+        if g.attrs["zeeman"] != hz or g.attrs["temperature"] != temp:
+            raise DataFileError(f"{name} of '{f.filename}' has H_z={g.attrs['zeeman']}, "
+                                f"T={g.attrs['temperature']}, not {hz}, {temp}")
+        step = int(g.attrs["step"])
+        if step >= cfg["n_steps"]:
+            return
+        spins = torch.from_numpy(g["state_spin"][()]).to(device, dtype)
+        gen.set_state(torch.from_numpy(g["state_rng"][()]))
+        m = step // every + 1 + (step % every > 0)  # snapshots that belong to `step`
+        for key in ("spin", "time", "magnetization", "charge"):
+            g[key].resize(m, axis=0)                # drop any snapshot written after the state
+    else:
+        g = f.create_group(name)
+        g.attrs.update({"zeeman": hz, "temperature": temp, "step": 0})
+        g.create_dataset("spin", (0, n, 3), maxshape=(None, n, 3), chunks=(1, n, 3), dtype="f4")
+        g.create_dataset("time", (0,), maxshape=(None,), chunks=(256,), dtype="f8")
+        g.create_dataset("magnetization", (0, 3), maxshape=(None, 3), chunks=(256, 3), dtype="f8")
+        g.create_dataset("charge", (0,), maxshape=(None,), chunks=(256,), dtype="f8")
+        spins = torch.from_numpy(_initial(cfg, n, r)).to(device, dtype)
+        step = 0
+        _save(g, 0, 0.0, spins, gen, graph, triangles)
+    system = SpinSystem(source, zeeman=hz)
+    integ = make_integrator(cfg["integrator"], cfg["dt"], alpha=cfg["alpha"], temperature=temp,
+                            generator=gen)
+    bar = tqdm(total=cfg["n_steps"], initial=step, disable=not progress,
+               desc=f"{name} H_z={hz:g} T={temp:g}", unit="step")
+    while step < cfg["n_steps"]:
+        k = min(every - step % every, cfg["n_steps"] - step)
+        spins = integ.run(spins, system, k)
+        step += k
+        bar.update(k)
+        _save(g, step, step * cfg["dt"], spins, gen, graph, triangles)
+    bar.close()
+
+
+def _save(g, step, time, spins, gen, graph, triangles):
+    """Append a snapshot, then the resume state, then the step counter."""
+    m, q = _observables(spins, graph, triangles)
+    i = g["spin"].shape[0]
+    for key in ("spin", "time", "magnetization", "charge"):
+        g[key].resize(i + 1, axis=0)
+    g["spin"][i] = spins.detach().cpu().numpy()
+    g["time"][i] = time
+    g["magnetization"][i] = m
+    g["charge"][i] = q
+    for key, value in (("state_spin", spins.detach().cpu().double().numpy()),
+                       ("state_rng", gen.get_state().numpy())):
+        if key in g:
+            g[key][...] = value
+        else:
+            g.create_dataset(key, data=value)
+    g.file.flush()
+    g.attrs["step"] = step
+    g.file.flush()
+
+
+def read_runs(path) -> list:
+    """All runs of a trajectory file as dicts (zeeman, temperature, time, spin, observables)."""
+    out = []
+    with h5py.File(path, "r", locking=False) as f:
+        if f.attrs.get("format") != FORMAT:
+            raise DataFileError(f"'{path}' is not an ecnn_pyg trajectory file")
+        for name in sorted(k for k in f if k.startswith("run_")):
+            g = f[name]
+            out.append({"name": name, **{k: g.attrs[k] for k in ("zeeman", "temperature", "step")},
+                        **{k: g[k][()] for k in ("time", "spin", "magnetization", "charge")}})
+    return out
