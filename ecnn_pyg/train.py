@@ -400,9 +400,11 @@ class Trainer:
             if cfg["grad_clip"]:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg["grad_clip"])
             self.optimizer.step()
+            loss_value = float(loss.detach())
             acc.update(out[K.FIELD], b[K.FIELD], b[K.SPIN], out[K.ENERGY], energy, nn_,
-                       float(loss.detach()))
-            bar.set_postfix(loss=f"{float(loss):.3g}")
+                       loss_value)
+            if cfg["progress"]:
+                bar.set_postfix(loss=f"{loss_value:.3g}")
         return acc.compute()
 
     def validate(self) -> Dict[str, float]:
@@ -468,11 +470,10 @@ class Trainer:
             if improved:
                 save_checkpoint(self.run_dir / "best.pt", state)
             save_checkpoint(self.run_dir / "last.pt", state)
-            if cfg["progress"] or True:
-                print(f"epoch {epoch:5d}  train RMSE(B) {tr['rmse_field']:.5f}  val RMSE(B) "
-                      f"{va['rmse_field']:.5f} (transverse {va['rmse_field_transverse']:.5f})  "
-                      f"val RMSE(E/N) {va['rmse_energy_per_site']:.3e}  lr {row['lr']:.3g}  "
-                      f"{dt:.1f} s" + ("  *" if improved else ""), flush=True)
+            print(f"epoch {epoch:5d}  train RMSE(B) {tr['rmse_field']:.5f}  val RMSE(B) "
+                  f"{va['rmse_field']:.5f} (transverse {va['rmse_field_transverse']:.5f})  "
+                  f"val RMSE(E/N) {va['rmse_energy_per_site']:.3e}  lr {row['lr']:.3g}  "
+                  f"{dt:.1f} s" + ("  *" if improved else ""), flush=True)
             if cfg["plot_every"] and epoch % cfg["plot_every"] == 0:
                 plot_learning_curve(self.run_dir / "log.csv", self.run_dir / "learning_curve.png")
             if cfg["early_stopping_patience"] and self.bad_epochs >= cfg["early_stopping_patience"]:

@@ -1,0 +1,204 @@
+"""Training, checkpoints, augmentation and the train/evaluate commands on tiny data."""
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ecnn_pyg import __version__
+from ecnn_pyg import keys as K
+from ecnn_pyg.augment import RotationAugment
+from ecnn_pyg.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from ecnn_pyg.cli import main
+from ecnn_pyg.config import ConfigError
+from ecnn_pyg.ed import KondoED
+from ecnn_pyg.generate import generate
+from ecnn_pyg.graph import lattice_graph
+from ecnn_pyg.nn import ModelInputError
+from ecnn_pyg.spins import random_spins
+from ecnn_pyg.train import LOG_COLUMNS, Trainer, train
+
+TINY_ECNN = {"channels": 2, "num_blocks": 1, "lmax": 1}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "sq6.h5"
+    generate({"output": str(path), "lattice": "square", "size": [6, 6], "hoppings": {"t1": 1.0},
+              "J": 7.0, "electrons": 34, "seed": 1, "splits": {"train": 6, "val": 3}},
+             progress=False)
+    return path
+
+
+def _cfg(data, run_dir, **kw):
+    cfg = {"data": str(data), "run_dir": str(run_dir), "max_epochs": 3, "batch_size": 2,
+           "optimizer": "adam", "lr": 0.01, "progress": False, "plot_every": 0,
+           "model_config": dict(TINY_ECNN)}
+    cfg.update(kw)
+    return cfg
+
+
+def _log(run_dir):
+    return list(csv.DictReader(open(Path(run_dir) / "log.csv")))
+
+
+def test_loss_decreases(data, tmp_path):
+    train(_cfg(data, tmp_path / "r", max_epochs=6, augment=True, lr=0.03))
+    rows = _log(tmp_path / "r")
+    assert len(rows) == 6
+    assert float(rows[-1]["train_loss"]) < 0.8 * float(rows[0]["train_loss"])
+    assert float(rows[-1]["val_rmse_field"]) < float(rows[0]["val_rmse_field"])
+
+
+def test_run_dir_contents_and_checkpoints(data, tmp_path):
+    rd = tmp_path / "r"
+    train(_cfg(data, rd))
+    for name in ("config.yaml", "log.csv", "learning_curve.png", "best.pt", "last.pt"):
+        assert (rd / name).exists(), name
+    rows = _log(rd)
+    assert list(rows[0]) == LOG_COLUMNS and [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    last, best = load_checkpoint(rd / "last.pt"), load_checkpoint(rd / "best.pt")
+    for ck in (last, best):
+        for key in ("model_type", "model_config", "model_state", "optimizer_state",
+                    "scheduler_state", "epoch", "metrics", "rng_state", "package_version",
+                    "train_config", "data", "best"):
+            assert key in ck, key
+        assert ck["package_version"] == __version__ and ck["model_type"] == "ecnn"
+    assert last["epoch"] == 3 and best["epoch"] == best["best"]["epoch"] <= 3
+    assert last["data"]["lattice"] == "square" and last["data"]["size"] == [6, 6]
+    # the reloaded model predicts what the metrics say
+    model, _ = load_model(rd / "best.pt")
+    assert not model.training
+    assert best["metrics"]["val_rmse_field"] == pytest.approx(
+        float(rows[best["epoch"] - 1]["val_rmse_field"]))
+
+
+def test_resume_equals_uninterrupted(data, tmp_path):
+    kw = dict(augment=True, batch_size=4, max_epochs=4, scheduler="plateau", lr_patience=1)
+    train(_cfg(data, tmp_path / "a", **kw))
+    train(_cfg(data, tmp_path / "b", **{**kw, "max_epochs": 2}))
+    with pytest.raises(ConfigError, match="resume"):       # no silent overwrite
+        train(_cfg(data, tmp_path / "b", **kw))
+    with pytest.raises(ConfigError, match="different settings"):
+        Trainer(_cfg(data, tmp_path / "b", **{**kw, "lr": 0.5}), resume=True)
+    train(None, {"run_dir": str(tmp_path / "b"), "max_epochs": 4}, resume=True)
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 4
+    for k, v in a["model_state"].items():
+        assert torch.equal(v, b["model_state"][k]), k
+    ra, rb = _log(tmp_path / "a"), _log(tmp_path / "b")
+    assert [r["val_loss"] for r in ra] == [r["val_loss"] for r in rb]
+
+
+def test_ifnn_trains(data, tmp_path):
+    train(_cfg(data, tmp_path / "i", model="ifnn", model_config={"hidden": [8]}, max_epochs=2))
+    ck = load_checkpoint(tmp_path / "i" / "last.pt")
+    assert ck["model_type"] == "ifnn" and ck["dtype"] == "float64"
+
+
+def test_augmentation_preserves_ed_energies():
+    g = lattice_graph("square", 4, {"t1": 1.0})
+    ed = KondoED(g, J=3.0, electrons=14)
+    aug = RotationAugment(g)
+    assert len(aug) == 4                      # C4
+    s = random_spins(16, np.random.default_rng(0), n=2)
+    e, f = ed.energy_field(s)
+    k = torch.arange(4)
+    sr, fr = aug.apply(k[:2] + 1, torch.from_numpy(s), torch.from_numpy(f))
+    e2, f2 = ed.energy_field(sr.numpy())
+    np.testing.assert_allclose(e2, e, atol=1e-9)
+    np.testing.assert_allclose(f2, fr.numpy(), atol=1e-8)
+    tri = RotationAugment(lattice_graph("triangular", 6, {"t1": 1.0}))
+    assert len(tri) == 6                      # C6
+
+
+def test_bad_inputs(data, tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key"):
+        train(_cfg(data, tmp_path / "x", learning_rate=0.1))
+    with pytest.raises(ConfigError, match="must be int"):
+        train(_cfg(data, tmp_path / "x", batch_size="two"))
+    with pytest.raises(ConfigError, match="model_config"):
+        train(_cfg(data, tmp_path / "x", model_config={"chanels": 3}))
+    with pytest.raises(ConfigError, match="channels"):
+        train(_cfg(data, tmp_path / "x", model_config={"channels": 2.5}))
+    rd = tmp_path / "r"
+    train(_cfg(data, rd, max_epochs=1))
+    good = rd / "last.pt"
+    # truncated / corrupted
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(good.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match="corrupted"):
+        load_checkpoint(bad)
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(CheckpointError, match="not a checkpoint"):
+        load_checkpoint(tmp_path / "text.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not an ecnn_pyg checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    ck = load_checkpoint(good)
+    ck["package_version"] = "9.9.0"
+    torch.save(ck, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="9.9.0"):
+        load_checkpoint(tmp_path / "future.pt")
+    ck["format_version"] = 99
+    torch.save(ck, tmp_path / "fmt.pt")
+    with pytest.raises(CheckpointError, match="format version"):
+        load_checkpoint(tmp_path / "fmt.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+    # a square-lattice model on a triangular graph
+    model, _ = load_model(good)
+    with pytest.raises(ModelInputError, match="bond types"):
+        model(lattice_graph("triangular", 6, {"t1": 1.0}), torch.randn(36, 3))
+
+
+def test_atomic_save_leaves_no_temp(tmp_path):
+    save_checkpoint(tmp_path / "c.pt", {"model_type": "ecnn", "model_config": {},
+                                        "model_state": {}})
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_cli(data, tmp_path, capsys):
+    for cmd in ("train", "evaluate"):
+        with pytest.raises(SystemExit) as e:
+            main([cmd, "--help"])
+        assert e.value.code == 0
+    assert "--resume" in capsys.readouterr().out
+    rd = tmp_path / "run"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"data: {data}\nrun_dir: {rd}\nmax_epochs: 1\nbatch_size: 3\n"
+                   "optimizer: adam\nmodel_config: {channels: 2, num_blocks: 1, lmax: 1}\n")
+    assert main(["train", "--config", str(cfg), "--quiet", "--set", "plot_every=0"]) == 0
+    assert main(["train", "--config", str(cfg), "--resume", "--quiet",
+                 "--set", "max_epochs=2"]) == 0
+    assert len(_log(rd)) == 2
+    # predictions for spins of shape (n, L1, L2, 3)
+    s = random_spins(36, np.random.default_rng(1), n=3)
+    np.save(tmp_path / "s.npy", s.reshape(3, 6, 6, 3))
+    out = tmp_path / "o.npz"
+    assert main(["evaluate", "--model", str(rd / "best.pt"), "--spins",
+                 str(tmp_path / "s.npy"), "--out", str(out)]) == 0
+    res = np.load(out)
+    assert res["energy"].shape == (3,) and res["field"].shape == (3, 36, 3)
+    # (n, sites, 3) on a larger supercell than trained on, size given
+    s2 = random_spins(64, np.random.default_rng(2), n=2)
+    np.save(tmp_path / "s2.npy", s2)
+    assert main(["evaluate", "--model", str(rd / "best.pt"), "--spins",
+                 str(tmp_path / "s2.npy"), "--out", str(tmp_path / "o2.npz"),
+                 "--size", "8", "8"]) == 0
+    assert np.load(tmp_path / "o2.npz")["field"].shape == (2, 64, 3)
+    # scoring on the data set: metrics and parity plot
+    png = tmp_path / "parity.png"
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(rd / "best.pt"), "--data", str(data),
+                 "--plot", str(png)]) == 0
+    text = capsys.readouterr().out
+    assert "rmse_field_transverse" in text and png.stat().st_size > 1000
+    # clear errors, exit code 2
+    assert main(["evaluate", "--model", str(tmp_path / "nope.pt"), "--spins",
+                 str(tmp_path / "s.npy"), "--out", str(tmp_path / "o3.npz")]) == 2
+    np.save(tmp_path / "bad.npy", np.ones((2, 36, 3)))
+    assert main(["evaluate", "--model", str(rd / "best.pt"), "--spins",
+                 str(tmp_path / "bad.npy"), "--out", str(tmp_path / "o4.npz")]) == 2
+    assert "unit vectors" in capsys.readouterr().err
