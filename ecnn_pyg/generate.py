@@ -34,7 +34,8 @@ GENERATE_SCHEMA = {
     "mu": ((float, type(None)), None),
     "temperature": (float, 0.0),
     "zeeman": (float, 0.0),
-    "sampler": (str, "uniform"),
+    "sampler": (str, "uniform"),                # uniform | file
+    "spins_from": ((str, type(None)), None),     # sampler "file": .npy or trajectory .h5
     "seed": (int, 0),
     "splits": (dict, {"train": 100, "val": 50}),
 }
@@ -55,6 +56,27 @@ def _uniform(n_sites: int, rng: np.random.Generator) -> np.ndarray:
 SAMPLERS: Dict[str, Callable] = {"uniform": _uniform}
 
 
+def spins_from_file(path: Union[str, Path], n_sites: int) -> np.ndarray:
+    """Spin configurations ``(n, N, 3)`` from a ``.npy`` array or a trajectory file.
+
+    A trajectory file (``ecnn-pyg simulate``) contributes every snapshot of every
+    run, in run order: e.g. the non-equilibrium and equilibrium snapshots of
+    ED-LLG runs at several fields (the triangular protocol of the paper).
+    """
+    path = Path(path)
+    if path.suffix == ".npy":
+        from .spins import as_spin_batch
+        return as_spin_batch(np.load(path, allow_pickle=False), n_sites, normalize=True)[0]
+    from .simulate import read_runs
+    runs = read_runs(path)
+    if not runs:
+        raise ValueError(f"trajectory file '{path}' holds no runs")
+    spins = np.concatenate([r["spin"] for r in runs]).astype(np.float64)
+    if spins.shape[1] != n_sites:
+        raise ValueError(f"'{path}' holds spins of {spins.shape[1]} sites, the lattice has {n_sites}")
+    return spins / np.linalg.norm(spins, axis=-1, keepdims=True)   # float32 snapshots
+
+
 def build_solver(cfg: Mapping):
     """Lattice graph and :class:`KondoED` of a generate config."""
     graph = lattice_graph(cfg["lattice"], cfg["size"], cfg["hoppings"])
@@ -67,8 +89,9 @@ def generate(config: Union[str, Path, Mapping, None] = None, overrides: Optional
              progress: bool = True) -> Path:
     """Generate (or continue) the data set described by ``config``; returns its path."""
     cfg = load_config(config if config is not None else DEFAULT_CONFIG, GENERATE_SCHEMA, overrides)
-    if cfg["sampler"] not in SAMPLERS:
-        raise ValueError(f"unknown sampler '{cfg['sampler']}'; available: {sorted(SAMPLERS)}")
+    if cfg["sampler"] not in SAMPLERS and cfg["sampler"] != "file":
+        raise ValueError(f"unknown sampler '{cfg['sampler']}'; available: "
+                         f"{sorted(SAMPLERS) + ['file']}")
     splits = {str(k): int(v) for k, v in cfg["splits"].items()}
     if not splits or any(v < 0 for v in splits.values()):
         raise ValueError(f"splits must map names to non-negative counts, got {cfg['splits']}")
@@ -79,14 +102,23 @@ def generate(config: Union[str, Path, Mapping, None] = None, overrides: Optional
             "hoppings": lat.hopping_values(cfg["hoppings"]), "model": ed.params(),
             "sampler": cfg["sampler"], "seed": cfg["seed"], "splits": splits}
     total = sum(splits.values())
-    sampler = SAMPLERS[cfg["sampler"]]
+    stock = None
+    if cfg["sampler"] == "file":
+        if not cfg["spins_from"]:
+            raise ValueError("sampler 'file' needs spins_from: a .npy of spins or a trajectory .h5")
+        stock = spins_from_file(cfg["spins_from"], graph.num_nodes)
+        if len(stock) < total:
+            raise ValueError(f"'{cfg['spins_from']}' holds {len(stock)} configurations, the "
+                             f"splits ask for {total}")
+        meta["spins_from"] = str(cfg["spins_from"])
+    sampler = SAMPLERS.get(cfg["sampler"])
     with terminate_as_interrupt(), H5Writer(cfg["output"], graph, meta) as writer:
         writer.file.attrs["config"] = yaml.safe_dump(cfg, sort_keys=False)
         bar = tqdm(total=total, initial=writer.n_done, disable=not progress,
                    desc=f"ED {lat.name} {graph.num_nodes} sites", unit="config")
         for i in range(writer.n_done, total):
             rng = np.random.default_rng([cfg["seed"], i])
-            spin = sampler(graph.num_nodes, rng)
+            spin = stock[i] if stock is not None else sampler(graph.num_nodes, rng)
             energy, field = ed.energy_field(spin)
             writer.append(spin, energy, field)
             bar.update()

@@ -85,3 +85,26 @@ def test_cli_simulate(tmp_path, capsys):
     assert main(["simulate", "--config", str(path), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "run_000: H_z=0.005 T=0 steps=12 snapshots=4" in out
+
+
+def test_generate_from_trajectory_snapshots(tmp_path):
+    """ED-LLG snapshots become a data set (the triangular protocol's sampler)."""
+    from ecnn_pyg.datasets import SpinDataset
+    from ecnn_pyg.ed import KondoED
+    from ecnn_pyg.generate import generate
+    import ecnn_pyg as ep
+    traj = S.simulate(cfg(tmp_path), progress=False)
+    data = generate({"output": str(tmp_path / "d.h5"), "lattice": "triangular", "size": [6, 6],
+                     "hoppings": {"t1": 1.0, "t3": -0.85}, "J": -1.0, "mu": -3.5,
+                     "sampler": "file", "spins_from": str(traj),
+                     "splits": {"train": 5, "val": 3}}, progress=False)
+    snaps = np.concatenate([r["spin"] for r in S.read_runs(traj)])
+    val = SpinDataset(data, "val")
+    assert np.allclose(val[0].spin.numpy(), snaps[5], atol=1e-6)
+    ed = KondoED(ep.lattice_graph("triangular", 6, {"t3": -0.85}), J=-1.0, mu=-3.5)
+    e, b = ed.energy_field(val[0].spin.numpy())
+    assert np.allclose(val[0].field.numpy(), b) and val[0].energy.item() == pytest.approx(e)
+    with pytest.raises(ValueError, match="holds 8 configurations"):
+        generate({"output": str(tmp_path / "e.h5"), "lattice": "triangular", "size": [6, 6],
+                  "J": -1.0, "mu": -3.5, "sampler": "file", "spins_from": str(traj),
+                  "splits": {"train": 9}}, progress=False)
