@@ -212,3 +212,20 @@ def test_config_and_yaml(tmp_path):
     assert sum(p.numel() for p in again.parameters()) == sum(p.numel() for p in model.parameters())
     shell = ECNN.from_config(lattice="triangular", weight_sharing="shell", channels=4)
     assert shell.blocks[1].conv.weight[0].shape[0] == 1 + 3
+
+
+def test_field_check_catches_a_wrong_field():
+    model, data, spins = make("square", L=4, channels=2, num_blocks=1)
+
+    def wrong(graph, s):
+        out = model(graph, s)
+        return {K.ENERGY: out[K.ENERGY], K.FIELD: 1.1 * out[K.FIELD]}
+    with pytest.raises(AssertionError, match="not -dE/dS"):
+        T.assert_field_is_gradient(wrong, data, spins, generator=torch.Generator().manual_seed(0))
+
+
+def test_field_under_no_grad():
+    model, data, spins = make("square", L=4, channels=2, num_blocks=1)
+    with torch.no_grad():
+        out = model(data, spins)
+    assert out[K.FIELD].shape == (16, 3) and not out[K.FIELD].requires_grad

@@ -2,10 +2,10 @@ r"""The equivariant convolutional neural network (ECNN) for spin energies and fi
 from __future__ import annotations
 
 import copy
+import functools
 import math
-import warnings
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import yaml
@@ -15,7 +15,7 @@ from torch import Tensor
 from .. import keys as K
 from ..lattice import LatticeError, load_lattice
 from ._blocks import InteractionBlock, OutputBlock
-from ._grad import compute_field
+from ._grad import compute_field as field_from_energy
 from ._neighbors import Neighbors, build_neighbors
 from ._paths import irreps_of
 
@@ -37,6 +37,16 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "energy_scale": 1.0,
     "energy_shift": 0.0,
 }
+
+
+@functools.lru_cache(maxsize=64)
+def _lattice_counts(name: str) -> Optional[Tuple[int, int]]:
+    """(bond types, shells) of a known lattice name, ``None`` for custom graphs."""
+    try:
+        lat = load_lattice(name)
+    except (LatticeError, OSError, ValueError):
+        return None
+    return len(lat.bonds), len(lat.shells)
 
 
 class ModelInputError(ValueError):
@@ -136,7 +146,6 @@ class ECNN(torch.nn.Module):
         cfg = dict(DEFAULT_CONFIG)
         given = dict(config or {})
         given.update(overrides)
-        given = given.get("model", given) if isinstance(given.get("model"), Mapping) else given
         unknown = set(given) - set(DEFAULT_CONFIG)
         if unknown:
             raise ValueError(f"unknown model config keys {sorted(unknown)}; "
@@ -164,18 +173,17 @@ class ECNN(torch.nn.Module):
         names = data[K.LATTICE] if K.LATTICE in data else None
         names = [names] if isinstance(names, str) else list(names or [])
         for name in set(names):
-            try:
-                lat = load_lattice(name)
-            except (LatticeError, OSError, ValueError):
+            counts = _lattice_counts(str(name))
+            if counts is None:
                 continue
-            if self.weight_sharing == "type" and len(lat.bonds) != self.num_bond_types:
+            if self.weight_sharing == "type" and counts[0] != self.num_bond_types:
                 raise ModelInputError(
                     f"model built for lattice {self.lattice!r} with {self.num_bond_types} bond "
-                    f"types, got a graph of lattice {name!r} with {len(lat.bonds)} bond types")
-            if self.weight_sharing == "shell" and len(lat.shells) != self.num_shells:
+                    f"types, got a graph of lattice {name!r} with {counts[0]} bond types")
+            if self.weight_sharing == "shell" and counts[1] != self.num_shells:
                 raise ModelInputError(
                     f"model built for lattice {self.lattice!r} with {self.num_shells} shells, "
-                    f"got a graph of lattice {name!r} with {len(lat.shells)} shells")
+                    f"got a graph of lattice {name!r} with {counts[1]} shells")
         key, count = (K.BOND_TYPE, self.num_bond_types) if self.weight_sharing == "type" \
             else (K.BOND_SHELL, self.num_shells)
         ids = data[key]
@@ -262,7 +270,7 @@ class ECNN(torch.nn.Module):
             energy = energy.index_add(0, batch.to(local.device), local)
             out = {K.ENERGY: energy, K.LOCAL_ENERGY: local}
             if compute_field:
-                out[K.FIELD] = compute_field_fn(energy, spin, training)
+                out[K.FIELD] = field_from_energy(energy, spin, training)
         return out
 
     def extra_repr(self) -> str:
@@ -270,5 +278,3 @@ class ECNN(torch.nn.Module):
                 f"shells={self.num_shells}, weight_sharing={self.weight_sharing!r}, "
                 f"spin={self.irreps_spin}")
 
-
-compute_field_fn = compute_field
