@@ -226,7 +226,7 @@ class ECNN(torch.nn.Module):
             spin: ``(N, 3)`` spins; default ``data["spin"]``.
             compute_field: also return ``field = -dE/dS``.
             training: keep the graph of the field for a loss on it
-                (default: ``self.training``).
+                (default: ``self.training`` unless called under ``torch.no_grad()``).
             fused: use the fused neighbour-table convolution (``False``: the
                 reference per-edge ``propagate``; same result, slower).
 
@@ -238,7 +238,8 @@ class ECNN(torch.nn.Module):
                 raise ModelInputError("no spins: pass spin=(N, 3) or set data['spin']")
             spin = data[K.SPIN]
         self._check(data, spin)
-        training = self.training if training is None else bool(training)
+        training = (self.training and torch.is_grad_enabled()) if training is None \
+            else bool(training)
         dtype = self.blocks[0].conv.weight[0].dtype
         device = self.blocks[0].conv.weight[0].device
         nb = self.neighbors(data)
