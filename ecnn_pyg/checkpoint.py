@@ -32,7 +32,7 @@ from .config import ConfigError, REQUIRED, load_config
 
 __all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "MODEL_TYPES", "MODEL_SCHEMAS",
            "build_model", "check_model_config", "save_checkpoint", "load_checkpoint",
-           "load_model", "model_from_checkpoint"]
+           "load_model", "model_from_checkpoint", "export_model"]
 
 FORMAT = "ecnn_pyg-checkpoint"
 FORMAT_VERSION = 1
@@ -211,3 +211,26 @@ def load_model(name_or_path: Union[str, Path], strict_version: bool = True
                               f"model name (available: {pretrained.available()})")
     ckpt = load_checkpoint(p, strict_version=strict_version)
     return model_from_checkpoint(ckpt, source=str(p)), ckpt
+
+
+#: checkpoint entries kept by :func:`export_model` (no optimizer or RNG state)
+EXPORT_KEYS = ("model_type", "model_config", "model_state", "dtype", "data", "epoch", "metrics",
+               "best", "train_config", "wall_time")
+
+
+def export_model(src: Union[str, Path], dst: Union[str, Path],
+                 card: Optional[Mapping[str, Any]] = None) -> Path:
+    """Copy the model of checkpoint ``src`` to ``dst`` without the training state.
+
+    Writes ``dst`` (a checkpoint that :func:`load_model` reads) and, with
+    ``card``, ``dst`` with suffix ``.yaml``: a model card (how it was trained,
+    its metrics) in YAML.
+    """
+    import yaml
+    ckpt = load_checkpoint(src)
+    slim = {k: ckpt[k] for k in EXPORT_KEYS if k in ckpt}
+    slim["exported_from"] = str(src)
+    dst = save_checkpoint(dst, slim)
+    if card is not None:
+        Path(dst).with_suffix(".yaml").write_text(yaml.safe_dump(dict(card), sort_keys=False))
+    return dst
