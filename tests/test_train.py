@@ -202,3 +202,23 @@ def test_cli(data, tmp_path, capsys):
     assert main(["evaluate", "--model", str(rd / "best.pt"), "--spins",
                  str(tmp_path / "bad.npy"), "--out", str(tmp_path / "o4.npz")]) == 2
     assert "unit vectors" in capsys.readouterr().err
+
+
+def test_pretrained_registry(tmp_path):
+    from ecnn_pyg import pretrained
+    assert "square-paper" in pretrained.REGISTRY
+    with pytest.raises(KeyError, match="no pretrained model"):
+        pretrained.path("nope")
+    if "square-paper" not in pretrained.available():
+        pytest.skip("square-paper checkpoint not installed")
+    model = pretrained.load("square-paper")
+    card = pretrained.info("square-paper")
+    assert card["metrics"]["val"]["rmse_field"] < 0.2
+    g = lattice_graph("square", 6, {"t1": 1.0})
+    out = model(g, torch.from_numpy(random_spins(36, np.random.default_rng(0))).float())
+    assert out[K.FIELD].shape == (36, 3)
+    s = random_spins(36, np.random.default_rng(1), n=2).reshape(2, 6, 6, 3)
+    np.save(tmp_path / "s.npy", s)
+    assert main(["evaluate", "--model", "square-paper", "--spins", str(tmp_path / "s.npy"),
+                 "--out", str(tmp_path / "o.npz")]) == 0
+    assert np.load(tmp_path / "o.npz")["field"].shape == (2, 36, 3)
