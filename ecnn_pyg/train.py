@@ -209,10 +209,11 @@ def plot_learning_curve(log_path: Union[str, Path], out_path: Union[str, Path]) 
                                   gridspec_kw={"height_ratios": [3, 1]})
     if rows:
         ep = [int(r["epoch"]) for r in rows]
-        for key, style in (("rmse_field", "-"), ("rmse_field_transverse", "--")):
+        for key, style, name in (("rmse_field", "-", "RMSE(B)"),
+                                 ("rmse_field_transverse", "--", "transverse RMSE(B)")):
             for split, color in (("train", "C0"), ("val", "C1")):
                 ax.plot(ep, [float(r[f"{split}_{key}"]) for r in rows], style, color=color,
-                        label=f"{split} {key.replace('rmse_field', 'RMSE(B)')}")
+                        label=f"{split} {name}")
         ax2.plot(ep, [float(r["lr"]) for r in rows], color="C2")
     ax.set_yscale("log")
     ax.set_ylabel("RMSE of the field")
@@ -264,8 +265,11 @@ class Trainer:
                 stored_mc = {k: v for k, v in stored["model_config"].items()
                              if k != "energy_shift"}
                 new_mc = {k: v for k, v in merged["model_config"].items() if k != "energy_shift"}
-                if stored_mc != new_mc:
-                    diff.append("model_config")
+                for k in sorted(set(stored_mc) | set(new_mc)):
+                    if stored_mc.get(k) != new_mc.get(k):
+                        diff.append(f"model_config.{k}")
+                        stored[f"model_config.{k}"] = stored_mc.get(k)
+                        merged[f"model_config.{k}"] = new_mc.get(k)
             if diff:
                 raise ConfigError(
                     f"cannot resume '{rd}': its run was made with different settings ("
