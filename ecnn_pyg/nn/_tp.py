@@ -3,11 +3,11 @@ r"""The per-site tensor product with the central spin as one autograd function.
 Given the aggregated mixtures ``M[l_i]`` (``(2 l_i + 1) P_i`` rows of ``C N``
 values) and :math:`\mathbf s_r = \sqrt3\,\mathbf S_r`, the output of degree
 :math:`l_o` is :math:`A_0 M + \sum_a s^a \odot (A_a M)` (see
-:func:`~ecnn_pyg.nn.tp_matrices`). Forward: one matrix product per input
-degree into a ``(4, D_out, C N)`` buffer and three fused multiply-adds.
-Backward: the transposed products and one reduction for :math:`\partial/\partial
-\mathbf s`, written with differentiable operations so that ``create_graph``
-(training on the field) works.
+:func:`~ecnn_pyg.nn.tp_matrices`). Forward and plain backward run
+over blocks of ``BLOCK`` sites of one channel, so that the ``(4 D_out, block)``
+intermediate stays in cache (no full-size temporaries); under ``create_graph``
+(training on the field) the backward is written with differentiable
+operations instead.
 """
 from __future__ import annotations
 
@@ -29,22 +29,87 @@ def _z(mats, ms, c, n):
     return z
 
 
+#: Sites per block of the blocked (cache-resident) forward and backward.
+BLOCK = 16384
+
+
+def _blocks(c: int, n: int):
+    """Column ranges ``(j0, j1, n0, n1)`` of ``(rows, C N)`` views, one channel at a time."""
+    for ch in range(c):
+        for n0 in range(0, n, BLOCK):
+            n1 = min(n, n0 + BLOCK)
+            yield ch * n + n0, ch * n + n1, n0, n1
+
+
+def _forward_blocked(mats, ms, sh, lmax_out, c, n):
+    d_out = (lmax_out + 1) ** 2
+    pairs = [(a, m.reshape(a.shape[1], c * n)) for a, m in zip(mats, ms) if m is not None]
+    outs = [sh.new_empty(2 * lo + 1, c, n) for lo in range(lmax_out + 1)]
+    views = [o.view(2 * lo + 1, c * n) for lo, o in enumerate(outs)]
+    zbuf = sh.new_empty(4 * d_out, min(n, BLOCK))
+    for j0, j1, n0, n1 in _blocks(c, n):
+        z = zbuf[:, :j1 - j0]
+        torch.mm(pairs[0][0], pairs[0][1][:, j0:j1], out=z)
+        for a, m in pairs[1:]:
+            z.addmm_(a, m[:, j0:j1])
+        z = z.view(4, d_out, j1 - j0)
+        s = sh[:, n0:n1]
+        for lo, v in enumerate(views):
+            r = slice(lo * lo, (lo + 1) ** 2)
+            dst = v[:, j0:j1]
+            torch.addcmul(z[0, r], z[1, r], s[0], out=dst)
+            dst.addcmul_(z[2, r], s[1]).addcmul_(z[3, r], s[2])
+    return outs
+
+
+def _backward_blocked(mats, ms, sh, g, lmax_out, c, n, need_sh, need_m):
+    d_out = (lmax_out + 1) ** 2
+    gv = g.view(d_out, c * n)
+    pairs = [(a, m.reshape(a.shape[1], c * n)) if m is not None else (a, None)
+             for a, m in zip(mats, ms)]
+    grads = [m.new_empty(m.shape) if (m is not None and need) else None
+             for m, need in zip(ms, need_m)]
+    gviews = [gm.view(gm.shape[0] * gm.shape[1] // c, c * n) if gm is not None else None
+              for gm in grads]
+    grad_sh = sh.new_zeros(3, n) if need_sh else None
+    hbuf = sh.new_empty(4, d_out, min(n, BLOCK))
+    zbuf = sh.new_empty(4 * d_out, min(n, BLOCK))
+    for j0, j1, n0, n1 in _blocks(c, n):
+        w = j1 - j0
+        s = sh[:, n0:n1]
+        gb = gv[:, j0:j1]
+        h = hbuf[:, :, :w]
+        h[0].copy_(gb)
+        for f in range(3):
+            torch.mul(gb, s[f], out=h[f + 1])
+        h2 = h.view(4 * d_out, w)
+        for (a, m), gm in zip(pairs, gviews):
+            if gm is not None:
+                gm[:, j0:j1].copy_(torch.mm(a.t(), h2))
+        if grad_sh is not None:
+            z = zbuf[:, :w]
+            first = True
+            for a, m in pairs:
+                if m is None:
+                    continue
+                if first:
+                    torch.mm(a, m[:, j0:j1], out=z)
+                    first = False
+                else:
+                    z.addmm_(a, m[:, j0:j1])
+            z = z.view(4, d_out, w)[1:]
+            grad_sh[:, n0:n1] += (z * gb.unsqueeze(0)).sum(1)
+    return grad_sh, grads
+
+
 class _CentralTP(torch.autograd.Function):
     @staticmethod
     def forward(ctx, meta, sh: Tensor, *ms: Optional[Tensor]):
         mats, lmax_out, c = meta
         n = sh.shape[-1]
-        d_out = (lmax_out + 1) ** 2
         with torch.no_grad():
-            z = _z(mats, ms, c, n).view(4, d_out, c, n)
-            outs = []
-            for lo in range(lmax_out + 1):
-                r = slice(lo * lo, (lo + 1) ** 2)
-                o = torch.addcmul(z[0, r], z[1, r], sh[0])
-                o.addcmul_(z[2, r], sh[1]).addcmul_(z[3, r], sh[2])
-                outs.append(o)
+            outs = _forward_blocked(mats, ms, sh, lmax_out, c, n)
         ctx.meta = meta
-        ctx.z = z[1:]
         ctx.save_for_backward(sh, *ms)
         return tuple(outs)
 
@@ -56,21 +121,16 @@ class _CentralTP(torch.autograd.Function):
         d_out = (lmax_out + 1) ** 2
         g = torch.cat([go if go is not None else
                        sh.new_zeros(2 * lo + 1, c, n) for lo, go in enumerate(gouts)], 0)
-        differentiable = torch.is_grad_enabled()
-        if differentiable:       # create_graph: recompute z with recorded operations
-            z = _z(mats, ms, c, n).view(4, d_out, c, n)[1:]
-        else:
-            z = ctx.z
+        if not torch.is_grad_enabled():          # plain backward: blocked, no graph
+            grad_sh, grads = _backward_blocked(mats, ms, sh, g, lmax_out, c, n,
+                                               ctx.needs_input_grad[1], ctx.needs_input_grad[2:])
+            return (None, grad_sh, *grads)
+        # create_graph (training on the field): the same with recorded operations
+        z = _z(mats, ms, c, n).view(4, d_out, c, n)[1:]
         grad_sh = None
         if ctx.needs_input_grad[1]:
             grad_sh = torch.stack([(g * z[f]).sum((0, 1)) for f in range(3)])
-        if differentiable:
-            h = torch.stack([g, g * sh[0], g * sh[1], g * sh[2]])
-        else:
-            h = torch.empty((4,) + g.shape, dtype=g.dtype, device=g.device)
-            h[0] = g
-            for f in range(3):
-                torch.mul(g, sh[f], out=h[f + 1])
+        h = torch.stack([g, g * sh[0], g * sh[1], g * sh[2]])
         h = h.view(4 * d_out, c * n)
         grads = []
         for i, (a, m) in enumerate(zip(mats, ms)):
