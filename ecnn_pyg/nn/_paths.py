@@ -1,10 +1,10 @@
 r"""Tensor-product paths and their real Clebsch-Gordan matrices.
 
-Features of degree :math:`l \le l_{max}` are stored *m-major*: one tensor of
-shape ``(D, C, N)`` with ``D = (l_max + 1)^2`` rows ordered
-``l = 0 (m=0), l = 1 (m=-1..1), l = 2 (m=-2..2), ...`` (the e3nn basis),
-``C`` channels and ``N`` sites. Every layer, mixing and tensor product is then a
-matrix product over contiguous blocks (no reshapes or concatenations).
+Features are stored *m-major*, one tensor per degree :math:`l \le l_{max}` of
+shape ``(2l+1, C, N)`` (components ``m`` in the e3nn basis, ``C`` channels,
+``N`` sites; ``D = (l_max + 1)^2`` components in all). Every mixing and tensor
+product is then a matrix product over contiguous blocks with the sites as the
+long, contiguous dimension (no reshapes or concatenations).
 
 A path :math:`(l_i, l_f, l_o)` couples an input feature of degree :math:`l_i`
 with the spherical harmonic :math:`Y_{l_f}(\mathbf S_r)` of the central spin to
