@@ -164,7 +164,7 @@ def test_training_field_loss_backpropagates():
 
 
 def test_shapes_and_repr():
-    model, data, spins = make("triangular", L=4, dtype=torch.float32)
+    model, data, spins = make("triangular", L=5, dtype=torch.float32)
     out = model(data, spins)
     n = data.num_nodes
     assert out[K.ENERGY].shape == (1,) and out[K.LOCAL_ENERGY].shape == (n,)
