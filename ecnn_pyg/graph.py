@@ -160,7 +160,10 @@ def from_networkx(graph: nx.Graph, name: str = "custom", decimals: int = 6) -> D
     ``graph.nodes`` order. Periodic lattices are encoded in the edges
     (wrap-around bonds); their ``edge_vec`` are then taken from ``pos``
     differences, so give wrap-around bonds an explicit ``vec`` attribute
-    (source -> target) if the bond direction matters.
+    (source -> target) if the bond direction matters. The graph carries the
+    keys of :func:`lattice_graph` (as one unit cell holding every site, with
+    no supercell vectors), so it batches with lattice graphs of the same
+    spatial dimension.
     """
     nodes = list(graph.nodes)
     if not nodes:
@@ -201,7 +204,14 @@ def from_networkx(graph: nx.Graph, name: str = "custom", decimals: int = 6) -> D
     data[K.BOND_SHELL] = torch.from_numpy(shell)
     data[K.BOND_TYPE] = torch.from_numpy(btype)
     data[K.EDGE_VEC] = torch.from_numpy(vec)
-    data[K.SUBLATTICE] = torch.zeros(len(nodes), dtype=torch.long)
+    # the whole graph is one unit cell whose basis is every site: the same keys
+    # as lattice_graph, so custom and built-in lattices batch together
+    dim = pos.shape[1]
+    data[K.CELL_SHIFT] = torch.zeros(len(src), dim, dtype=torch.long)
+    data[K.SUBLATTICE] = torch.arange(len(nodes))
+    data[K.CELL] = torch.zeros(len(nodes), dim, dtype=torch.long)
+    data[K.SIZE] = torch.ones(1, dim, dtype=torch.long)
+    data.supercell = torch.zeros(1, dim, dim, dtype=torch.float64)
     data[K.LATTICE] = name
     return data
 

@@ -156,11 +156,12 @@ def test_custom_networkx_lattice():
 
 
 def test_batching_different_lattices():
+    lieb_like = ep.to_networkx(ep.lattice_graph("kagome", 2))
     gs = [ep.lattice_graph("square", 4), ep.lattice_graph("triangular", (5, 6), {"t3": -0.85}),
-          ep.lattice_graph("honeycomb", 2, min_image="warn")]
+          ep.lattice_graph("honeycomb", 2, min_image="warn"), ep.from_networkx(lieb_like)]
     batch = Batch.from_data_list(gs)
-    assert batch.num_graphs == 3 and batch.num_nodes == sum(g.num_nodes for g in gs)
-    assert batch[K.LATTICE] == ["square", "triangular", "honeycomb"]
+    assert batch.num_graphs == 4 and batch.num_nodes == sum(g.num_nodes for g in gs)
+    assert batch[K.LATTICE] == ["square", "triangular", "honeycomb", "custom"]
     for i, g in enumerate(gs):
         back = batch.get_example(i)
         assert torch.equal(back.edge_index, g.edge_index)
