@@ -15,8 +15,11 @@ from .graph import (lattice_graph, from_networkx, to_networkx, site_permutation,
 from .spins import SpinError
 from .ed import KondoED
 from .datasets import SpinDataset
+from .nn import ECNN
+from . import dynamics, nn, observables, testing
 
 __all__ = ["__version__", "Bond", "Lattice", "LatticeError", "available_lattices",
            "load_lattice", "lattice_graph", "from_networkx", "to_networkx",
            "site_permutation", "translation_permutation", "rotation_permutations",
-           "SpinError", "KondoED", "SpinDataset"]
+           "SpinError", "KondoED", "SpinDataset", "ECNN", "dynamics", "nn", "observables",
+           "testing"]
