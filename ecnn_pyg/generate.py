@@ -141,6 +141,7 @@ def describe(path: Union[str, Path]) -> str:
              "  datasets: spin (n, N, 3), energy (n,), field (n, N, 3); graph/ holds the lattice graph"]
     if n:
         e = arr["energy"] / sites
+        b2 = (arr["field"] ** 2).mean()
         lines.append(f"  energy per site: mean {e.mean():.5f}, std {e.std():.5f}; "
-                     f"RMS field {np.sqrt((arr['field'] ** 2).sum(-1).mean()):.4f}")
+                     f"field RMS per component {np.sqrt(b2):.4f} (RMS |B| {np.sqrt(3 * b2):.4f})")
     return "\n".join(lines)
