@@ -32,7 +32,8 @@ from .config import ConfigError, REQUIRED, load_config
 
 __all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "MODEL_TYPES", "MODEL_SCHEMAS",
            "build_model", "check_model_config", "save_checkpoint", "load_checkpoint",
-           "load_model", "model_from_checkpoint", "export_model"]
+           "load_model", "load_model_and_checkpoint", "model_from_checkpoint",
+           "export_model"]
 
 FORMAT = "ecnn_pyg-checkpoint"
 FORMAT_VERSION = 1
@@ -202,9 +203,9 @@ def model_from_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint") -
     return model
 
 
-def load_model(name_or_path: Union[str, Path], strict_version: bool = True
-               ) -> Tuple[torch.nn.Module, Dict[str, Any]]:
-    """``(model, checkpoint)`` from a checkpoint path or a pretrained name (``square-paper``)."""
+def load_model_and_checkpoint(name_or_path: Union[str, Path], strict_version: bool = True
+                              ) -> Tuple[torch.nn.Module, Dict[str, Any]]:
+    """``(model, checkpoint dict)`` from a checkpoint path or a pretrained name."""
     from . import pretrained
     p = Path(name_or_path)
     if not p.exists() and str(name_or_path) in pretrained.available():
@@ -213,7 +214,19 @@ def load_model(name_or_path: Union[str, Path], strict_version: bool = True
         raise CheckpointError(f"'{name_or_path}' is neither a checkpoint file nor a pretrained "
                               f"model name (available: {pretrained.available()})")
     ckpt = load_checkpoint(p, strict_version=strict_version)
-    return model_from_checkpoint(ckpt, source=str(p)), ckpt
+    model = model_from_checkpoint(ckpt, source=str(p))
+    model.trained_on = dict(ckpt.get("data") or {})     # lattice, size, hoppings, ED params
+    return model, ckpt
+
+
+def load_model(name_or_path: Union[str, Path], strict_version: bool = True) -> torch.nn.Module:
+    """The model (eval mode) of a checkpoint path or a pretrained name (``square-paper``).
+
+    ``model.trained_on`` holds the lattice, size, hoppings and ED parameters of
+    its training data; :func:`load_model_and_checkpoint` also returns the
+    whole checkpoint (metrics, epoch, training config).
+    """
+    return load_model_and_checkpoint(name_or_path, strict_version)[0]
 
 
 #: checkpoint entries kept by :func:`export_model` (no optimizer or RNG state)

@@ -77,7 +77,7 @@ TRAIN_SCHEMA = {
     "max_time": ((float, _NONE), None),
     "augment": (bool, False),
     "val_batch_size": ((int, _NONE), None),
-    "plot_every": (int, 10),
+    "plot_every": (int, 10),           # 0: no learning-curve plot
     "progress": (bool, True),
 }
 
@@ -484,7 +484,7 @@ class Trainer:
                 reason = "early stopping"
             elif cfg["max_time"] is not None and time.time() - t_start >= cfg["max_time"]:
                 reason = "max_time"
-        if (self.run_dir / "log.csv").exists():
+        if cfg["plot_every"] and (self.run_dir / "log.csv").exists():
             plot_learning_curve(self.run_dir / "log.csv", self.run_dir / "learning_curve.png")
         self.stop_reason = reason
         print(f"stopped after epoch {self.epoch} ({reason}); best val loss "

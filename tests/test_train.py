@@ -22,11 +22,20 @@ from ecnn_pyg.train import LOG_COLUMNS, Trainer, train
 TINY_ECNN = {"channels": 2, "num_blocks": 1, "lmax": 1}
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one thread is faster (and leaves the other core to other jobs)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "sq6.h5"
-    generate({"output": str(path), "lattice": "square", "size": [6, 6], "hoppings": {"t1": 1.0},
-              "J": 7.0, "electrons": 34, "seed": 1, "splits": {"train": 6, "val": 3}},
+    generate({"output": str(path), "lattice": "square", "size": [4, 4], "hoppings": {"t1": 1.0},
+              "J": 7.0, "electrons": 14, "seed": 1, "splits": {"train": 6, "val": 3}},
              progress=False)
     return path
 
@@ -53,7 +62,7 @@ def test_loss_decreases(data, tmp_path):
 
 def test_run_dir_contents_and_checkpoints(data, tmp_path):
     rd = tmp_path / "r"
-    train(_cfg(data, rd))
+    train(_cfg(data, rd, plot_every=50))
     for name in ("config.yaml", "log.csv", "learning_curve.png", "best.pt", "last.pt"):
         assert (rd / name).exists(), name
     rows = _log(rd)
@@ -66,10 +75,10 @@ def test_run_dir_contents_and_checkpoints(data, tmp_path):
             assert key in ck, key
         assert ck["package_version"] == __version__ and ck["model_type"] == "ecnn"
     assert last["epoch"] == 3 and best["epoch"] == best["best"]["epoch"] <= 3
-    assert last["data"]["lattice"] == "square" and last["data"]["size"] == [6, 6]
+    assert last["data"]["lattice"] == "square" and last["data"]["size"] == [4, 4]
     # the reloaded model predicts what the metrics say
-    model, _ = load_model(rd / "best.pt")
-    assert not model.training
+    model = load_model(rd / "best.pt")
+    assert not model.training and model.trained_on["size"] == [4, 4]
     assert best["metrics"]["val_rmse_field"] == pytest.approx(
         float(rows[best["epoch"] - 1]["val_rmse_field"]))
 
@@ -148,7 +157,7 @@ def test_bad_inputs(data, tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
     # a square-lattice model on a triangular graph
-    model, _ = load_model(good)
+    model = load_model(good)
     with pytest.raises(ModelInputError, match="bond types"):
         model(lattice_graph("triangular", 6, {"t1": 1.0}), torch.randn(36, 3))
 

@@ -93,7 +93,7 @@ def run(args):
     import numpy as np
     import torch
     from .. import keys as K
-    from ..checkpoint import load_model
+    from ..checkpoint import load_model_and_checkpoint
     from ..datasets import read_arrays, read_graph, read_meta
     from ..metrics import parity_plot
     from ..train import evaluate_arrays
@@ -103,7 +103,8 @@ def run(args):
             raise ValueError(f"--out must end in .npz, got '{out}'")
         if out.exists() and not args.force:
             raise ValueError(f"'{out}' exists; use --force to overwrite it")
-    model, ckpt = load_model(args.model, strict_version=not args.allow_version_mismatch)
+    model, ckpt = load_model_and_checkpoint(args.model,
+                                            strict_version=not args.allow_version_mismatch)
     if args.spins:
         if out is None:
             raise ValueError("--spins needs --out OUT.npz")

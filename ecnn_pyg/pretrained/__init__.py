@@ -47,7 +47,7 @@ def info(name: str) -> dict:
 def load(name: str):
     """The pretrained model ``name`` (eval mode)."""
     from ..checkpoint import load_model
-    return load_model(path(name))[0]
+    return load_model(path(name))
 
 
 def ship(src, name: str, data, command: str = "", notes: str = "", dst_dir=None):
