@@ -97,6 +97,7 @@ def lattice_graph(lattice: Union[str, Lattice], size, hoppings: Optional[Mapping
         return (c @ strides) * nb + b
 
     src, dst, shift, shell, btype, hop = [], [], [], [], [], []
+    kept, counts = [], []
     for k, bond in enumerate(lat.bonds):
         t = values[bond.shell]
         if t == 0.0 and not keep_zero:
@@ -110,14 +111,26 @@ def lattice_graph(lattice: Union[str, Lattice], size, hoppings: Optional[Mapping
         shell.append(np.full(keep.sum(), lat.shells.index(bond.shell)))
         btype.append(np.full(keep.sum(), k))
         hop.append(np.full(keep.sum(), t))
+        kept.append(k)
+        counts.append(int(keep.sum()))
     cat = (lambda xs, w: np.concatenate(xs) if xs else np.zeros((0,) + w))
     src, dst = cat(src, ()).astype(np.int64), cat(dst, ()).astype(np.int64)
     shift, shell = cat(shift, (dim,)).astype(np.int64), cat(shell, ()).astype(np.int64)
     btype, hop = cat(btype, ()).astype(np.int64), cat(hop, ())
 
-    n_loops = int((src == dst).sum())
-    pairs = src * (ncell * nb) + dst
-    n_multi = len(pairs) - len(np.unique(pairs))
+    # bonds meeting their periodic images, decided per bond class (no sort of all edges):
+    # a class wraps onto its own site, or onto the sites another class already joins
+    n_loops = n_multi = 0
+    seen = set()
+    for k, count in zip(kept, counts):
+        bond = lat.bonds[k]
+        wrapped = tuple(int(o) % int(l) if p else int(o)
+                        for o, l, p in zip(bond.offset, L, periodic))
+        if bond.source == bond.target and not any(wrapped):
+            n_loops += count
+        key = (bond.source, bond.target, wrapped)
+        n_multi += count if key in seen else 0
+        seen.add(key)
     if n_loops or n_multi:
         msg = (f"{lat.name} supercell {tuple(int(x) for x in L)} is too small for its bond range: "
                f"{n_loops} bonds return to their own site and {n_multi} site pairs are joined "

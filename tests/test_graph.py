@@ -174,3 +174,19 @@ def test_batching_different_lattices():
         assert np.allclose(h[off:off + n, off:off + n], hopping_matrix(g))
         assert np.allclose(h[off:off + n, off + n:], 0)
         off += n
+
+
+@pytest.mark.parametrize("lattice,size,hop", [("square", 2, {}), ("square", (1, 3), {}),
+                                              ("triangular", (4, 5), {"t3": -0.85}),
+                                              ("triangular", 2, {"t3": -0.85}),
+                                              ("kagome", 1, {}), ("honeycomb", 1, {}),
+                                              ("square", (2, 5), {"t2": 0.5})])
+def test_periodic_image_counts_match_the_edges(lattice, size, hop):
+    """The per-bond-class image check counts exactly the self-loops and repeated pairs."""
+    with pytest.warns(PeriodicImageWarning) as rec:
+        g = ep.lattice_graph(lattice, size, hop)
+    src, dst = g.edge_index.numpy()
+    pairs = src * g.num_nodes + dst
+    msg = str(rec[0].message)
+    assert f"{int((src == dst).sum())} bonds return" in msg
+    assert f"{len(pairs) - len(np.unique(pairs))} site pairs" in msg
