@@ -28,7 +28,6 @@ node order is the ``i1 * L2 + i2`` of :func:`~ecnn_pyg.lattice_graph`.
 """
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -40,6 +39,7 @@ from . import keys as K
 from .lattice import load_lattice
 from .nn import ModelInputError
 from .nn import compute_field as _field_of
+from .nn._configurable import ConfigurableModel
 
 __all__ = ["IFNN", "IFNN_DEFAULT_CONFIG", "descriptor_tables", "DescriptorTables"]
 
@@ -140,7 +140,7 @@ def descriptor_tables(lattice="square", radius2: float = 26.0,
                             np.array(chiral, dtype=np.int64).reshape(-1, 2))
 
 
-class IFNN(torch.nn.Module):
+class IFNN(ConfigurableModel, torch.nn.Module):
     r"""Invariant-descriptor fully connected network (Zhang & Chern 2021).
 
     Args:
@@ -155,6 +155,8 @@ class IFNN(torch.nn.Module):
           spins :math:`(N, 3)`
         - **output:** ``{"energy": (B,), "local_energy": (N,), "field": (N, 3)}``
     """
+
+    DEFAULT_CONFIG = IFNN_DEFAULT_CONFIG
 
     def __init__(self, lattice: str = "square", radius2: float = 26.0, pair_radius2: float = 9.0,
                  hidden: Sequence[int] = (1024, 512, 256, 128, 64), energy_scale: float = 1.0,
@@ -187,21 +189,6 @@ class IFNN(torch.nn.Module):
     def num_descriptors(self) -> int:
         return self.tables.num_descriptors
 
-    @property
-    def config(self) -> Dict[str, Any]:
-        return copy.deepcopy(self._config)
-
-    @classmethod
-    def from_config(cls, config: Optional[Mapping[str, Any]] = None, **overrides) -> "IFNN":
-        cfg = dict(IFNN_DEFAULT_CONFIG)
-        given = dict(config or {})
-        given.update(overrides)
-        unknown = set(given) - set(IFNN_DEFAULT_CONFIG)
-        if unknown:
-            raise ValueError(f"unknown IFNN config keys {sorted(unknown)}; "
-                             f"known keys: {sorted(IFNN_DEFAULT_CONFIG)}")
-        cfg.update(given)
-        return cls(**cfg)
 
     # --------------------------------------------------------------- tables
     def neighbor_table(self, data) -> Tensor:

@@ -196,7 +196,7 @@ def test_bad_inputs():
     small = ECNN(lattice=None, num_bond_types=2).double()
     with pytest.raises(ModelInputError, match="2 bond types"):
         small(custom_graph(), T.random_spins(9))
-    with pytest.raises(ValueError, match="unknown model config keys"):
+    with pytest.raises(ValueError, match="unknown ECNN config keys"):
         ECNN.from_config({"chanels": 8})
     with pytest.raises(ValueError, match="weight_sharing"):
         ECNN(weight_sharing="offset")

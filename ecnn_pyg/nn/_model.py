@@ -1,7 +1,6 @@
 r"""The equivariant convolutional neural network (ECNN) for spin energies and fields."""
 from __future__ import annotations
 
-import copy
 import functools
 import math
 from pathlib import Path
@@ -15,6 +14,7 @@ from torch import Tensor
 from .. import keys as K
 from ..lattice import LatticeError, load_lattice
 from ._blocks import InteractionBlock, OutputBlock
+from ._configurable import ConfigurableModel
 from ._grad import compute_field as field_from_energy
 from ._neighbors import Neighbors, build_neighbors
 from ._paths import irreps_of
@@ -53,7 +53,7 @@ class ModelInputError(ValueError):
     """A graph or spin tensor the model cannot be applied to."""
 
 
-class ECNN(torch.nn.Module):
+class ECNN(ConfigurableModel, torch.nn.Module):
     r"""Equivariant convolutional neural network for classical spins on a lattice.
 
     Input features are the spherical harmonics :math:`Y_{l}(\mathbf S_r)`,
@@ -85,6 +85,8 @@ class ECNN(torch.nn.Module):
           :func:`~ecnn_pyg.lattice_graph`, spins :math:`(N, 3)`
         - **output:** ``{"energy": (B,), "local_energy": (N,), "field": (N, 3)}``
     """
+
+    DEFAULT_CONFIG = DEFAULT_CONFIG
 
     def __init__(self, lattice: Optional[str] = "square", num_bond_types: Optional[int] = None,
                  num_shells: Optional[int] = None, weight_sharing: str = "type",
@@ -135,23 +137,6 @@ class ECNN(torch.nn.Module):
         self._cache = None
 
     # ----------------------------------------------------------------- config
-    @property
-    def config(self) -> Dict[str, Any]:
-        """The constructor arguments (a YAML-able dict; ``ECNN.from_config(m.config)``)."""
-        return copy.deepcopy(self._config)
-
-    @classmethod
-    def from_config(cls, config: Optional[Mapping[str, Any]] = None, **overrides) -> "ECNN":
-        """Build from a config dict (missing keys take :data:`DEFAULT_CONFIG`)."""
-        cfg = dict(DEFAULT_CONFIG)
-        given = dict(config or {})
-        given.update(overrides)
-        unknown = set(given) - set(DEFAULT_CONFIG)
-        if unknown:
-            raise ValueError(f"unknown model config keys {sorted(unknown)}; "
-                             f"known keys: {sorted(DEFAULT_CONFIG)}")
-        cfg.update(given)
-        return cls(**cfg)
 
     @classmethod
     def from_yaml(cls, path: Union[str, Path], **overrides) -> "ECNN":
