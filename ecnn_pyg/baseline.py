@@ -38,7 +38,7 @@ from torch import Tensor
 from . import keys as K
 from .lattice import load_lattice
 from .nn import ModelInputError
-from .nn import compute_field as _field_of
+from .nn._grad import energy_outputs
 from .nn._configurable import ConfigurableModel
 
 __all__ = ["IFNN", "IFNN_DEFAULT_CONFIG", "descriptor_tables", "DescriptorTables"]
@@ -260,14 +260,8 @@ class IFNN(ConfigurableModel, torch.nn.Module):
                 spin = spin.detach().requires_grad_(True)
             s = spin.to(dtype)
             local = self.mlp(self.descriptors(data, s)).squeeze(-1)
-            if self.energy_scale != 1.0 or self.energy_shift != 0.0:
-                local = local * self.energy_scale + self.energy_shift
-            energy = torch.zeros(num_graphs, dtype=local.dtype, device=local.device)
-            energy = energy.index_add(0, batch.to(local.device), local)
-            out = {K.ENERGY: energy, K.LOCAL_ENERGY: local}
-            if compute_field:
-                out[K.FIELD] = _field_of(energy, spin, training)
-        return out
+            return energy_outputs(local, batch, num_graphs, spin, compute_field, training,
+                                  self.energy_scale, self.energy_shift)
 
     def extra_repr(self) -> str:
         return f"lattice={self.lattice!r}, {self.tables!r}"

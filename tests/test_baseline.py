@@ -12,12 +12,7 @@ from ecnn_pyg.testing import (assert_field_is_gradient, assert_rotation_equivari
                               random_spins)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

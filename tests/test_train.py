@@ -22,13 +22,7 @@ from ecnn_pyg.train import LOG_COLUMNS, Trainer, train
 TINY_ECNN = {"channels": 2, "num_blocks": 1, "lmax": 1}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is faster (and leaves the other core to other jobs)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["compute_field"]
+__all__ = ["compute_field", "energy_outputs"]
 
 
 def compute_field(energy: Tensor, spin: Tensor, training: bool = False) -> Tensor:
@@ -19,3 +19,22 @@ def compute_field(energy: Tensor, spin: Tensor, training: bool = False) -> Tenso
     (grad,) = torch.autograd.grad([energy.sum()], [spin], create_graph=training,
                                   retain_graph=training)
     return -grad
+
+
+def energy_outputs(local: Tensor, batch: Tensor, num_graphs: int, spin: Tensor,
+                   with_field: bool, training: bool, scale: float = 1.0,
+                   shift: float = 0.0) -> dict:
+    """``{"energy", "local_energy"[, "field"]}`` from local energies ``(N,)``.
+
+    Local energies are mapped to ``scale * eps + shift``, summed per graph of
+    ``batch``, and the field is ``-dE/dS`` (:func:`compute_field`).
+    """
+    from .. import keys as K
+    if scale != 1.0 or shift != 0.0:
+        local = local * scale + shift
+    energy = torch.zeros(num_graphs, dtype=local.dtype, device=local.device)
+    energy = energy.index_add(0, batch.to(local.device), local)
+    out = {K.ENERGY: energy, K.LOCAL_ENERGY: local}
+    if with_field:
+        out[K.FIELD] = compute_field(energy, spin, training)
+    return out

@@ -15,7 +15,7 @@ from .. import keys as K
 from ..lattice import LatticeError, load_lattice
 from ._blocks import InteractionBlock, OutputBlock
 from ._configurable import ConfigurableModel
-from ._grad import compute_field as field_from_energy
+from ._grad import energy_outputs
 from ._neighbors import Neighbors, build_neighbors
 from ._paths import irreps_of
 
@@ -250,14 +250,8 @@ class ECNN(ConfigurableModel, torch.nn.Module):
             for block in self.blocks:
                 x = block(x, sh, nb, slot_weight, edge_index, bond_weight)
             local = self.output(x, sh, nb, slot_weight, edge_index, bond_weight)
-            if self.energy_scale != 1.0 or self.energy_shift != 0.0:
-                local = local * self.energy_scale + self.energy_shift
-            energy = torch.zeros(num_graphs, dtype=local.dtype, device=local.device)
-            energy = energy.index_add(0, batch.to(local.device), local)
-            out = {K.ENERGY: energy, K.LOCAL_ENERGY: local}
-            if compute_field:
-                out[K.FIELD] = field_from_energy(energy, spin, training)
-        return out
+            return energy_outputs(local, batch, num_graphs, spin, compute_field, training,
+                                  self.energy_scale, self.energy_shift)
 
     def extra_repr(self) -> str:
         return (f"lattice={self.lattice!r}, bond_types={self.num_bond_types}, "
