@@ -12,7 +12,7 @@ rotations that do not fit the supercell are left out.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor

@@ -29,7 +29,7 @@ node order is the ``i1 * L2 + i2`` of :func:`~ecnn_pyg.lattice_graph`.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -125,7 +125,7 @@ def descriptor_tables(lattice="square", radius2: float = 26.0,
     ang = np.mod(np.arctan2(r[:, 1], r[:, 0]), 2 * math.pi)
     # slots ordered by shell, then polar angle
     idx = np.lexsort((np.round(ang, 9), shell))
-    offsets, shells, r_s, d2_s = cand[idx], shell[idx], r[idx], d2[idx]
+    offsets, shells, d2_s = cand[idx], shell[idx], d2[idx]
     slots = np.arange(1, len(offsets) + 1)
     inner = np.concatenate([[0], slots[d2_s <= pair_radius2 + tol]])
     outer = slots[d2_s > pair_radius2 + tol]

@@ -28,7 +28,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 import torch
 
 from . import __version__
-from .config import ConfigError, REQUIRED, load_config
+from .config import ConfigError, load_config
 
 __all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "MODEL_TYPES", "MODEL_SCHEMAS",
            "build_model", "check_model_config", "save_checkpoint", "load_checkpoint",

@@ -22,7 +22,7 @@ import json
 import signal
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Sequence, Union
+from typing import Dict, Mapping, Optional, Union
 
 import h5py
 import numpy as np

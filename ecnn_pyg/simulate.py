@@ -31,7 +31,6 @@ import yaml
 from tqdm.auto import tqdm
 
 from . import __version__
-from . import keys as K
 from .config import REQUIRED, load_config
 from .datasets import DataFileError, _graph_to_group, terminate_as_interrupt
 from .dynamics import INTEGRATORS, SpinSystem, make_integrator, numpy_field_source
@@ -133,7 +132,6 @@ def simulate(config: Union[str, Path, Mapping], overrides: Optional[Mapping] = N
     cfg = load_config(config, SIMULATE_SCHEMA, overrides)
     _check(cfg)
     graph = lattice_graph(cfg["lattice"], cfg["size"], cfg["hoppings"])
-    n = graph.num_nodes
     dtype = getattr(torch, cfg["dtype"])
     device = torch.device(cfg["device"])
     runs = list(itertools.product(_as_list(cfg["zeeman"]), _as_list(cfg["temperature"])))

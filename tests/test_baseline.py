@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import torch
 
-from ecnn_pyg import keys as K
 from ecnn_pyg.baseline import IFNN, descriptor_tables
 from ecnn_pyg.graph import lattice_graph, rotation_permutations
 from ecnn_pyg.nn import ModelInputError

@@ -1,9 +1,7 @@
 """Tests of the equivariant network (ecnn_pyg.nn) with the helpers of ecnn_pyg.testing."""
 import networkx as nx
-import numpy as np
 import pytest
 import torch
-from torch_geometric.data import Batch
 
 import ecnn_pyg
 from ecnn_pyg import keys as K

@@ -1,7 +1,6 @@
 """Resumable LLG simulations: the runs, their observables, interruption and extension."""
 import numpy as np
 import pytest
-import torch
 
 import ecnn_pyg.simulate as S
 from ecnn_pyg.cli import main

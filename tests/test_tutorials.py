@@ -1,5 +1,4 @@
 """Every tutorial notebook runs without error (small-size switch ECNN_PYG_SMALL=1)."""
-import os
 from pathlib import Path
 
 import pytest

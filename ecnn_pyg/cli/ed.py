@@ -10,7 +10,6 @@ Examples:
     ecnn-pyg ed --lattice triangular --size 36 36 --t1 1 --t3 -0.85 --J -1 --mu -3.5 \\
         --spins S.npy --out OUT.npz
 """
-import argparse
 from pathlib import Path
 
 
