@@ -38,8 +38,8 @@ __all__ = ["DataFileError", "H5Writer", "SpinDataset", "read_graph", "read_meta"
 FORMAT = "ecnn_pyg-dataset"
 FORMAT_VERSION = 1
 #: attributes that must agree when a file is resumed
-IDENTITY = ("lattice", "lattice_yaml", "size", "hoppings", "model", "sampler", "spins_from", "seed",
-            "splits")
+IDENTITY = ("lattice", "lattice_yaml", "size", "hoppings", "model", "sampler", "spins_from",
+            "snapshots", "seed", "splits")
 
 
 class DataFileError(ValueError):

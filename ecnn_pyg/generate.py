@@ -36,6 +36,7 @@ GENERATE_SCHEMA = {
     "zeeman": (float, 0.0),
     "sampler": (str, "uniform"),                # uniform | file
     "spins_from": ((str, type(None)), None),     # sampler "file": .npy or trajectory .h5
+    "snapshots": ((str, type(None)), None),      # trajectory: "start:stop:step" of every run
     "seed": (int, 0),
     "splits": (dict, {"train": 100, "val": 50}),
 }
@@ -56,22 +57,45 @@ def _uniform(n_sites: int, rng: np.random.Generator) -> np.ndarray:
 SAMPLERS: Dict[str, Callable] = {"uniform": _uniform}
 
 
-def spins_from_file(path: Union[str, Path], n_sites: int) -> np.ndarray:
+def parse_slice(text: Optional[str]) -> slice:
+    """``"start:stop:step"`` (any part may be empty, e.g. ``"20:"``) as a :class:`slice`."""
+    if text is None:
+        return slice(None)
+    parts = str(text).split(":")
+    try:
+        if not 1 <= len(parts) <= 3:
+            raise ValueError
+        values = [int(p) if p.strip() else None for p in parts]
+    except ValueError:
+        raise ValueError(f"snapshots must look like 'start:stop:step' (e.g. '20:' or '0:20'), "
+                         f"got {text!r}") from None
+    if len(values) == 1:
+        values.append(None if values[0] == -1 else values[0] + 1)
+    if len(values) == 3 and values[2] is not None and values[2] <= 0:
+        raise ValueError(f"the step of snapshots must be positive, got {text!r}")
+    return slice(*values)
+
+
+def spins_from_file(path: Union[str, Path], n_sites: int,
+                    snapshots: Optional[str] = None) -> np.ndarray:
     """Spin configurations ``(n, N, 3)`` from a ``.npy`` array or a trajectory file.
 
-    A trajectory file (``ecnn-pyg simulate``) contributes every snapshot of every
+    A trajectory file (``ecnn-pyg simulate``) contributes the snapshots of every
     run, in run order: e.g. the non-equilibrium and equilibrium snapshots of
     ED-LLG runs at several fields (the triangular protocol of the paper).
+    ``snapshots`` (``"start:stop:step"``) selects the same slice of every run,
+    e.g. ``":20"`` the first 20 (non-equilibrium) and ``"20:"`` the rest.
     """
     path = Path(path)
+    sel = parse_slice(snapshots)
     if path.suffix == ".npy":
         from .spins import as_spin_batch
-        return as_spin_batch(np.load(path, allow_pickle=False), n_sites, normalize=True)[0]
+        return as_spin_batch(np.load(path, allow_pickle=False), n_sites, normalize=True)[0][sel]
     from .simulate import read_runs
     runs = read_runs(path)
     if not runs:
         raise ValueError(f"trajectory file '{path}' holds no runs")
-    spins = np.concatenate([r["spin"] for r in runs]).astype(np.float64)
+    spins = np.concatenate([r["spin"][sel] for r in runs]).astype(np.float64)
     if spins.shape[1] != n_sites:
         raise ValueError(f"'{path}' holds spins of {spins.shape[1]} sites, the lattice has {n_sites}")
     return spins / np.linalg.norm(spins, axis=-1, keepdims=True)   # float32 snapshots
@@ -106,11 +130,12 @@ def generate(config: Union[str, Path, Mapping, None] = None, overrides: Optional
     if cfg["sampler"] == "file":
         if not cfg["spins_from"]:
             raise ValueError("sampler 'file' needs spins_from: a .npy of spins or a trajectory .h5")
-        stock = spins_from_file(cfg["spins_from"], graph.num_nodes)
+        stock = spins_from_file(cfg["spins_from"], graph.num_nodes, cfg["snapshots"])
         if len(stock) < total:
             raise ValueError(f"'{cfg['spins_from']}' holds {len(stock)} configurations, the "
                              f"splits ask for {total}")
         meta["spins_from"] = str(cfg["spins_from"])
+        meta["snapshots"] = cfg["snapshots"] or ":"
     sampler = SAMPLERS.get(cfg["sampler"])
     with terminate_as_interrupt(), H5Writer(cfg["output"], graph, meta) as writer:
         writer.file.attrs["config"] = yaml.safe_dump(cfg, sort_keys=False)

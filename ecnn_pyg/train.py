@@ -41,18 +41,18 @@ from .augment import RotationAugment
 from .checkpoint import (CheckpointError, build_model, check_model_config, load_checkpoint,
                          save_checkpoint)
 from .config import REQUIRED, ConfigError, load_config
-from .datasets import read_arrays, read_graph, read_meta
+from .datasets import DataFileError, read_arrays, read_graph, read_meta
 from .metrics import ErrorAccumulator
 
 __all__ = ["TRAIN_SCHEMA", "RESUME_MUTABLE", "Trainer", "train", "evaluate_arrays",
-           "GraphBatcher", "LOG_COLUMNS", "plot_learning_curve"]
+           "GraphBatcher", "LOG_COLUMNS", "plot_learning_curve", "load_training_data"]
 
 _NONE = type(None)
 #: key -> (type(s), default); REQUIRED keys have no default
 TRAIN_SCHEMA = {
     "model": (str, "ecnn"),
     "model_config": (dict, {}),
-    "data": (str, REQUIRED),
+    "data": ((str, list), REQUIRED),   # one data file, or a list whose splits are concatenated
     "train_split": (str, "train"),
     "val_split": (str, "val"),
     "max_train_samples": ((int, _NONE), None),
@@ -231,6 +231,36 @@ def plot_learning_curve(log_path: Union[str, Path], out_path: Union[str, Path]) 
     return out_path
 
 
+def load_training_data(paths, train_split: str, val_split: str):
+    """Meta, graph and the train / validation arrays of one data file or a list of them.
+
+    With several files (e.g. random configurations plus ED-LLG snapshots) a split
+    is the concatenation, in list order, of that split in every file that has
+    it; every file must hold the same lattice, supercell and electronic model,
+    and each split must occur in at least one of them.
+    """
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not paths:
+        raise ConfigError("data must name at least one data file")
+    meta, graph = read_meta(paths[0]), read_graph(paths[0])
+    parts = {train_split: [], val_split: []}
+    for path in paths:
+        m = read_meta(path)
+        diff = [k for k in ("lattice", "size", "hoppings", "model") if m.get(k) != meta.get(k)]
+        if diff:
+            raise ValueError(f"'{path}' and '{paths[0]}' differ in {', '.join(diff)}: "
+                             "a training set must hold one lattice, supercell and model")
+        for split in parts:
+            if split in m["splits"]:
+                parts[split].append(read_arrays(path, split))
+    arrays = []
+    for split, found in parts.items():
+        if not found:
+            raise DataFileError(f"no data file of {paths} has a split '{split}'")
+        arrays.append({k: np.concatenate([a[k] for a in found]) for k in found[0]})
+    return meta, graph, arrays[0], arrays[1]
+
+
 class Trainer:
     """One training run (see the module docstring).
 
@@ -249,7 +279,7 @@ class Trainer:
         self.resume_state = None
         if resume:
             rd = Path(overrides.get("run_dir") or load_config(
-                config, {**TRAIN_SCHEMA, "data": (str, ""), "run_dir": (str, REQUIRED)})["run_dir"])
+                config, {**TRAIN_SCHEMA, "data": ((str, list), ""), "run_dir": (str, REQUIRED)})["run_dir"])
             last = rd / "last.pt"
             if not last.exists():
                 raise CheckpointError(f"cannot resume: '{last}' does not exist")
@@ -296,10 +326,8 @@ class Trainer:
     def _load_data(self):
         cfg = self.cfg
         path = cfg["data"]
-        self.meta = read_meta(path)
-        self.graph = read_graph(path)
-        tr = read_arrays(path, cfg["train_split"])
-        va = read_arrays(path, cfg["val_split"])
+        self.meta, self.graph, tr, va = load_training_data(path, cfg["train_split"],
+                                                           cfg["val_split"])
         if cfg["max_train_samples"] is not None:
             tr = {k: v[:cfg["max_train_samples"]] for k, v in tr.items()}
         if len(tr[K.ENERGY]) == 0:

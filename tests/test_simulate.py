@@ -103,6 +103,21 @@ def test_generate_from_trajectory_snapshots(tmp_path):
     ed = KondoED(ep.lattice_graph("triangular", 6, {"t3": -0.85}), J=-1.0, mu=-3.5)
     e, b = ed.energy_field(val[0].spin.numpy())
     assert np.allclose(val[0].field.numpy(), b) and val[0].energy.item() == pytest.approx(e)
+    # the same slice of every run: here the last two snapshots of each of the two runs
+    late = generate({"output": str(tmp_path / "late.h5"), "lattice": "triangular", "size": [6, 6],
+                     "hoppings": {"t1": 1.0, "t3": -0.85}, "J": -1.0, "mu": -3.5,
+                     "sampler": "file", "spins_from": str(traj), "snapshots": "2:",
+                     "splits": {"val": 4}}, progress=False)
+    runs = S.read_runs(traj)
+    assert [len(r["spin"]) for r in runs] == [4, 4]
+    want = np.concatenate([r["spin"][2:] for r in runs])
+    from ecnn_pyg.datasets import read_arrays
+    assert np.allclose(read_arrays(late, "val")["spin"], want, atol=1e-6)
+    with pytest.raises(ValueError, match="start:stop:step"):
+        generate({"output": str(tmp_path / "f.h5"), "lattice": "triangular", "size": [6, 6],
+                  "J": -1.0, "mu": -3.5, "sampler": "file", "spins_from": str(traj),
+                  "snapshots": "a:b", "splits": {"train": 1}}, progress=False)
+    assert not (tmp_path / "f.h5").exists()
     with pytest.raises(ValueError, match="holds 8 configurations"):
         generate({"output": str(tmp_path / "e.h5"), "lattice": "triangular", "size": [6, 6],
                   "J": -1.0, "mu": -3.5, "sampler": "file", "spins_from": str(traj),

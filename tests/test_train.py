@@ -225,3 +225,27 @@ def test_pretrained_registry(tmp_path):
     assert main(["evaluate", "--model", "square-paper", "--spins", str(tmp_path / "s.npy"),
                  "--out", str(tmp_path / "o.npz")]) == 0
     assert np.load(tmp_path / "o.npz")["field"].shape == (2, 36, 3)
+
+
+def test_several_data_files_concatenate_splits(data, tmp_path):
+    """data: [a, b] trains on a's and b's train splits and validates on every val split."""
+    from ecnn_pyg.datasets import DataFileError, read_arrays
+    from ecnn_pyg.train import load_training_data
+    extra = tmp_path / "extra.h5"
+    generate({"output": str(extra), "lattice": "square", "size": [4, 4], "hoppings": {"t1": 1.0},
+              "J": 7.0, "electrons": 14, "seed": 5, "splits": {"train": 2}}, progress=False)
+    _, _, tr, va = load_training_data([str(data), str(extra)], "train", "val")
+    a, b = read_arrays(data, "train"), read_arrays(extra, "train")
+    assert np.array_equal(tr[K.SPIN], np.concatenate([a[K.SPIN], b[K.SPIN]]))
+    assert np.array_equal(va[K.FIELD], read_arrays(data, "val")[K.FIELD])
+    cfg = _cfg(data, tmp_path / "r")
+    cfg["data"] = [str(data), str(extra)]
+    trainer = Trainer(cfg)
+    assert len(trainer.train_arrays[K.ENERGY]) == 8 and len(trainer.val_arrays[K.ENERGY]) == 3
+    with pytest.raises(DataFileError, match="split 'val'"):
+        load_training_data([str(extra)], "train", "val")
+    other = tmp_path / "other.h5"
+    generate({"output": str(other), "lattice": "square", "size": [4, 4], "hoppings": {"t1": 1.0},
+              "J": 5.0, "electrons": 14, "seed": 5, "splits": {"val": 1}}, progress=False)
+    with pytest.raises(ValueError, match="differ in model"):
+        load_training_data([str(data), str(other)], "train", "val")
