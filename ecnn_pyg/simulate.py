@@ -32,13 +32,14 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .config import REQUIRED, load_config
-from .datasets import DataFileError, _graph_to_group, terminate_as_interrupt
+from .datasets import DataFileError, _graph_to_group, read_graph, terminate_as_interrupt
 from .dynamics import INTEGRATORS, SpinSystem, make_integrator, numpy_field_source
 from .ed import KondoED
 from .graph import lattice_graph
 from .spins import as_spin_batch, ferromagnet, random_spins
 
-__all__ = ["SIMULATE_SCHEMA", "simulate", "field_source", "read_runs", "FORMAT"]
+__all__ = ["SIMULATE_SCHEMA", "DEFAULT_CONFIG", "simulate", "field_source", "read_runs",
+           "plot_runs", "FORMAT"]
 
 FORMAT = "ecnn_pyg-trajectory"
 _IDENTITY = ("lattice", "size", "hoppings", "source", "model", "J", "electrons", "filling",
@@ -68,6 +69,19 @@ SIMULATE_SCHEMA = {
     "seed": (int, 0),
     "dtype": (str, "float64"),
     "device": (str, "cpu"),
+    "num_threads": ((int, type(None)), None),   # torch CPU threads (null: torch's default)
+    "plot": (bool, False),                      # PNG of every run's last state (+ phase diagram)
+    "sites_per_magnetic_cell": (int, 48),       # n_sk = Q * this / N (48: triangular triple-Q)
+}
+
+#: The built-in default run of ``ecnn-pyg simulate`` (no config): T = 0 ML-LLG with the
+#: shipped triangular model from random spins into the skyrmion crystal, and its picture.
+DEFAULT_CONFIG = {
+    "output": "runs/skyrmion_crystal.h5", "lattice": "triangular", "size": [48, 48],
+    "hoppings": {"t1": 1.0, "t3": -0.85}, "source": "model", "model": "triangular-paper",
+    "integrator": "sib", "dt": 5.0, "alpha": 1.0, "temperature": 0.0, "zeeman": 0.005,
+    "n_steps": 1500, "save_every": 100, "initial": "random", "seed": 0, "dtype": "float32",
+    "plot": True,
 }
 
 
@@ -126,11 +140,24 @@ def _observables(spins: torch.Tensor, graph, triangles):
     return m, q
 
 
-def simulate(config: Union[str, Path, Mapping], overrides: Optional[Mapping] = None,
+def simulate(config: Union[str, Path, Mapping, None] = None, overrides: Optional[Mapping] = None,
              progress: bool = True) -> Path:
-    """Run (or continue) the simulation of ``config``; returns the output path."""
-    cfg = load_config(config, SIMULATE_SCHEMA, overrides)
+    """Run (or continue) the simulation of ``config``; returns the output path.
+
+    Args:
+        config: YAML path or mapping with the keys of :data:`SIMULATE_SCHEMA`;
+            ``None`` runs :data:`DEFAULT_CONFIG`.
+        overrides: key -> value replacing entries of ``config``.
+        progress: show a progress bar per run.
+
+    With ``plot: true`` it also writes, next to the output file, a picture of
+    every run's last state (:func:`plot_runs`).
+    """
+    cfg = load_config(config if config is not None else DEFAULT_CONFIG, SIMULATE_SCHEMA,
+                      overrides)
     _check(cfg)
+    if cfg["num_threads"]:
+        torch.set_num_threads(cfg["num_threads"])
     graph = lattice_graph(cfg["lattice"], cfg["size"], cfg["hoppings"])
     dtype = getattr(torch, cfg["dtype"])
     device = torch.device(cfg["device"])
@@ -170,7 +197,52 @@ def simulate(config: Union[str, Path, Mapping], overrides: Optional[Mapping] = N
     with terminate_as_interrupt(), f:
         for r, (hz, temp) in enumerate(runs):
             _run_one(f, r, hz, temp, cfg, graph, source, triangles, dtype, device, progress)
+    if cfg["plot"]:
+        plot_runs(path, cfg["sites_per_magnetic_cell"])
     return path
+
+
+def plot_runs(path: Union[str, Path], sites_per_magnetic_cell: int = 48) -> list:
+    """Pictures of the last state of every run of a trajectory file.
+
+    Writes ``<stem>_run_XXX.png`` (in-plane spins as arrows over an S_z colour
+    map, with H_z, T, n_sk and M_z in the title) next to the file and, for every
+    temperature with two or more fields, ``<stem>_phase_diagram[_T<T>].png``:
+    |n_sk| and |M_z| of the last states against H_z (the paper's Fig. 4a).
+
+    Args:
+        path: a trajectory file of :func:`simulate`.
+        sites_per_magnetic_cell: magnetic unit cell for n_sk = Q N_mc / N.
+
+    Returns:
+        The paths written.
+    """
+    from .plot import phase_diagram, spin_texture
+    path = Path(path)
+    runs = read_runs(path)
+    with h5py.File(path, "r", locking=False) as f:
+        graph = read_graph(f)
+    n = graph.num_nodes
+    stride = max(1, int(round((n / 48 ** 2) ** 0.5)))
+    written, by_temp = [], {}
+    for r in runs:
+        n_sk = r["charge"][-1] * sites_per_magnetic_cell / n
+        m_z = r["magnetization"][-1][2]
+        by_temp.setdefault(float(r["temperature"]), []).append((r["zeeman"], n_sk, m_z))
+        out = path.with_name(f"{path.stem}_{r['name']}.png")
+        spin_texture(r["spin"][-1], graph, out, arrow_stride=stride,
+                     title=f"H_z = {r['zeeman']:g}, T = {r['temperature']:g}, t = {r['time'][-1]:g}:"
+                           f" n_sk = {n_sk:+.2f}, M_z = {m_z:.3f}")
+        written.append(out)
+    for temp, rows in by_temp.items():
+        if len(rows) < 2:
+            continue
+        suffix = "" if len(by_temp) == 1 else f"_T{temp:g}"
+        out = path.with_name(f"{path.stem}_phase_diagram{suffix}.png")
+        h, n_sk, m_z = zip(*rows)
+        phase_diagram(h, n_sk, m_z, out, title=f"{path.stem}: last states, T = {temp:g}")
+        written.append(out)
+    return written
 
 
 def _run_one(f, r, hz, temp, cfg, graph, source, triangles, dtype, device, progress):

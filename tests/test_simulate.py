@@ -122,3 +122,30 @@ def test_generate_from_trajectory_snapshots(tmp_path):
         generate({"output": str(tmp_path / "e.h5"), "lattice": "triangular", "size": [6, 6],
                   "J": -1.0, "mu": -3.5, "sampler": "file", "spins_from": str(traj),
                   "splits": {"train": 9}}, progress=False)
+
+
+def test_pictures_of_runs_and_phase_diagram(tmp_path, capsys):
+    """plot: true draws every run's last state; a field sweep also gets the phase diagram."""
+    import yaml
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg(tmp_path, "sw.h5", zeeman=[0.0, 0.004, 0.008],
+                                       temperature=0.0, n_steps=4, plot=True)))
+    assert main(["simulate", "--config", str(path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    names = ["sw_run_000.png", "sw_run_001.png", "sw_run_002.png", "sw_phase_diagram.png"]
+    for name in names:
+        png = tmp_path / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert str(png) in out
+    assert "n_sk=" in out
+    # two temperatures, one field each: pictures of the runs, no phase diagram
+    written = S.plot_runs(S.simulate(cfg(tmp_path, "t2.h5"), progress=False))
+    assert sorted(p.name for p in written) == ["t2_run_000.png", "t2_run_001.png"]
+
+
+def test_default_config_is_the_shipped_model_skyrmion_run():
+    from ecnn_pyg.config import load_config
+    c = load_config(S.DEFAULT_CONFIG, S.SIMULATE_SCHEMA)
+    assert c["source"] == "model" and c["model"] == "triangular-paper" and c["plot"]
+    assert c["temperature"] == 0.0 and 0.00325 < c["zeeman"] < 0.0065   # the n_sk = 1 phase
+    assert c["size"][0] % 12 == 0 and c["size"][1] % 12 == 0             # commensurate

@@ -5,7 +5,14 @@ The field comes from exact diagonalization (source: ed) or a trained model
 HDF5 file; resumable: rerun the same command to continue, or raise n_steps
 to extend the runs.
 
+Without --config the built-in default runs: T = 0 ML-LLG with the shipped
+triangular model (``triangular-paper``) on 48 x 48 at H_z = 0.005 from random
+spins, ending in the skyrmion crystal; writes runs/skyrmion_crystal.h5 and the
+picture runs/skyrmion_crystal_run_000.png.
+
 Example:
+    ecnn-pyg simulate
+    ecnn-pyg simulate --config configs/triangular_sweep.yaml
     ecnn-pyg simulate --config configs/triangular_ed_llg.yaml
     ecnn-pyg simulate --config configs/triangular_ed_llg.yaml --set n_steps=2000
 """
@@ -13,7 +20,8 @@ from ..config import parse_overrides
 
 
 def add_arguments(parser):
-    parser.add_argument("--config", required=True, help="YAML config (keys: ecnn_pyg.simulate)")
+    parser.add_argument("--config", help="YAML config (keys: ecnn_pyg.simulate); default: a "
+                        "skyrmion-crystal run with the shipped triangular model")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override config keys, values parsed as YAML")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -23,9 +31,17 @@ def run(args):
     from ..simulate import read_runs, simulate
     path = simulate(args.config, parse_overrides(args.set), progress=not args.quiet)
     print(f"trajectories: {path.resolve()}")
+    import h5py
+    import yaml
+    with h5py.File(path, "r", locking=False) as f:
+        cell = yaml.safe_load(f.attrs["config"]).get("sites_per_magnetic_cell", 48)
     for r in read_runs(path):
         m = r["magnetization"][-1]
+        n_sites = r["spin"].shape[1]
         print(f"  {r['name']}: H_z={r['zeeman']:g} T={r['temperature']:g} steps={r['step']} "
               f"snapshots={len(r['time'])} M=({m[0]:+.4f}, {m[1]:+.4f}, {m[2]:+.4f}) "
-              f"Q={r['charge'][-1]:+.3f}")
+              f"Q={r['charge'][-1]:+.3f} n_sk={r['charge'][-1] * cell / n_sites:+.2f}")
+    pictures = sorted(path.parent.glob(f"{path.stem}_*.png"))
+    if pictures:
+        print("pictures: " + ", ".join(str(p) for p in pictures))
     return 0
