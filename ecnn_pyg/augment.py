@@ -32,6 +32,11 @@ class RotationAugment:
     Attributes:
         matrices: the rotation matrices (cell coordinates), identity first.
         perms: ``(R, N)`` site permutations.
+
+    Raises:
+        ValueError: if no lattice rotation fits the supercell.
+        LatticeError: if the lattice has no point group implemented (not 2D
+            with one site per cell).
     """
 
     def __init__(self, graph):
@@ -46,11 +51,27 @@ class RotationAugment:
         return len(self.perms)
 
     def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
-        """``n`` random rotation indices (uniform over the group)."""
+        """``n`` random rotation indices (uniform over the group).
+
+        Args:
+            n: number of indices.
+            generator: optional torch random generator.
+
+        Returns:
+            ``(n,)`` long tensor of indices into :attr:`perms`.
+        """
         return torch.randint(len(self.perms), (n,), generator=generator)
 
     def apply(self, k: Tensor, *arrays: Tensor) -> Tuple[Tensor, ...]:
-        """Rotate per-site arrays ``(B, N, ...)`` of ``B`` samples by rotations ``k`` ``(B,)``."""
+        """Rotate per-site arrays ``(B, N, ...)`` of ``B`` samples by rotations ``k`` ``(B,)``.
+
+        Args:
+            k: ``(B,)`` rotation indices (e.g. from :meth:`sample`).
+            *arrays: per-site arrays ``(B, N, ...)`` (spins, fields, ...).
+
+        Returns:
+            The permuted arrays, sample ``b`` as ``a[b, perms[k[b]]]``.
+        """
         p = self.perms[k]                                    # (B, N)
         rows = torch.arange(p.shape[0])[:, None]
         return tuple(a[rows, p] for a in arrays)

@@ -63,6 +63,12 @@ class DescriptorTables:
         shells: ``(M,)`` shell index of each neighbour slot.
         pairs: ``(P, 2)`` slots ``(a, b)`` of the bond descriptors ``S_a . S_b``.
         chiral: ``(C, 2)`` slots ``(j, j')`` of ``S_0 . (S_j x S_j')``.
+
+    Args:
+        offsets: see Attributes.
+        shells: see Attributes.
+        pairs: see Attributes.
+        chiral: see Attributes.
     """
 
     def __init__(self, offsets, shells, pairs, chiral):
@@ -70,14 +76,17 @@ class DescriptorTables:
 
     @property
     def num_neighbors(self) -> int:
+        """Number of neighbour slots ``M`` (the centre not counted)."""
         return len(self.offsets)
 
     @property
     def num_shells(self) -> int:
+        """Number of symmetry shells of the neighbourhood."""
         return int(self.shells.max()) + 1 if len(self.shells) else 0
 
     @property
     def num_descriptors(self) -> int:
+        """Number of descriptors: bond pairs plus chiralities (554 on the square lattice)."""
         return len(self.pairs) + len(self.chiral)
 
     def __repr__(self) -> str:
@@ -88,7 +97,24 @@ class DescriptorTables:
 
 def descriptor_tables(lattice="square", radius2: float = 26.0,
                       pair_radius2: float = 9.0) -> DescriptorTables:
-    """Neighbour offsets, symmetry shells, pair and chirality slots of a lattice."""
+    """Neighbour offsets, symmetry shells, pair and chirality slots of a lattice.
+
+    Args:
+        lattice: a 2D one-site-per-cell lattice (a :class:`~ecnn_pyg.Lattice`,
+            built-in name or file path).
+        radius2: squared radius of the neighbourhood, :math:`0 < |\mathbf r|^2 \le r^2_{max}`.
+        pair_radius2: squared radius within which all pairs of sites (centre
+            included) enter as bond descriptors; beyond it only the pairs with
+            the centre.
+
+    Returns:
+        The :class:`DescriptorTables`; slots are ordered by shell, then polar
+        angle.
+
+    Raises:
+        ValueError: if the lattice is not 2D with one site per cell.
+        LatticeError: if the lattice cannot be loaded.
+    """
     lat = load_lattice(lattice)
     if lat.dim != 2 or lat.n_basis != 1:
         raise ValueError("the IFNN descriptors need a 2D lattice with one site per cell")
@@ -148,7 +174,8 @@ class IFNN(ConfigurableModel, torch.nn.Module):
         radius2 (float): squared radius of the neighbourhood (26: 88 neighbours).
         pair_radius2 (float): squared radius within which all pairs enter (9).
         hidden (sequence of int): hidden widths of the ReLU network.
-        energy_scale, energy_shift (float): :math:`\epsilon \to a\epsilon + b`.
+        energy_scale (float): :math:`a` in :math:`\epsilon \to a\epsilon + b`.
+        energy_shift (float): :math:`b` in :math:`\epsilon \to a\epsilon + b`.
 
     Shapes:
         - **input:** a graph (``Data`` or ``Batch``) of :func:`~ecnn_pyg.lattice_graph`,
@@ -187,12 +214,26 @@ class IFNN(ConfigurableModel, torch.nn.Module):
 
     @property
     def num_descriptors(self) -> int:
+        """Number of input descriptors of the network (554 on the square lattice)."""
         return self.tables.num_descriptors
 
 
     # --------------------------------------------------------------- tables
     def neighbor_table(self, data) -> Tensor:
-        """``(N, 1 + M)`` global node index of the centre and its neighbours."""
+        """``(N, 1 + M)`` global node index of the centre and its neighbours.
+
+        Cached while the graph's ``cell`` tensor is unchanged.
+
+        Args:
+            data: graph (``Data`` or ``Batch``) of :func:`~ecnn_pyg.lattice_graph`
+                with ``cell`` and ``size``.
+
+        Returns:
+            ``(N, 1 + M)`` long tensor; column 0 is the site itself.
+
+        Raises:
+            ModelInputError: if the lattice has more than one site per cell.
+        """
         cell = data[K.CELL]
         c = self._cache
         if c is not None and c[0] is cell and c[1] == cell._version and c[2] == data.num_nodes:
@@ -234,7 +275,20 @@ class IFNN(ConfigurableModel, torch.nn.Module):
                 raise ModelInputError(f"the IFNN needs the graph's '{key}' (use lattice_graph)")
 
     def descriptors(self, data, spin: Tensor) -> Tensor:
-        """``(N, 554)`` invariant descriptors (bond dot products, then chiralities)."""
+        """``(N, 554)`` invariant descriptors (bond dot products, then chiralities).
+
+        Args:
+            data: graph (``Data`` or ``Batch``) of :func:`~ecnn_pyg.lattice_graph`.
+            spin: ``(N, 3)`` spins.
+
+        Returns:
+            ``(N, num_descriptors)`` tensor: the ``P`` dot products
+            :math:`\mathbf S_a\cdot\mathbf S_b`, then the ``C`` chiralities
+            :math:`\mathbf S_0\cdot(\mathbf S_j\times\mathbf S_{j'})`.
+
+        Raises:
+            ModelInputError: if the lattice has more than one site per cell.
+        """
         table = self.neighbor_table(data)
         s = spin[table]                                             # (N, 1+M, 3)
         dots = (s[:, self.pair_a] * s[:, self.pair_b]).sum(-1)       # (N, P)
@@ -244,6 +298,25 @@ class IFNN(ConfigurableModel, torch.nn.Module):
 
     def forward(self, data, spin: Optional[Tensor] = None, compute_field: bool = True,
                 training: Optional[bool] = None) -> Dict[str, Tensor]:
+        """Energies and field of spins on the graph(s) ``data``.
+
+        Args:
+            data: graph (``Data`` or ``Batch``) of :func:`~ecnn_pyg.lattice_graph`
+                for the model's lattice.
+            spin: ``(N, 3)`` spins; default ``data["spin"]``.
+            compute_field: also return ``field = -dE/dS``.
+            training: keep the graph of the field for a loss on it (default:
+                ``self.training``).
+
+        Returns:
+            ``{"energy": (num_graphs,), "local_energy": (N,), "field": (N, 3)}``
+            (``field`` only with ``compute_field``).
+
+        Raises:
+            ModelInputError: if there are no spins, they do not have shape
+                ``(N, 3)``, the graph is of another lattice, lacks ``cell`` or
+                ``size``, or has more than one site per cell.
+        """
         if spin is None:
             if K.SPIN not in data:
                 raise ModelInputError("no spins: pass spin=(N, 3) or set data['spin']")
@@ -264,4 +337,9 @@ class IFNN(ConfigurableModel, torch.nn.Module):
                                   self.energy_scale, self.energy_shift)
 
     def extra_repr(self) -> str:
+        """Summary shown in ``repr(model)``: the lattice and the descriptor tables.
+
+        Returns:
+            The text inside the module's parentheses in ``repr``.
+        """
         return f"lattice={self.lattice!r}, {self.tables!r}"

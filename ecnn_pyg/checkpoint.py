@@ -86,7 +86,19 @@ MODEL_SCHEMAS: Dict[str, Dict[str, Tuple]] = {
 
 
 def check_model_config(model_type: str, config: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
-    """The full, type-checked config of a model type (unknown keys/types refused)."""
+    """The full, type-checked config of a model type (unknown keys/types refused).
+
+    Args:
+        model_type: a key of :data:`MODEL_TYPES` (``"ecnn"`` or ``"ifnn"``).
+        config: constructor arguments; missing keys take the schema defaults.
+
+    Returns:
+        Every constructor argument of the model type, defaults filled in.
+
+    Raises:
+        ConfigError: if the model type is unknown, or a key is unknown or of
+            the wrong type (see :data:`MODEL_SCHEMAS`).
+    """
     if model_type not in MODEL_TYPES:
         raise ConfigError(f"unknown model type {model_type!r}; available: {sorted(MODEL_TYPES)}")
     schema = dict(MODEL_SCHEMAS[model_type])
@@ -101,13 +113,35 @@ def check_model_config(model_type: str, config: Optional[Mapping[str, Any]]) -> 
 
 
 def build_model(model_type: str, config: Optional[Mapping[str, Any]] = None) -> torch.nn.Module:
-    """A new model of type ``model_type`` (``"ecnn"`` or ``"ifnn"``) from its config."""
+    """A new model of type ``model_type`` (``"ecnn"`` or ``"ifnn"``) from its config.
+
+    Args:
+        model_type: a key of :data:`MODEL_TYPES`.
+        config: constructor arguments (checked by :func:`check_model_config`).
+
+    Returns:
+        The new, untrained model.
+
+    Raises:
+        ConfigError: if the model type or the config is invalid.
+        ValueError: if the model refuses the (well-typed) arguments.
+    """
     cfg = check_model_config(model_type, config)
     return MODEL_TYPES[model_type]().from_config(cfg)
 
 
 def save_checkpoint(path: Union[str, Path], state: Mapping[str, Any]) -> Path:
-    """Write ``state`` (plus format fields) atomically: temp file, fsync, ``os.replace``."""
+    """Write ``state`` (plus format fields) atomically: temp file, fsync, ``os.replace``.
+
+    Args:
+        path: destination file; parent folders are created.
+        state: checkpoint entries (see the module docstring); they are written
+            after, so they may override, ``format``, ``format_version`` and
+            ``package_version``.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION,
@@ -142,9 +176,19 @@ def _minor(version: str) -> Tuple[str, ...]:
 def load_checkpoint(path: Union[str, Path], strict_version: bool = True) -> Dict[str, Any]:
     """Read and check a checkpoint.
 
-    Raises :class:`CheckpointError` for a missing, corrupted or truncated file, a
-    file that is not an ecnn_pyg checkpoint, another ``format_version``, or (with
-    ``strict_version``) a package version of another major.minor release.
+    Args:
+        path: checkpoint file.
+        strict_version: refuse checkpoints written by another major.minor
+            package release.
+
+    Returns:
+        The checkpoint dict (tensors on the CPU).
+
+    Raises:
+        CheckpointError: if the file is missing, corrupted or truncated, not an
+            ecnn_pyg checkpoint, of another ``format_version``, (with
+            ``strict_version``) of another major.minor package release, lacks
+            the model entries, or names an unknown model type.
     """
     path = Path(path)
     if not path.exists():
@@ -187,7 +231,19 @@ def load_checkpoint(path: Union[str, Path], strict_version: bool = True) -> Dict
 
 
 def model_from_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint") -> torch.nn.Module:
-    """Rebuild the model of a loaded checkpoint dict (eval mode, its dtype)."""
+    """Rebuild the model of a loaded checkpoint dict (eval mode, its dtype).
+
+    Args:
+        ckpt: a checkpoint dict (from :func:`load_checkpoint`).
+        source: name of the checkpoint in error messages.
+
+    Returns:
+        The model with the checkpoint's weights, in eval mode and ``dtype``.
+
+    Raises:
+        CheckpointError: if the model config does not build or the weights do
+            not fit the model.
+    """
     try:
         model = build_model(ckpt["model_type"], ckpt["model_config"])
     except (ConfigError, ValueError) as err:
@@ -205,7 +261,21 @@ def model_from_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint") -
 
 def load_model_and_checkpoint(name_or_path: Union[str, Path], strict_version: bool = True
                               ) -> Tuple[torch.nn.Module, Dict[str, Any]]:
-    """``(model, checkpoint dict)`` from a checkpoint path or a pretrained name."""
+    """``(model, checkpoint dict)`` from a checkpoint path or a pretrained name.
+
+    Args:
+        name_or_path: a checkpoint file, or a name of
+            :func:`ecnn_pyg.pretrained.available`.
+        strict_version: see :func:`load_checkpoint`.
+
+    Returns:
+        ``(model, ckpt)``: the model (eval mode, ``model.trained_on`` set to the
+        checkpoint's ``data`` entry) and the checkpoint dict.
+
+    Raises:
+        CheckpointError: if ``name_or_path`` is neither an existing file nor a
+            pretrained name, or the checkpoint cannot be loaded or rebuilt.
+    """
     from . import pretrained
     p = Path(name_or_path)
     if not p.exists() and str(name_or_path) in pretrained.available():
@@ -225,6 +295,18 @@ def load_model(name_or_path: Union[str, Path], strict_version: bool = True) -> t
     ``model.trained_on`` holds the lattice, size, hoppings and ED parameters of
     its training data; :func:`load_model_and_checkpoint` also returns the
     whole checkpoint (metrics, epoch, training config).
+
+    Args:
+        name_or_path: a checkpoint file, or a name of
+            :func:`ecnn_pyg.pretrained.available`.
+        strict_version: see :func:`load_checkpoint`.
+
+    Returns:
+        The model in eval mode.
+
+    Raises:
+        CheckpointError: if ``name_or_path`` is neither an existing file nor a
+            pretrained name, or the checkpoint cannot be loaded or rebuilt.
     """
     return load_model_and_checkpoint(name_or_path, strict_version)[0]
 
@@ -241,6 +323,20 @@ def export_model(src: Union[str, Path], dst: Union[str, Path],
     Writes ``dst`` (a checkpoint that :func:`load_model` reads) and, with
     ``card``, ``dst`` with suffix ``.yaml``: a model card (how it was trained,
     its metrics) in YAML.
+
+    Args:
+        src: checkpoint to export (read with ``strict_version=True``).
+        dst: exported checkpoint (written atomically).
+        card: optional model card, written as YAML next to ``dst``.
+
+    Returns:
+        ``dst`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        CheckpointError: if the file is missing, corrupted or truncated, not an
+            ecnn_pyg checkpoint, of another ``format_version``, (with
+            ``strict_version``) of another major.minor package release, lacks
+            the model entries, or names an unknown model type.
     """
     import yaml
     ckpt = load_checkpoint(src)

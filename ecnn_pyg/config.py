@@ -39,7 +39,17 @@ def _check_type(key: str, value: Any, types) -> Any:
 
 
 def parse_overrides(items: Optional[Iterable[str]]) -> Dict[str, Any]:
-    """``["J=7", "size=[30, 30]"]`` -> ``{"J": 7, "size": [30, 30]}`` (values parsed as YAML)."""
+    """``["J=7", "size=[30, 30]"]`` -> ``{"J": 7, "size": [30, 30]}`` (values parsed as YAML).
+
+    Args:
+        items: ``key=value`` strings (e.g. from ``--set``); ``None`` for none.
+
+    Returns:
+        ``{key: value}`` with each value parsed by :func:`yaml.safe_load`.
+
+    Raises:
+        ConfigError: if an item has no ``=``.
+    """
     out = {}
     for item in items or ():
         if "=" not in item:
@@ -51,8 +61,23 @@ def parse_overrides(items: Optional[Iterable[str]]) -> Dict[str, Any]:
 
 def load_config(source: Union[str, Path, Mapping, None], schema: Mapping[str, Tuple],
                 overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-    """Read ``source`` (a YAML path, a mapping or ``None`` for the defaults), apply
-    ``overrides`` and check every key against ``schema``.
+    """Read a config, apply overrides and check every key against a schema.
+
+    Args:
+        source: a YAML file path, a mapping, or ``None`` for the defaults.
+        schema: ``{key: (types, default)}``; ``default`` is :data:`REQUIRED` for
+            keys without a default. An ``int`` is accepted (as ``float``) where
+            ``float`` is allowed; ``bool`` only where ``bool`` is listed;
+            ``null`` only where ``type(None)`` is listed.
+        overrides: ``{key: value}`` applied on top of ``source``.
+
+    Returns:
+        ``{key: value}`` for every key of ``schema``, defaults filled in.
+
+    Raises:
+        ConfigError: if the file does not exist, is not valid YAML or not a
+            mapping, a key is unknown (with a close-match hint), a value has
+            the wrong type, or a required key is missing.
     """
     if source is None:
         raw: Dict[str, Any] = {}

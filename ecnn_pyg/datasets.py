@@ -75,7 +75,19 @@ def _graph_to_group(graph: Data, group: h5py.Group) -> None:
 
 
 def read_graph(source: Union[str, Path, h5py.File]) -> Data:
-    """The lattice graph stored in a data file."""
+    """The lattice graph stored in a data file.
+
+    Args:
+        source: path of a data file, or an open :class:`h5py.File`.
+
+    Returns:
+        :class:`~torch_geometric.data.Data` with the tensors and attributes of
+        the file's ``graph`` group.
+
+    Raises:
+        DataFileError: if the file is missing, unreadable, locked for writing,
+            or not an ecnn_pyg data set.
+    """
     if not isinstance(source, h5py.File):
         with _open(source) as f:
             return read_graph(f)
@@ -90,7 +102,19 @@ def read_graph(source: Union[str, Path, h5py.File]) -> Data:
 
 
 def read_meta(source: Union[str, Path, h5py.File]) -> Dict:
-    """Metadata (attributes) of a data file, JSON fields decoded."""
+    """Metadata (attributes) of a data file, JSON fields decoded.
+
+    Args:
+        source: path of a data file, or an open :class:`h5py.File`.
+
+    Returns:
+        ``{attribute: value}``; ``hoppings``, ``model`` and ``splits`` decoded
+        from JSON, arrays as lists and NumPy scalars as Python scalars.
+
+    Raises:
+        DataFileError: if the file is missing, unreadable, locked for writing,
+            or not an ecnn_pyg data set.
+    """
     if not isinstance(source, h5py.File):
         with _open(source) as f:
             return read_meta(f)
@@ -108,7 +132,14 @@ def read_meta(source: Union[str, Path, h5py.File]) -> Dict:
 
 
 def split_ranges(splits: Mapping[str, int]) -> Dict[str, range]:
-    """Contiguous sample ranges of the named splits, in the order given."""
+    """Contiguous sample ranges of the named splits, in the order given.
+
+    Args:
+        splits: ``{name: number of samples}``, e.g. ``{"train": 100, "val": 50}``.
+
+    Returns:
+        ``{name: range}``, e.g. ``{"train": range(0, 100), "val": range(100, 150)}``.
+    """
     out, start = {}, 0
     for name, n in splits.items():
         out[name] = range(start, start + int(n))
@@ -117,7 +148,20 @@ def split_ranges(splits: Mapping[str, int]) -> Dict[str, range]:
 
 
 def read_arrays(path, split: Optional[str] = None) -> Dict[str, np.ndarray]:
-    """``spin``, ``energy``, ``field`` of the complete samples (of one split)."""
+    """``spin``, ``energy``, ``field`` of the complete samples (of one split).
+
+    Args:
+        path: data file.
+        split: a split name stored in the file, or ``None`` for all complete
+            samples. A split not yet fully generated is cut at ``n_done``.
+
+    Returns:
+        ``{"spin": (n, N, 3), "energy": (n,), "field": (n, N, 3)}`` arrays.
+
+    Raises:
+        DataFileError: if the file cannot be read as a data set, or has no
+            split named ``split``.
+    """
     with _open(path) as f:
         meta = read_meta(f)
         n = int(meta["n_done"])
@@ -141,6 +185,11 @@ class H5Writer:
             otherwise :class:`DataFileError` and the file is left untouched.
         graph: lattice graph of the samples.
         meta: identity and provenance attributes (see module docstring).
+
+    Raises:
+        DataFileError: if an existing file cannot be read as a data set, was
+            made with different identity attributes, or holds a graph with a
+            different number of sites.
     """
 
     def __init__(self, path: Union[str, Path], graph: Data, meta: Mapping):
@@ -181,10 +230,17 @@ class H5Writer:
 
     @property
     def n_done(self) -> int:
+        """Number of complete samples in the file."""
         return int(self.file.attrs["n_done"])
 
     def append(self, spin: np.ndarray, energy: float, field: np.ndarray) -> None:
-        """Write one sample, then mark it complete."""
+        """Write one sample, then mark it complete.
+
+        Args:
+            spin: ``(N, 3)`` spin configuration.
+            energy: total energy.
+            field: ``(N, 3)`` effective field ``B = -dE/dS``.
+        """
         f, i = self.file, self.n_done
         for key in (K.SPIN, K.FIELD, K.ENERGY):
             if f[key].shape[0] < i + 1:
@@ -197,6 +253,7 @@ class H5Writer:
         f.flush()
 
     def close(self) -> None:
+        """Close the file (does nothing if already closed)."""
         if self.file.id.valid:
             self.file.close()
 
@@ -221,7 +278,11 @@ def _norm(v):
 
 @contextmanager
 def terminate_as_interrupt():
-    """Turn SIGTERM into KeyboardInterrupt so files are closed cleanly."""
+    """Turn SIGTERM into KeyboardInterrupt so files are closed cleanly.
+
+    A context manager; outside the main thread (where signal handlers cannot
+    be set) it does nothing.
+    """
     def handler(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
     try:
@@ -247,6 +308,10 @@ class SpinDataset(Dataset):
             ``None`` for all complete samples.
         dtype: floating dtype of spins, fields and energies.
         transform: optional PyG transform applied on access.
+
+    Raises:
+        DataFileError: if the file cannot be read as a data set, or has no
+            split named ``split``.
     """
 
     def __init__(self, path: Union[str, Path], split: Optional[str] = "train",
@@ -261,9 +326,23 @@ class SpinDataset(Dataset):
         super().__init__(root=None, transform=transform)
 
     def len(self) -> int:
+        """Number of spin configurations in the split.
+
+        Returns:
+            The number of samples.
+        """
         return len(self._energy)
 
     def get(self, idx: int) -> Data:
+        """The graph of one sample.
+
+        Args:
+            idx: sample index within the split.
+
+        Returns:
+            A shallow copy of the lattice graph with ``spin``, ``field`` and
+            ``energy`` of sample ``idx``.
+        """
         data = copy.copy(self.graph)
         data[K.SPIN] = self._spin[idx]
         data[K.FIELD] = self._field[idx]

@@ -52,6 +52,18 @@ def hopping_matrix(graph, mu: float = 0.0) -> np.ndarray:
     the graph holds both directions of each bond, so ``H`` is Hermitian.
     Entries are accumulated, so bonds meeting their periodic images in small
     supercells add up (as the Bloch sum over that supercell's momenta does).
+
+    Args:
+        graph: lattice graph with ``edge_index`` and optionally ``hopping``
+            (default amplitude 1 per edge).
+        mu: chemical potential, subtracted on the diagonal.
+
+    Returns:
+        ``(2N, 2N)`` complex128 Hermitian matrix, basis index ``2 * site + spin``.
+
+    Raises:
+        EDError: if an amplitude is not finite or the matrix is not Hermitian
+            (a bond lacks its reverse direction with equal amplitude).
     """
     n = int(graph.num_nodes)
     ei = graph[K.EDGE_INDEX].cpu().numpy()
@@ -81,6 +93,14 @@ class KondoED:
         mu: chemical potential (grand canonical ensemble).
         temperature: electron temperature (grand canonical only; default 0).
         zeeman: field :math:`H_z` on the localized spins (energy :math:`-H_z\sum S^z`).
+
+    Raises:
+        EDError: if ``J``, ``temperature`` or ``zeeman`` is not finite, the
+            temperature is negative, not exactly one of ``electrons``,
+            ``filling``, ``mu`` is given, the filling or electron number is out
+            of range or not an integer number of electrons, a finite
+            temperature is asked for in the canonical ensemble, or the hopping
+            matrix is invalid (see :func:`hopping_matrix`).
 
     Example::
 
@@ -137,16 +157,30 @@ class KondoED:
 
     @property
     def canonical(self) -> bool:
+        """Whether the electron number is fixed (canonical ensemble) rather than ``mu``."""
         return self.electrons is not None
 
     def params(self) -> dict:
-        """Model parameters (stored with data sets)."""
+        """Model parameters (stored with data sets).
+
+        Returns:
+            ``{"J", "electrons", "mu", "temperature", "zeeman"}``; the unused
+            one of ``electrons`` / ``mu`` is ``None``.
+        """
         return {"J": self.J, "electrons": self.electrons, "mu": self.mu,
                 "temperature": self.temperature, "zeeman": self.zeeman}
 
     # ------------------------------------------------------------------ core
     def hamiltonian(self, spin: np.ndarray) -> np.ndarray:
-        """Single-particle matrix ``(2N, 2N)`` for one configuration ``(N, 3)``."""
+        """Single-particle matrix ``(2N, 2N)`` for one configuration ``(N, 3)``.
+
+        Args:
+            spin: ``(N, 3)`` spins (not validated).
+
+        Returns:
+            ``(2N, 2N)`` complex matrix: the hopping (and :math:`-\mu`) plus the
+            on-site blocks :math:`-(J/2)\, S_r\cdot\sigma`.
+        """
         s = np.asarray(spin, dtype=np.float64)
         h = self._h0.copy()
         a = -0.5 * self.J
@@ -199,7 +233,20 @@ class KondoED:
         return as_spin_batch(spins, self.n_sites, self._shape)
 
     def energy(self, spins) -> np.ndarray:
-        """Total energy ``(n,)`` (float for one configuration), eigenvalues only."""
+        """Total energy ``(n,)`` (float for one configuration), eigenvalues only.
+
+        Args:
+            spins: ``(N, 3)``, ``(n, N, 3)`` or with the sites as the supercell
+                shape; unit vectors.
+
+        Returns:
+            ``(n,)`` energies including the Zeeman term, or a float for a
+            single configuration.
+
+        Raises:
+            SpinError: if the spins have the wrong shape, are not finite or
+                not of unit length.
+        """
         s, single = self._check(spins)
         e = np.empty(len(s))
         for k, sk in enumerate(s):
@@ -210,8 +257,18 @@ class KondoED:
     def energy_field(self, spins) -> Tuple[np.ndarray, np.ndarray]:
         """Energy ``(n,)`` and field ``B = -dE/dS`` ``(n, N, 3)`` of spin configurations.
 
-        ``spins``: ``(N, 3)``, ``(n, N, 3)`` or with the sites as the supercell
-        shape; a single configuration returns a float and an ``(N, 3)`` array.
+        Args:
+            spins: ``(N, 3)``, ``(n, N, 3)`` or with the sites as the supercell
+                shape; unit vectors.
+
+        Returns:
+            ``(energy, field)``: ``(n,)`` and ``(n, N, 3)`` (field including the
+            Zeeman :math:`H_z \hat z`); a single configuration returns a float
+            and an ``(N, 3)`` array.
+
+        Raises:
+            SpinError: if the spins have the wrong shape, are not finite or
+                not of unit length.
         """
         s, single = self._check(spins)
         n = len(s)

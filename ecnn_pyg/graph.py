@@ -76,6 +76,13 @@ def lattice_graph(lattice: Union[str, Lattice], size, hoppings: Optional[Mapping
         ``hopping``, ``bond_shell``, ``bond_type``, ``cell_shift``, ``edge_vec``,
         ``sublattice``, ``cell``, ``size`` (``(1, dim)``), ``supercell``
         (``(1, dim, dim)`` supercell vectors) and the ``lattice`` name.
+
+    Raises:
+        LatticeError: if the lattice cannot be loaded, ``size`` is not ``dim``
+            positive integers, ``periodic`` has the wrong length, a hopping
+            override is invalid, or ``min_image="error"`` and a bond meets a
+            periodic image of itself.
+        ValueError: if ``min_image`` is neither ``"warn"`` nor ``"error"``.
     """
     lat = load_lattice(lattice)
     dim, nb = lat.dim, lat.n_basis
@@ -177,6 +184,21 @@ def from_networkx(graph: nx.Graph, name: str = "custom", decimals: int = 6) -> D
     keys of :func:`lattice_graph` (as one unit cell holding every site, with
     no supercell vectors), so it batches with lattice graphs of the same
     spatial dimension.
+
+    Args:
+        graph: the lattice as a :class:`networkx.Graph`; each undirected edge
+            is one bond (both directions are added).
+        name: lattice name stored under the ``lattice`` key.
+        decimals: rounding of amplitudes, lengths and bond vectors when
+            grouping bonds into shells and bond types.
+
+    Returns:
+        :class:`~torch_geometric.data.Data` with the keys of
+        :func:`lattice_graph`.
+
+    Raises:
+        LatticeError: if the graph has no nodes, ``pos`` is not a 1D, 2D or 3D
+            coordinate, or an edge has a non-finite hopping.
     """
     nodes = list(graph.nodes)
     if not nodes:
@@ -235,6 +257,13 @@ def to_networkx(data: Data) -> nx.MultiGraph:
     Nodes ``0..N-1`` with ``pos``; one edge per bond (the two directed edges of
     a bond are merged) with ``hopping``, ``shell`` and ``vec`` attributes. A
     multigraph because small periodic supercells can join two sites twice.
+
+    Args:
+        data: a lattice graph (from :func:`lattice_graph` or
+            :func:`from_networkx`).
+
+    Returns:
+        The :class:`networkx.MultiGraph`.
     """
     g = nx.MultiGraph()
     pos = data.pos.cpu().numpy()
@@ -264,6 +293,20 @@ def site_permutation(data: Data, matrix=None, translation=None) -> torch.Tensor:
     The spin configuration transformed by the symmetry is ``spins[perm]``:
     site ``i`` of the new configuration carries the spin of site ``perm[i]``.
     Only for periodic supercells of one-site-per-cell lattices.
+
+    Args:
+        data: a periodic lattice graph from :func:`lattice_graph`.
+        matrix: ``(dim, dim)`` integer matrix ``M`` on cell coordinates
+            (default: identity).
+        translation: ``(dim,)`` integer translation ``t`` in unit cells
+            (default: none).
+
+    Returns:
+        ``(N,)`` long tensor ``perm``.
+
+    Raises:
+        LatticeError: if the lattice has more than one site per cell, or the
+            supercell is not invariant under ``matrix``.
     """
     L = data[K.SIZE].view(-1).cpu().numpy()
     cells = data[K.CELL].cpu().numpy()
@@ -285,16 +328,38 @@ def site_permutation(data: Data, matrix=None, translation=None) -> torch.Tensor:
 
 
 def translation_permutation(data: Data, shift) -> torch.Tensor:
-    """Site permutation of a translation by ``shift`` unit cells (see :func:`site_permutation`)."""
+    """Site permutation of a translation by ``shift`` unit cells (see :func:`site_permutation`).
+
+    Args:
+        data: a periodic lattice graph from :func:`lattice_graph`.
+        shift: ``(dim,)`` integer translation in unit cells.
+
+    Returns:
+        ``(N,)`` long tensor ``perm``: the translated spins are ``spins[perm]``.
+
+    Raises:
+        LatticeError: if the lattice has more than one site per cell.
+    """
     return site_permutation(data, translation=shift)
 
 
 def rotation_permutations(data: Data, lattice: Union[str, Lattice, None] = None):
     """Site permutations of the lattice point-group rotations that fit the supercell.
 
-    Returns a list of ``(matrix, perm)`` for the rotations of
-    :meth:`Lattice.point_group` under which the periodic supercell is invariant
-    (e.g. C4 for an L x L square supercell, C6 for an L x L triangular one).
+    Args:
+        data: a periodic lattice graph from :func:`lattice_graph`.
+        lattice: the lattice (a :class:`Lattice`, name or path); default: the
+            graph's ``lattice`` name.
+
+    Returns:
+        List of ``(matrix, perm)`` for the rotations of
+        :meth:`Lattice.point_group` under which the periodic supercell is
+        invariant (e.g. C4 for an L x L square supercell, C6 for an L x L
+        triangular one); the identity is first.
+
+    Raises:
+        LatticeError: if the lattice cannot be loaded or is not a 2D lattice
+            with one site per cell.
     """
     lat = load_lattice(lattice if lattice is not None else data[K.LATTICE])
     out = []

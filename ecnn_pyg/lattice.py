@@ -53,6 +53,12 @@ class Bond:
     offset: Tuple[int, ...]
 
     def reversed(self) -> "Bond":
+        """The same bond traversed the other way.
+
+        Returns:
+            A :class:`Bond` of the same shell from ``target`` to ``source`` with
+            the negated ``offset``.
+        """
         return Bond(self.shell, self.target, self.source, tuple(-o for o in self.offset))
 
 
@@ -70,6 +76,15 @@ class Lattice:
         bonds: list of :class:`Bond`: the listed bonds (ids ``0..B-1``) followed
             by their reverses (ids ``B..2B-1``). The id is the ``bond_type`` of a
             graph edge; the shell's position in :attr:`shells` is its ``bond_shell``.
+        shells: names of the hopping shells, in file order.
+        defaults: ``{shell: default amplitude}``.
+        dim: spatial dimension (1, 2 or 3).
+
+    Raises:
+        LatticeError: if the vectors are not a square, non-singular ``(dim, dim)``
+            array, the basis is empty, a shell or bond is malformed, a bond
+            refers to a missing basis site or joins a site to itself, or a bond
+            is listed twice (possibly as its reverse).
     """
 
     def __init__(self, name: str, vectors, basis, hoppings: Mapping[str, Mapping]):
@@ -128,7 +143,19 @@ class Lattice:
     # ------------------------------------------------------------------ I/O
     @classmethod
     def from_dict(cls, spec: Mapping) -> "Lattice":
-        """Build from the parsed YAML mapping of a lattice file."""
+        """Build from the parsed YAML mapping of a lattice file.
+
+        Args:
+            spec: mapping with exactly the keys ``name``, ``vectors``, ``basis``
+                and ``hoppings`` (see :class:`Lattice`).
+
+        Returns:
+            The :class:`Lattice`.
+
+        Raises:
+            LatticeError: if ``spec`` is not a mapping, has missing or unknown
+                keys, or describes an invalid lattice.
+        """
         if not isinstance(spec, Mapping):
             raise LatticeError("a lattice definition must be a mapping with keys "
                                "'name', 'vectors', 'basis', 'hoppings'")
@@ -140,7 +167,12 @@ class Lattice:
         return cls(spec["name"], spec["vectors"], spec["basis"], spec["hoppings"])
 
     def to_dict(self) -> dict:
-        """The YAML mapping of this lattice (inverse of :meth:`from_dict`)."""
+        """The YAML mapping of this lattice (inverse of :meth:`from_dict`).
+
+        Returns:
+            ``{"name", "vectors", "basis", "hoppings"}`` with plain lists; each
+            bond is listed once (the reverses are implied).
+        """
         n = len(self.bonds) // 2
         hop = {}
         for s in self.shells:
@@ -151,15 +183,32 @@ class Lattice:
                 "basis": self.basis.tolist(), "hoppings": hop}
 
     def to_yaml(self) -> str:
+        """The lattice definition as YAML text.
+
+        Returns:
+            :meth:`to_dict` dumped as YAML, keys in definition order.
+        """
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     # ------------------------------------------------------------ geometry
     @property
     def n_basis(self) -> int:
+        """Number of sites per unit cell."""
         return len(self.basis)
 
     def hopping_values(self, hoppings: Optional[Mapping[str, float]] = None) -> Dict[str, float]:
-        """Amplitude of every shell: the defaults overridden by ``hoppings``."""
+        """Amplitude of every shell: the defaults overridden by ``hoppings``.
+
+        Args:
+            hoppings: ``{shell: amplitude}`` overrides; ``None`` keeps the defaults.
+
+        Returns:
+            ``{shell: amplitude}`` for every shell of the lattice.
+
+        Raises:
+            LatticeError: if ``hoppings`` names an unknown shell or a value is
+                not finite.
+        """
         values = dict(self.defaults)
         for k, v in (hoppings or {}).items():
             if k not in values:
@@ -172,16 +221,35 @@ class Lattice:
         return values
 
     def bond_vector(self, bond: Bond) -> np.ndarray:
-        """Cartesian vector from the ``source`` site to the ``target`` site."""
+        """Cartesian vector from the ``source`` site to the ``target`` site.
+
+        Args:
+            bond: a bond of this lattice.
+
+        Returns:
+            ``(dim,)`` vector ``(offset + r_target - r_source) @ vectors``.
+        """
         frac = np.asarray(bond.offset, float) + self.basis[bond.target] - self.basis[bond.source]
         return frac @ self.vectors
 
     def point_group(self, tol: float = 1e-8) -> List[np.ndarray]:
         """Rotations about the z axis (2D) that map the lattice and its bonds to itself.
 
-        Returns integer matrices ``M`` acting on fractional cell coordinates
-        (``n' = M n``), for lattices with one site per cell; the identity is
-        first. Used for symmetry augmentation and point-group tests.
+        The 12 rotations by multiples of 30 degrees are tried; a rotation is
+        kept when it is an integer matrix in cell coordinates and maps every
+        shell's set of bond offsets to itself. Used for symmetry augmentation
+        and point-group tests.
+
+        Args:
+            tol: tolerance for the rotation to be an integer matrix in cell
+                coordinates.
+
+        Returns:
+            Integer ``(2, 2)`` matrices ``M`` acting on fractional cell
+            coordinates (``n' = M n``); the identity is first.
+
+        Raises:
+            LatticeError: unless the lattice is 2D with one site per cell.
         """
         if self.dim != 2 or self.n_basis != 1:
             raise LatticeError("point_group() is implemented for 2D Bravais lattices with one "
@@ -211,12 +279,28 @@ class Lattice:
 
 
 def available_lattices() -> List[str]:
-    """Names of the built-in lattices (files in ``graphs/``)."""
+    """Names of the built-in lattices (files in ``graphs/``).
+
+    Returns:
+        Sorted lattice names, loadable with :func:`load_lattice`.
+    """
     return sorted(p.stem for p in GRAPHS_DIR.glob("*.yaml"))
 
 
 def load_lattice(name_or_path: Union[str, Path, Lattice]) -> Lattice:
-    """Load a built-in lattice by name (``"square"``) or a lattice file by path."""
+    """Load a built-in lattice by name (``"square"``) or a lattice file by path.
+
+    Args:
+        name_or_path: a built-in name (no file suffix), the path of a ``.yaml``
+            lattice file, or a :class:`Lattice` (returned unchanged).
+
+    Returns:
+        The :class:`Lattice`.
+
+    Raises:
+        LatticeError: if the name is unknown, the file does not exist, is not
+            valid YAML, or does not define a valid lattice.
+    """
     if isinstance(name_or_path, Lattice):
         return name_or_path
     path = Path(name_or_path)

@@ -26,7 +26,15 @@ METRIC_NAMES = ("loss", "rmse_field", "rmse_field_transverse", "rmse_energy_per_
 
 
 def transverse(field, spin):
-    """``B - (B.S) S`` for unit spins ``S`` (torch tensors or numpy arrays, ``(..., 3)``)."""
+    """``B - (B.S) S`` for unit spins ``S`` (torch tensors or numpy arrays, ``(..., 3)``).
+
+    Args:
+        field: fields ``B``, ``(..., 3)``.
+        spin: unit spins ``S`` of the same shape.
+
+    Returns:
+        The transverse field, the same kind and shape as ``field``.
+    """
     if torch.is_tensor(field):
         return field - (field * spin).sum(-1, keepdim=True) * spin
     return field - np.sum(field * spin, axis=-1, keepdims=True) * spin
@@ -39,17 +47,43 @@ def _rmse(a, b) -> float:
 
 
 def field_rmse(pred, target) -> float:
-    """RMSE over all field components."""
+    """RMSE over all field components.
+
+    Args:
+        pred: predicted fields (torch or numpy).
+        target: exact fields of the same shape.
+
+    Returns:
+        :math:`\sqrt{\langle (B_{pred} - B)^2 \rangle}`.
+    """
     return _rmse(pred, target)
 
 
 def transverse_rmse(pred, target, spin) -> float:
-    """RMSE over the components of the transverse field ``B - (B.S) S``."""
+    """RMSE over the components of the transverse field ``B - (B.S) S``.
+
+    Args:
+        pred: predicted fields ``(..., 3)`` (torch or numpy).
+        target: exact fields of the same shape.
+        spin: unit spins of the same shape.
+
+    Returns:
+        The RMSE of the transverse parts.
+    """
     return _rmse(transverse(pred, spin), transverse(target, spin))
 
 
 def energy_rmse(pred, target, n_sites) -> float:
-    """RMSE of the energy per site, ``E / N`` (``n_sites`` scalar or per sample)."""
+    """RMSE of the energy per site, ``E / N`` (``n_sites`` scalar or per sample).
+
+    Args:
+        pred: predicted total energies ``(n,)`` (torch or numpy).
+        target: exact total energies ``(n,)``.
+        n_sites: number of sites, a scalar or one per sample.
+
+    Returns:
+        The RMSE of ``E / N``.
+    """
     return _rmse(pred / n_sites, target / n_sites)
 
 
@@ -69,6 +103,17 @@ class ErrorAccumulator:
     @torch.no_grad()
     def update(self, pred_field: Tensor, field: Tensor, spin: Tensor, pred_energy: Tensor,
                energy: Tensor, n_sites: Tensor, loss: Optional[float] = None) -> None:
+        """Add the squared errors of one batch (in float64, without gradients).
+
+        Args:
+            pred_field: ``(N, 3)`` predicted fields.
+            field: ``(N, 3)`` exact fields.
+            spin: ``(N, 3)`` unit spins.
+            pred_energy: ``(B,)`` predicted total energies.
+            energy: ``(B,)`` exact total energies.
+            n_sites: ``(B,)`` number of sites of each graph.
+            loss: the batch loss, weighted by the ``B`` graphs (optional).
+        """
         pf, f, s = pred_field.detach().double(), field.double(), spin.double()
         self.sq_b += float(((pf - f) ** 2).sum())
         self.sq_bt += float(((transverse(pf, s) - transverse(f, s)) ** 2).sum())
@@ -81,6 +126,12 @@ class ErrorAccumulator:
             self.n_loss += de.numel()
 
     def compute(self) -> Dict[str, float]:
+        """The metrics of everything added so far.
+
+        Returns:
+            ``{name: value}`` for the :data:`METRIC_NAMES`; ``loss`` is ``nan``
+            if no loss was given.
+        """
         nb, ne = max(self.n_b, 1), max(self.n_e, 1)
         return {"loss": self.loss / max(self.n_loss, 1) if self.n_loss else float("nan"),
                 "rmse_field": (self.sq_b / nb) ** 0.5,
@@ -92,7 +143,18 @@ def parity_plot(pred, target, path, title: str = "", max_points: int = 400_000, 
     """Predicted vs exact field components, coloured by point density (as the paper's Fig. 3).
 
     Each point is coloured by the count of its cell in a ``bins`` x ``bins``
-    2D histogram (cheap density estimate), densest drawn last. Returns ``path``.
+    2D histogram (cheap density estimate), densest drawn last.
+
+    Args:
+        pred: predicted field components (any shape, flattened).
+        target: exact field components of the same size.
+        path: image file to write.
+        title: plot title (default: the RMSE).
+        max_points: at most this many points are drawn (a fixed random subset).
+        bins: histogram bins per axis.
+
+    Returns:
+        ``path``.
     """
     import matplotlib
     matplotlib.use("Agg")

@@ -102,7 +102,19 @@ def _as_triangles(graph_or_triangles) -> torch.Tensor:
 
 # ----------------------------------------------------------------- magnetization
 def magnetization(spins):
-    """Mean spin per site, ``(3,)`` or ``(R, 3)``."""
+    """Mean spin per site, ``(3,)`` or ``(R, 3)``.
+
+    Args:
+        spins: ``(N, 3)`` or ``(R, N, 3)``, torch or numpy (the length is not
+            checked).
+
+    Returns:
+        ``(3,)`` or ``(R, 3)``, the same kind as ``spins``.
+
+    Raises:
+        SpinError: if the spins are not a finite floating ``(N, 3)`` or
+            ``(R, N, 3)`` array.
+    """
     s, is_np = _spins(spins, tol=float("inf"))
     return _out(s.mean(-2), is_np)
 
@@ -134,6 +146,21 @@ def triangulation(graph, method: str = "auto") -> torch.Tensor:
 
     The orientation is made counter-clockwise from the positions (bond
     vectors across periodic boundaries taken as the minimum images).
+
+    Args:
+        graph: a 2D lattice graph with positions ``pos`` ``(N, 2)``.
+        method: ``"auto"`` (``"cells"`` where it applies, else ``"delaunay"``),
+            ``"cells"`` or ``"delaunay"``.
+
+    Returns:
+        ``(T, 3)`` long tensor of site indices.
+
+    Raises:
+        ValueError: if ``method`` is unknown, the graph has no 2D positions,
+            ``"cells"`` is asked for a graph it does not apply to, the cell
+            coordinates do not cover the supercell, there are fewer than 3
+            sites, or a periodic Delaunay triangulation does not give ``2N``
+            triangles.
     """
     if method not in ("auto", "cells", "delaunay"):
         raise ValueError(f"method must be 'auto', 'cells' or 'delaunay', got {method!r}")
@@ -226,8 +253,21 @@ def _delaunay_triangles(graph) -> torch.Tensor:
 def solid_angles(spins, triangles) -> Union[torch.Tensor, np.ndarray]:
     """Signed solid angle of every triangle (Berg-Lüscher, atan2 form), ``(T,)`` or ``(R, T)``.
 
-    ``triangles`` is a graph (triangulated by :func:`triangulation`) or an
-    integer array ``(T, 3)`` of counter-clockwise triangles.
+    Args:
+        spins: ``(N, 3)`` or ``(R, N, 3)`` unit spins, torch or numpy.
+        triangles: a graph (triangulated by :func:`triangulation`) or an
+            integer array ``(T, 3)`` of counter-clockwise triangles.
+
+    Returns:
+        :math:`\Omega \in (-2\pi, 2\pi]` per triangle, ``(T,)`` or ``(R, T)``,
+        the same kind as ``spins``.
+
+    Raises:
+        SpinError: if the spins are not a floating ``(N, 3)`` / ``(R, N, 3)``
+            array of finite unit vectors (to 1e-3), or do not match the graph's
+            number of sites.
+        ValueError: if ``triangles`` is not an integer ``(T, 3)`` array, has
+            indices out of range, or the graph cannot be triangulated.
     """
     s, is_np = _spins(spins)
     tri = _as_triangles(triangles).to(s.device)
@@ -242,8 +282,22 @@ def solid_angles(spins, triangles) -> Union[torch.Tensor, np.ndarray]:
 def topological_charge(spins, graph):
     r"""Topological charge :math:`Q = \sum\Omega/4\pi`, a number or ``(R,)``.
 
-    ``graph`` may be a precomputed ``(T, 3)`` triangle array. Integer (to
-    rounding) on periodic supercells; see the module docstring for the sign.
+    Integer (to rounding) on periodic supercells; see the module docstring
+    for the sign.
+
+    Args:
+        spins: ``(N, 3)`` or ``(R, N, 3)`` unit spins, torch or numpy.
+        graph: a 2D lattice graph, or a precomputed ``(T, 3)`` triangle array.
+
+    Returns:
+        :math:`Q`: a 0-d value or ``(R,)``, the same kind as ``spins``.
+
+    Raises:
+        SpinError: if the spins are not a floating ``(N, 3)`` / ``(R, N, 3)``
+            array of finite unit vectors (to 1e-3), or do not match the graph's
+            number of sites.
+        ValueError: if the triangles are invalid or the graph cannot be
+            triangulated.
     """
     s, is_np = _spins(spins, graph if not isinstance(graph, (torch.Tensor, np.ndarray)) else None)
     q = solid_angles(s, graph).sum(-1) / (4 * np.pi)
@@ -254,6 +308,20 @@ def charge_density(spins, graph):
     r"""Topological-charge density per site, ``(N,)`` or ``(R, N)``; sums to :math:`Q`.
 
     Each triangle's :math:`\Omega/4\pi` is shared equally among its three vertices.
+
+    Args:
+        spins: ``(N, 3)`` or ``(R, N, 3)`` unit spins, torch or numpy.
+        graph: a 2D lattice graph, or a precomputed ``(T, 3)`` triangle array.
+
+    Returns:
+        ``(N,)`` or ``(R, N)``, the same kind as ``spins``.
+
+    Raises:
+        SpinError: if the spins are not a floating ``(N, 3)`` / ``(R, N, 3)``
+            array of finite unit vectors (to 1e-3), or do not match the graph's
+            number of sites.
+        ValueError: if the triangles are invalid or the graph cannot be
+            triangulated.
     """
     return _per_site(spins, graph, solid_angles, scale=1 / (4 * np.pi), mean=False)
 
@@ -264,6 +332,22 @@ def scalar_chirality(spins, graph, per: str = "site"):
     ``per="triangle"``: one value per counter-clockwise triangle, ``(T,)`` or
     ``(R, T)``; ``per="site"`` (default): the mean over the triangles touching
     each site, ``(N,)`` or ``(R, N)`` (a map to plot).
+
+    Args:
+        spins: ``(N, 3)`` or ``(R, N, 3)`` unit spins, torch or numpy.
+        graph: a 2D lattice graph, or a precomputed ``(T, 3)`` triangle array.
+        per: ``"site"`` or ``"triangle"``.
+
+    Returns:
+        :math:`\chi` per triangle or per site (see above), the same kind as
+        ``spins``.
+
+    Raises:
+        SpinError: if the spins are not a floating ``(N, 3)`` / ``(R, N, 3)``
+            array of finite unit vectors (to 1e-3), or do not match the graph's
+            number of sites.
+        ValueError: if ``per`` is unknown, the triangles are invalid or the
+            graph cannot be triangulated.
     """
     if per not in ("site", "triangle"):
         raise ValueError(f"per must be 'site' or 'triangle', got {per!r}")
@@ -300,9 +384,21 @@ def skyrmion_number(spins, graph, sites_per_magnetic_cell: int = TRIPLE_Q_CELL_S
     r"""Skyrmion number per magnetic unit cell, :math:`n_{sk} = Q\,N_{mc}/N`.
 
     Args:
+        spins: ``(N, 3)`` or ``(R, N, 3)`` unit spins, torch or numpy.
+        graph: a 2D lattice graph, or a precomputed ``(T, 3)`` triangle array.
         sites_per_magnetic_cell: :math:`N_{mc}`; 48 for the triangular triple-Q
             states (magnetic cell spanned by :math:`4\mathbf a_1 + 8\mathbf a_2` and
             :math:`12\mathbf a_2`).
+
+    Returns:
+        :math:`n_{sk}`: a 0-d value or ``(R,)``, the same kind as ``spins``.
+
+    Raises:
+        ValueError: if ``sites_per_magnetic_cell`` is not a positive integer,
+            the triangles are invalid or the graph cannot be triangulated.
+        SpinError: if the spins are not a floating ``(N, 3)`` / ``(R, N, 3)``
+            array of finite unit vectors (to 1e-3), or do not match the graph's
+            number of sites.
     """
     if isinstance(sites_per_magnetic_cell, bool) or not isinstance(
             sites_per_magnetic_cell, (int, np.integer)) or sites_per_magnetic_cell < 1:
@@ -315,7 +411,15 @@ def skyrmion_number(spins, graph, sites_per_magnetic_cell: int = TRIPLE_Q_CELL_S
 
 # ----------------------------------------------------------------- structure factor
 def reciprocal_vectors(graph) -> np.ndarray:
-    r"""Reciprocal primitive vectors :math:`\mathbf b_i` (rows), :math:`\mathbf a_i\cdot\mathbf b_j = 2\pi\delta_{ij}`."""
+    r"""Reciprocal primitive vectors :math:`\mathbf b_i` (rows), :math:`\mathbf a_i\cdot\mathbf b_j = 2\pi\delta_{ij}`.
+
+    Args:
+        graph: a graph of :func:`~ecnn_pyg.graph.lattice_graph` (primitive
+            vectors from its ``supercell`` and ``size``, or from its lattice).
+
+    Returns:
+        ``(dim, dim)`` array, one reciprocal vector per row.
+    """
     A = _lattice_vectors(graph)
     return 2 * np.pi * np.linalg.inv(A).T
 
@@ -336,6 +440,12 @@ def structure_factor(spins, graph, centered: bool = True, components: bool = Fal
         ``(sq, q)``: ``sq`` of shape ``(..., L1, L2)`` (``(..., L1, L2, 3)`` with
         ``components``), normalised by :math:`N`; ``q`` of shape ``(L1, L2, 2)``, the
         Cartesian wave vectors :math:`(k_1/L_1)\mathbf b_1 + (k_2/L_2)\mathbf b_2`.
+
+    Raises:
+        ValueError: if the graph is not a one-site-per-cell 2D graph of
+            :func:`~ecnn_pyg.graph.lattice_graph`.
+        SpinError: if the spins are not a finite floating ``(N, 3)`` or
+            ``(R, N, 3)`` array matching the graph.
     """
     if not _is_bravais_supercell(graph):
         raise ValueError("structure_factor needs a one-site-per-cell 2D graph of lattice_graph "

@@ -83,9 +83,21 @@ def spin_texture(spins, graph, path: PathLike = None, ax=None, arrows: bool = Tr
     r"""In-plane components :math:`(S^x, S^y)` as arrows over a colour map of :math:`S^z`.
 
     Args:
-        spins: one configuration ``(N, 3)``.
+        spins: one configuration ``(N, 3)`` (or ``(1, N, 3)``).
         graph: a lattice graph (its ``pos``) or positions ``(N, 2)``.
+        path: if given, also write a PNG there (parent folders are created).
+        ax: draw into this matplotlib axes instead of a new figure.
+        arrows: draw the in-plane arrows.
         arrow_stride: draw every k-th arrow (large lattices).
+        title: axes title.
+        figsize: size of a new figure, in inches.
+
+    Returns:
+        The :class:`~matplotlib.figure.Figure` (that of ``ax`` if given).
+
+    Raises:
+        ValueError: if the spins are not one finite ``(N, 3)`` configuration or
+            the positions do not have shape ``(N, 2)``.
     """
     s = _single(spins)
     pos = _positions(graph, len(s))
@@ -103,7 +115,27 @@ def spin_texture(spins, graph, path: PathLike = None, ax=None, arrows: bool = Tr
 
 def charge_density_map(spins, graph, path: PathLike = None, ax=None,
                        title: Optional[str] = None, figsize=(6, 5)) -> Figure:
-    """Topological-charge density per site (:func:`~ecnn_pyg.observables.charge_density`)."""
+    """Topological-charge density per site (:func:`~ecnn_pyg.observables.charge_density`).
+
+    The default title is the total charge ``Q``.
+
+    Args:
+        spins: one configuration ``(N, 3)`` (or ``(1, N, 3)``) of unit spins.
+        graph: a 2D lattice graph (triangulated by
+            :func:`~ecnn_pyg.observables.triangulation`, positions ``pos``).
+        path: if given, also write a PNG there (parent folders are created).
+        ax: draw into this matplotlib axes instead of a new figure.
+        title: axes title (default ``"Q = ..."``).
+        figsize: size of a new figure, in inches.
+
+    Returns:
+        The :class:`~matplotlib.figure.Figure` (that of ``ax`` if given).
+
+    Raises:
+        ValueError: if the spins are not one finite ``(N, 3)`` configuration or
+            the graph cannot be triangulated.
+        SpinError: if the spins are not unit vectors.
+    """
     s = _single(spins)
     rho = _np(charge_density(torch.from_numpy(s), graph))
     pos = _positions(graph, len(s))
@@ -118,7 +150,22 @@ def structure_factor_map(spins, graph, path: PathLike = None, ax=None, log: bool
                          title: Optional[str] = None, figsize=(6, 5)) -> Figure:
     r"""Spin structure factor :math:`S(\mathbf q)` on the Cartesian :math:`\mathbf q` grid.
 
-    ``spins`` may be ``(R, N, 3)``: then the replica average is drawn.
+    Args:
+        spins: ``(N, 3)``, or ``(R, N, 3)``: then the replica average is drawn.
+        graph: a one-site-per-cell 2D periodic graph of
+            :func:`~ecnn_pyg.graph.lattice_graph`.
+        path: if given, also write a PNG there (parent folders are created).
+        ax: draw into this matplotlib axes instead of a new figure.
+        log: colour by :math:`\log_{10} S(\mathbf q)`.
+        title: axes title.
+        figsize: size of a new figure, in inches.
+
+    Returns:
+        The :class:`~matplotlib.figure.Figure` (that of ``ax`` if given).
+
+    Raises:
+        ValueError: if ``spins`` is not ``(N, 3)`` or ``(R, N, 3)``, or the
+            graph does not suit :func:`~ecnn_pyg.observables.structure_factor`.
     """
     s = _np(spins)
     if s.ndim not in (2, 3):
@@ -152,8 +199,22 @@ def phase_diagram(fields: Sequence[float], n_sk: Sequence[float], m_z: Sequence[
 
     Args:
         fields: :math:`H_z` values.
-        n_sk, m_z: skyrmion number per magnetic cell and magnetization per site, one per
-            field (absolute values are drawn); optional error bars ``n_sk_err``, ``m_z_err``.
+        n_sk: skyrmion number per magnetic cell, one per field (absolute values
+            are drawn).
+        m_z: magnetization per site, one per field (absolute values are drawn).
+        path: if given, also write a PNG there (parent folders are created).
+        ax: draw into this matplotlib axes instead of a new figure.
+        n_sk_err: optional error bars of ``n_sk``.
+        m_z_err: optional error bars of ``m_z``.
+        title: axes title.
+        figsize: size of a new figure, in inches.
+
+    Returns:
+        The :class:`~matplotlib.figure.Figure` (that of ``ax`` if given).
+
+    Raises:
+        ValueError: if ``fields``, ``n_sk`` and ``m_z`` are empty or of
+            different lengths.
     """
     h, n, m = _np(fields).ravel(), _np(n_sk).ravel(), _np(m_z).ravel()
     if not (len(h) == len(n) == len(m)) or len(h) == 0:

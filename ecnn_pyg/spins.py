@@ -74,13 +74,30 @@ def as_spin_batch(spins, n_sites: int, lattice_shape: Optional[Sequence[int]] = 
 
 
 def random_spins(n_sites: int, rng: np.random.Generator, n: Optional[int] = None) -> np.ndarray:
-    """Spins drawn uniformly on the unit sphere: ``(n_sites, 3)`` or ``(n, n_sites, 3)``."""
+    """Spins drawn uniformly on the unit sphere.
+
+    Args:
+        n_sites: number of sites.
+        rng: random generator.
+        n: number of configurations; ``None`` for a single one.
+
+    Returns:
+        ``(n_sites, 3)`` if ``n`` is ``None``, else ``(n, n_sites, 3)``.
+    """
     shape = (n_sites, 3) if n is None else (n, n_sites, 3)
     v = rng.standard_normal(shape)
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
 def ferromagnet(n_sites: int, direction=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """All spins along ``direction`` (normalized): ``(n_sites, 3)``."""
+    """All spins along ``direction`` (normalized).
+
+    Args:
+        n_sites: number of sites.
+        direction: 3-vector, normalized to unit length.
+
+    Returns:
+        ``(n_sites, 3)`` array.
+    """
     d = np.asarray(direction, float)
     return np.tile(d / np.linalg.norm(d), (n_sites, 1))

@@ -29,13 +29,31 @@ Model = Callable[..., Dict[str, Tensor]]
 
 def random_spins(n: int, dtype=torch.float64, generator: Optional[torch.Generator] = None,
                  device=None) -> Tensor:
-    """``(n, 3)`` independent uniformly random unit spins."""
+    """``(n, 3)`` independent uniformly random unit spins.
+
+    Args:
+        n: number of spins.
+        dtype: floating dtype.
+        generator: optional torch random generator.
+        device: device of the result (default: CPU).
+
+    Returns:
+        ``(n, 3)`` tensor of unit vectors.
+    """
     s = torch.randn(n, 3, dtype=dtype, generator=generator)
     return torch.nn.functional.normalize(s, dim=1).to(device)
 
 
 def random_rotation(dtype=torch.float64, generator: Optional[torch.Generator] = None) -> Tensor:
-    """A uniformly random proper rotation matrix (QR of a Gaussian matrix)."""
+    """A uniformly random proper rotation matrix (QR of a Gaussian matrix).
+
+    Args:
+        dtype: dtype of the result (drawn in float64).
+        generator: optional torch random generator.
+
+    Returns:
+        ``(3, 3)`` orthogonal matrix with determinant +1.
+    """
     q, r = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=generator))
     q = q * torch.sign(torch.diagonal(r)).view(1, 3)
     if torch.det(q) < 0:
@@ -44,12 +62,29 @@ def random_rotation(dtype=torch.float64, generator: Optional[torch.Generator] = 
 
 
 def default_tolerance(dtype) -> float:
+    """Default tolerance of the ``assert_*`` checks for a floating dtype.
+
+    Args:
+        dtype: torch dtype of the spins.
+
+    Returns:
+        ``1e-10`` for float64, ``1e-5`` for float32, ``1e-2`` for float16 and
+        bfloat16, ``1e-5`` otherwise.
+    """
     return {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 1e-2,
             torch.bfloat16: 1e-2}.get(dtype, 1e-5)
 
 
 def relative_error(a: Tensor, b: Tensor) -> float:
-    """``max|a - b| / max|b|`` (absolute when ``b`` vanishes)."""
+    """``max|a - b| / max|b|`` (absolute when ``b`` vanishes).
+
+    Args:
+        a: tensor to check.
+        b: reference tensor of the same shape.
+
+    Returns:
+        The relative error (``0.0`` for empty tensors), computed in float64.
+    """
     a, b = a.detach().double(), b.detach().double()
     scale = float(b.abs().max()) if b.numel() else 0.0
     return float((a - b).abs().max()) / (scale if scale > 1e-300 else 1.0) if a.numel() else 0.0
@@ -67,8 +102,20 @@ def rotation_equivariance_error(model: Model, graph, spins: Tensor,
     """Global spin rotation :math:`\\mathbf S \\to R\\mathbf S`.
 
     Energies and local energies must be invariant, the field must rotate,
-    :math:`\\mathbf B(R\\mathbf S) = R\\,\\mathbf B(\\mathbf S)`. Returns the relative
-    error of each output the model gives.
+    :math:`\\mathbf B(R\\mathbf S) = R\\,\\mathbf B(\\mathbf S)`.
+
+    Args:
+        model: callable ``model(graph, spins) -> dict`` (see module docstring).
+        graph: lattice graph (or batch) the model is called on.
+        spins: ``(N, 3)`` unit spins.
+        rotation: ``(3, 3)`` rotation matrix; default: a random one.
+
+    Returns:
+        ``{"energy", "local_energy", "field": relative error}`` for each output
+        the model gives.
+
+    Raises:
+        TypeError: if the model does not return a dict with an ``"energy"`` entry.
     """
     R = random_rotation(spins.dtype) if rotation is None else rotation.to(spins.dtype)
     R = R.to(spins.device)
@@ -83,7 +130,22 @@ def rotation_equivariance_error(model: Model, graph, spins: Tensor,
 
 def assert_rotation_equivariant(model: Model, graph, spins: Tensor, tol: Optional[float] = None,
                                 n_rotations: int = 2) -> Dict[str, float]:
-    """Raise if :func:`rotation_equivariance_error` exceeds ``tol`` for random rotations."""
+    """Raise if :func:`rotation_equivariance_error` exceeds ``tol`` for random rotations.
+
+    Args:
+        model: callable ``model(graph, spins) -> dict`` (see module docstring).
+        graph: lattice graph (or batch) the model is called on.
+        spins: ``(N, 3)`` unit spins.
+        tol: tolerance; default :func:`default_tolerance` of the spins' dtype.
+        n_rotations: number of random rotations tried.
+
+    Returns:
+        The worst relative error of each output over the rotations.
+
+    Raises:
+        AssertionError: if an error exceeds ``tol``.
+        TypeError: if the model does not return a dict with an ``"energy"`` entry.
+    """
     tol = default_tolerance(spins.dtype) if tol is None else tol
     worst: Dict[str, float] = {}
     for _ in range(n_rotations):
@@ -108,14 +170,44 @@ def _permuted_error(model: Model, graph, spins: Tensor, perm: Tensor) -> Dict[st
 
 
 def translation_error(model: Model, graph, spins: Tensor, shift: Sequence[int]) -> Dict[str, float]:
-    """Lattice translation by ``shift`` cells: outputs permute with the sites."""
+    """Lattice translation by ``shift`` cells: outputs permute with the sites.
+
+    Args:
+        model: callable ``model(graph, spins) -> dict`` (see module docstring).
+        graph: lattice graph (or batch) the model is called on.
+        spins: ``(N, 3)`` unit spins.
+        shift: translation in unit cells (periodic supercell, one site per cell).
+
+    Returns:
+        ``{"energy", "local_energy", "field": relative error}`` for each output
+        the model gives.
+
+    Raises:
+        TypeError: if the model does not return a dict with an ``"energy"`` entry.
+        LatticeError: if the lattice has more than one site per cell.
+    """
     return _permuted_error(model, graph, spins, translation_permutation(graph, shift))
 
 
 def assert_translation_equivariant(model: Model, graph, spins: Tensor,
                                    shifts: Sequence[Sequence[int]] = ((1, 0), (0, 1), (2, 3)),
                                    tol: Optional[float] = None) -> Dict[str, float]:
-    """Raise if any :func:`translation_error` exceeds ``tol``."""
+    """Raise if any :func:`translation_error` exceeds ``tol``.
+
+    Args:
+        model: callable ``model(graph, spins) -> dict`` (see module docstring).
+        graph: lattice graph (or batch) the model is called on.
+        spins: ``(N, 3)`` unit spins.
+        shifts: translations (in unit cells) to try.
+        tol: tolerance; default :func:`default_tolerance` of the spins' dtype.
+
+    Returns:
+        The worst relative error of each output over the shifts.
+
+    Raises:
+        AssertionError: if an error exceeds ``tol``.
+        TypeError: if the model does not return a dict with an ``"energy"`` entry.
+    """
     tol = default_tolerance(spins.dtype) if tol is None else tol
     worst: Dict[str, float] = {}
     for shift in shifts:
@@ -132,6 +224,18 @@ def point_group_error(model: Model, graph, spins: Tensor) -> Dict[str, float]:
 
     Spins are not rotated by a lattice rotation (only the sites move), so
     energies are invariant and fields permute with the sites.
+
+    Args:
+        model: callable ``model(graph, spins) -> dict`` (see module docstring).
+        graph: lattice graph (or batch) the model is called on.
+        spins: ``(N, 3)`` unit spins.
+
+    Returns:
+        The worst relative error of each output over the rotations of
+        :func:`~ecnn_pyg.graph.rotation_permutations` (empty if none fit).
+
+    Raises:
+        TypeError: if the model does not return a dict with an ``"energy"`` entry.
     """
     worst: Dict[str, float] = {}
     for _, perm in rotation_permutations(graph):
@@ -144,8 +248,21 @@ def field_gradient_error(model: Model, graph, spins: Tensor, eps: float = 1e-6,
                          n_checks: int = 6, generator: Optional[torch.Generator] = None) -> float:
     """Field against minus the central finite difference of the energy.
 
-    ``n_checks`` random (site, component) pairs; use float64. Returns the
-    largest error relative to the largest checked field component.
+    Checks ``n_checks`` random (site, component) pairs; use float64.
+
+    Args:
+        model: callable ``model(graph, spins) -> dict`` (see module docstring).
+        graph: lattice graph (or batch) the model is called on.
+        spins: ``(N, 3)`` unit spins.
+        eps: finite-difference step.
+        n_checks: number of random (site, component) pairs.
+        generator: optional torch random generator for the pairs.
+
+    Returns:
+        The largest error relative to the largest checked field component.
+
+    Raises:
+        TypeError: if the model does not return a dict with an ``"energy"`` entry.
     """
     field = _call(model, graph, spins)[K.FIELD].detach()
     n = spins.shape[0]
@@ -165,7 +282,22 @@ def field_gradient_error(model: Model, graph, spins: Tensor, eps: float = 1e-6,
 
 def assert_field_is_gradient(model: Model, graph, spins: Tensor, tol: float = 1e-6,
                              **kwargs) -> float:
-    """Raise if :func:`field_gradient_error` exceeds ``tol``."""
+    """Raise if :func:`field_gradient_error` exceeds ``tol``.
+
+    Args:
+        model: callable ``model(graph, spins) -> dict`` (see module docstring).
+        graph: lattice graph (or batch) the model is called on.
+        spins: ``(N, 3)`` unit spins.
+        tol: tolerance on the relative error.
+        **kwargs: passed to :func:`field_gradient_error`.
+
+    Returns:
+        The relative error.
+
+    Raises:
+        AssertionError: if the error exceeds ``tol``.
+        TypeError: if the model does not return a dict with an ``"energy"`` entry.
+    """
     err = field_gradient_error(model, graph, spins, **kwargs)
     if err > tol:
         raise AssertionError(f"field is not -dE/dS: relative error {err:.3g} > {tol:g}")
@@ -173,7 +305,20 @@ def assert_field_is_gradient(model: Model, graph, spins: Tensor, tol: float = 1e
 
 
 def batch_error(model: Model, graphs: Sequence, spins: Sequence[Tensor]) -> Dict[str, float]:
-    """Outputs on a :class:`~torch_geometric.data.Batch` against per-graph outputs."""
+    """Outputs on a :class:`~torch_geometric.data.Batch` against per-graph outputs.
+
+    Args:
+        model: callable ``model(graph, spins) -> dict`` (see module docstring).
+        graphs: lattice graphs, batched together.
+        spins: ``(N_i, 3)`` unit spins of each graph.
+
+    Returns:
+        ``{"energy", "local_energy", "field": relative error}`` for each output
+        the model gives.
+
+    Raises:
+        TypeError: if the model does not return a dict with an ``"energy"`` entry.
+    """
     from torch_geometric.data import Batch
     batch = Batch.from_data_list(list(graphs))
     out = _call(model, batch, torch.cat(list(spins), 0))
@@ -186,7 +331,19 @@ def batch_error(model: Model, graphs: Sequence, spins: Sequence[Tensor]) -> Dict
 
 
 def time_reversal_error(model: Model, graph, spins: Tensor) -> Dict[str, float]:
-    """:math:`E(-\\mathbf S) = E(\\mathbf S)` and :math:`\\mathbf B(-\\mathbf S) = -\\mathbf B(\\mathbf S)`."""
+    """:math:`E(-\\mathbf S) = E(\\mathbf S)` and :math:`\\mathbf B(-\\mathbf S) = -\\mathbf B(\\mathbf S)`.
+
+    Args:
+        model: callable ``model(graph, spins) -> dict`` (see module docstring).
+        graph: lattice graph (or batch) the model is called on.
+        spins: ``(N, 3)`` unit spins.
+
+    Returns:
+        ``{"energy", "field": relative error}`` for each output the model gives.
+
+    Raises:
+        TypeError: if the model does not return a dict with an ``"energy"`` entry.
+    """
     a, b = _call(model, graph, spins), _call(model, graph, -spins)
     err = {K.ENERGY: relative_error(b[K.ENERGY], a[K.ENERGY])}
     if K.FIELD in a:

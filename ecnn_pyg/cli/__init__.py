@@ -24,6 +24,14 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``ecnn-pyg`` argument parser with one subcommand per :data:`COMMANDS` entry.
+
+    Each subcommand's description is its module docstring; its ``run`` is
+    stored as the ``_run`` default.
+
+    Returns:
+        The :class:`argparse.ArgumentParser`.
+    """
     from .. import __version__
     parser = argparse.ArgumentParser(
         prog="ecnn-pyg",
@@ -40,6 +48,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of ``ecnn-pyg``: parse the arguments and run the command.
+
+    Bad input (:class:`ValueError`, :class:`FileNotFoundError`,
+    :class:`KeyError` from the command) is reported as one line on stderr,
+    without a traceback.
+
+    Args:
+        argv: command-line arguments without the program name; default
+            ``sys.argv[1:]``.
+
+    Returns:
+        The exit status: the command's (0 on success), 0 when no command is
+        given (the help is printed), 2 for bad input.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

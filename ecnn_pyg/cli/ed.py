@@ -14,6 +14,11 @@ from pathlib import Path
 
 
 def add_arguments(parser):
+    """Add the options of ``ecnn-pyg ed`` to ``parser``.
+
+    Args:
+        parser: the :class:`argparse.ArgumentParser` of the subcommand.
+    """
     parser.add_argument("--lattice", default="square", help="built-in name or lattice file")
     parser.add_argument("--size", type=int, nargs="+", required=True, help="L1 L2 [L3]")
     for t in ("t1", "t2", "t3"):
@@ -34,6 +39,19 @@ def add_arguments(parser):
 
 
 def run(args):
+    """Compute energies and fields of the spins in ``--spins`` by ED and write ``--out``.
+
+    Args:
+        args: the parsed :class:`argparse.Namespace` of :func:`add_arguments`.
+
+    Returns:
+        0 on success.
+
+    Raises:
+        ValueError: if ``--out`` exists (without ``--force``) or does not end in
+            ``.npz``, the spins cannot be read or do not fit the lattice, or
+            the lattice or ED parameters are invalid.
+    """
     import numpy as np
     from ..ed import KondoED
     from ..graph import lattice_graph

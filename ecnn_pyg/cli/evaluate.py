@@ -24,6 +24,11 @@ from pathlib import Path
 
 
 def add_arguments(parser):
+    """Add the options of ``ecnn-pyg evaluate`` to ``parser``.
+
+    Args:
+        parser: the :class:`argparse.ArgumentParser` of the subcommand.
+    """
     parser.add_argument("--model", required=True, help="checkpoint file or pretrained name")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--spins", help=".npy file of spin configurations")
@@ -90,6 +95,20 @@ def _load_spins(path):
 
 
 def run(args):
+    """Predict with ``--spins`` and write ``--out``, or score the model on ``--data``.
+
+    Args:
+        args: the parsed :class:`argparse.Namespace` of :func:`add_arguments`.
+
+    Returns:
+        0 on success.
+
+    Raises:
+        ValueError: if ``--out`` exists (without ``--force``), does not end in
+            ``.npz`` or is missing with ``--spins``, the spins are invalid or
+            their supercell cannot be inferred, the split has no complete
+            samples, or the checkpoint or data file cannot be read.
+    """
     import numpy as np
     import torch
     from .. import keys as K

@@ -16,6 +16,11 @@ from ..config import parse_overrides
 
 
 def add_arguments(parser):
+    """Add the options of ``ecnn-pyg generate`` to ``parser``.
+
+    Args:
+        parser: the :class:`argparse.ArgumentParser` of the subcommand.
+    """
     parser.add_argument("--config", help="YAML config (keys: see configs/square_paper.yaml)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override config keys, values parsed as YAML")
@@ -23,6 +28,18 @@ def add_arguments(parser):
 
 
 def run(args):
+    """Generate (or resume) the data set of the config and print a summary of it.
+
+    Args:
+        args: the parsed :class:`argparse.Namespace` of :func:`add_arguments`.
+
+    Returns:
+        0 on success.
+
+    Raises:
+        ValueError: if the config is invalid or the output file was made with
+            other settings.
+    """
     from ..generate import describe, generate
     path = generate(args.config, parse_overrides(args.set), progress=not args.quiet)
     print(describe(path))

@@ -7,10 +7,26 @@ Example:
 
 
 def add_arguments(parser):
+    """Add the options of ``ecnn-pyg lattices`` to ``parser``.
+
+    Args:
+        parser: the :class:`argparse.ArgumentParser` of the subcommand.
+    """
     parser.add_argument("name", nargs="?", help="a built-in name or a lattice file")
 
 
 def run(args):
+    """Print the YAML definition of ``args.name``, or one line per built-in lattice.
+
+    Args:
+        args: the parsed :class:`argparse.Namespace` of :func:`add_arguments`.
+
+    Returns:
+        0 on success.
+
+    Raises:
+        LatticeError: if the named lattice cannot be loaded.
+    """
     from ..lattice import available_lattices, load_lattice
     if args.name:
         print(load_lattice(args.name).to_yaml(), end="")

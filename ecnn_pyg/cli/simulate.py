@@ -20,6 +20,11 @@ from ..config import parse_overrides
 
 
 def add_arguments(parser):
+    """Add the options of ``ecnn-pyg simulate`` to ``parser``.
+
+    Args:
+        parser: the :class:`argparse.ArgumentParser` of the subcommand.
+    """
     parser.add_argument("--config", help="YAML config (keys: ecnn_pyg.simulate); default: a "
                         "skyrmion-crystal run with the shipped triangular model")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -28,6 +33,18 @@ def add_arguments(parser):
 
 
 def run(args):
+    """Run (or resume) the simulations of the config and print a summary of each run.
+
+    Args:
+        args: the parsed :class:`argparse.Namespace` of :func:`add_arguments`.
+
+    Returns:
+        0 on success.
+
+    Raises:
+        ValueError: if the config is invalid or the output file was made with
+            other settings.
+    """
     from ..simulate import read_runs, simulate
     path = simulate(args.config, parse_overrides(args.set), progress=not args.quiet)
     print(f"trajectories: {path.resolve()}")

@@ -16,6 +16,11 @@ from ..config import parse_overrides
 
 
 def add_arguments(parser):
+    """Add the options of ``ecnn-pyg train`` to ``parser``.
+
+    Args:
+        parser: the :class:`argparse.ArgumentParser` of the subcommand.
+    """
     parser.add_argument("--config", help="YAML training config (keys: see "
                                          "configs/square_ecnn.yaml); optional with --resume")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -27,6 +32,18 @@ def add_arguments(parser):
 
 
 def run(args):
+    """Train (or, with ``--resume``, continue) the run of the config.
+
+    Args:
+        args: the parsed :class:`argparse.Namespace` of :func:`add_arguments`.
+
+    Returns:
+        0 on success, 130 if interrupted (Ctrl-C or SIGTERM).
+
+    Raises:
+        ValueError: if neither ``--config`` nor ``--resume`` is given, or the
+            config is invalid.
+    """
     from ..datasets import terminate_as_interrupt
     from ..train import Trainer
     overrides = parse_overrides(args.set)

@@ -44,9 +44,18 @@ class NormActivation(torch.nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self):
+        """Set the biases :math:`b_{c,l}` to zero."""
         torch.nn.init.zeros_(self.bias)
 
     def forward(self, x: List[Tensor]) -> List[Tensor]:
+        """Apply the activation degree by degree.
+
+        Args:
+            x: features, per degree ``l = 0..lmax`` a ``(2l+1, C, N)`` tensor.
+
+        Returns:
+            Activated features of the same shapes.
+        """
         out = [F.silu(x[0])]
         for l in range(1, len(x)):
             v = x[l]

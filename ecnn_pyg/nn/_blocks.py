@@ -22,9 +22,19 @@ class InteractionBlock(torch.nn.Module):
         \mathbf V' = \eta\big(\mathrm{Conv}(\mathbf V, \mathbf S)\big) \;[+\, \mathbf V]
 
     Args:
-        channels_in, channels_out, lmax_in, lmax_out, num_weights, lmax_filter,
-        spin_parity, avg_num_neighbors: as in :class:`SpinConv`.
+        channels_in (int): input channels per degree, as in :class:`SpinConv`.
+        channels_out (int): output channels per degree, as in :class:`SpinConv`.
+        lmax_in (int): largest input degree, as in :class:`SpinConv`.
+        lmax_out (int): largest output degree, as in :class:`SpinConv`.
+        num_weights (int): number of bond weights, as in :class:`SpinConv`.
+        lmax_filter (int, optional): as in :class:`SpinConv`. (default: ``1``)
+        spin_parity (int, optional): as in :class:`SpinConv`. (default: ``1``)
+        avg_num_neighbors (float, optional): as in :class:`SpinConv`.
         skip (bool, optional): add the input (needs equal shapes). (default: ``False``)
+
+    Raises:
+        ValueError: if ``skip`` is set and the input and output shapes differ,
+            or a :class:`SpinConv` argument is invalid.
     """
 
     def __init__(self, channels_in: int, channels_out: int, lmax_in: int, lmax_out: int,
@@ -42,10 +52,29 @@ class InteractionBlock(torch.nn.Module):
     def forward(self, x: List[Tensor], sh: Tensor, neighbors: Neighbors, slot_weight: Tensor,
                 edge_index: Optional[Tensor] = None,
                 bond_weight: Optional[Tensor] = None) -> List[Tensor]:
+        """Convolution, activation and skip.
+
+        Args:
+            x: features, per degree a ``(2l+1, C_in, N)`` tensor.
+            sh: ``(3, N)`` central harmonics :math:`\sqrt 3\,\mathbf S^T`.
+            neighbors: neighbour table (the fused form); ``None`` for the
+                per-edge form.
+            slot_weight: ``(K,)`` weight id of every slot of ``neighbors``.
+            edge_index: ``(2, E)`` edges (per-edge form only).
+            bond_weight: ``(E,)`` weight id of every edge (per-edge form only).
+
+        Returns:
+            Features, per degree a ``(2l+1, C_out, N)`` tensor.
+        """
         y = self.act(self.conv(x, sh, edge_index, bond_weight, neighbors, slot_weight))
         return [a + b for a, b in zip(y, x)] if self.skip else y
 
     def extra_repr(self) -> str:
+        """Summary shown in ``repr(block)``: whether the skip connection is on.
+
+        Returns:
+            The text inside the module's parentheses in ``repr``.
+        """
         return f"skip={self.skip}"
 
 
@@ -58,9 +87,16 @@ class OutputBlock(torch.nn.Module):
     Args:
         channels_in (int): input channels per degree.
         lmax_in (int): largest input degree.
-        num_weights, lmax_filter, spin_parity, avg_num_neighbors: as in :class:`SpinConv`.
+        num_weights (int): number of bond weights, as in :class:`SpinConv`.
+        lmax_filter (int, optional): as in :class:`SpinConv`. (default: ``1``)
+        spin_parity (int, optional): as in :class:`SpinConv`. (default: ``1``)
+        avg_num_neighbors (float, optional): as in :class:`SpinConv`.
         channels (sequence of int, optional): widths of the scalar stack,
             first the convolution output. (default: ``(8, 4, 2, 1)``)
+
+    Raises:
+        ValueError: if ``channels`` is empty or does not end with 1, or a
+            :class:`SpinConv` argument is invalid.
     """
 
     def __init__(self, channels_in: int, lmax_in: int, num_weights: int, lmax_filter: int = 1,
@@ -79,7 +115,20 @@ class OutputBlock(torch.nn.Module):
     def forward(self, x: List[Tensor], sh: Tensor, neighbors: Neighbors, slot_weight: Tensor,
                 edge_index: Optional[Tensor] = None,
                 bond_weight: Optional[Tensor] = None) -> Tensor:
-        """Local energies ``(N,)``."""
+        """Local energies ``(N,)``.
+
+        Args:
+            x: features, per degree a ``(2l+1, C_in, N)`` tensor.
+            sh: ``(3, N)`` central harmonics :math:`\sqrt 3\,\mathbf S^T`.
+            neighbors: neighbour table (the fused form); ``None`` for the
+                per-edge form.
+            slot_weight: ``(K,)`` weight id of every slot of ``neighbors``.
+            edge_index: ``(2, E)`` edges (per-edge form only).
+            bond_weight: ``(E,)`` weight id of every edge (per-edge form only).
+
+        Returns:
+            ``(N,)`` local energies :math:`\epsilon_r`.
+        """
         y = self.conv(x, sh, edge_index, bond_weight, neighbors, slot_weight)
         for lin in self.linears:
             y = lin([F.silu(y[0])])

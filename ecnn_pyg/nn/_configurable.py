@@ -21,7 +21,18 @@ class ConfigurableModel:
 
     @classmethod
     def from_config(cls, config: Optional[Mapping[str, Any]] = None, **overrides):
-        """Build from a config dict; missing keys take ``DEFAULT_CONFIG``, unknown keys are refused."""
+        """Build from a config dict; missing keys take ``DEFAULT_CONFIG``, unknown keys are refused.
+
+        Args:
+            config: constructor arguments (e.g. a model's :attr:`config`).
+            **overrides: constructor arguments that replace those of ``config``.
+
+        Returns:
+            The model.
+
+        Raises:
+            ValueError: if a key is not in ``DEFAULT_CONFIG``.
+        """
         given = dict(config or {})
         given.update(overrides)
         unknown = set(given) - set(cls.DEFAULT_CONFIG)

@@ -57,6 +57,10 @@ class SpinConv(MessagePassing):
         avg_num_neighbors (float, optional): fan-in normalization, the typical
             size of :math:`N(r)`. (default: ``1 + num_weights``)
 
+    Raises:
+        ValueError: if ``lmax_filter`` is not 0 or 1, or ``spin_parity`` is
+            not 1 or -1.
+
     Shapes:
         - **input:** features, per degree :math:`(2l+1, C_{in}, N)`, central harmonics
           :math:`\sqrt 3\,\mathbf S^T` :math:`(3, N)`, edges :math:`(2, E)` and
@@ -95,6 +99,7 @@ class SpinConv(MessagePassing):
         self.reset_parameters()
 
     def reset_parameters(self):
+        """Draw the bond weights from the standard normal distribution."""
         super().reset_parameters()
         for w in self.weight:
             torch.nn.init.normal_(w)
@@ -103,7 +108,24 @@ class SpinConv(MessagePassing):
     def forward(self, x: List[Tensor], sh: Tensor, edge_index: Optional[Tensor] = None,
                 bond_weight: Optional[Tensor] = None, neighbors: Optional[Neighbors] = None,
                 slot_weight: Optional[Tensor] = None) -> List[Tensor]:
-        """Convolve ``x`` (see the class docstring); ``neighbors`` selects the fused form."""
+        """Convolve ``x`` (see the class docstring); ``neighbors`` selects the fused form.
+
+        Args:
+            x: features, per degree a ``(2l+1, C_in, N)`` tensor.
+            sh: ``(3, N)`` central harmonics :math:`\sqrt 3\,\mathbf S^T`.
+            edge_index: ``(2, E)`` edges ``r' -> r`` (per-edge form).
+            bond_weight: ``(E,)`` weight ids in ``[0, num_weights)`` (per-edge form).
+            neighbors: neighbour table (fused form; takes precedence).
+            slot_weight: ``(K,)`` weight id of every slot of ``neighbors``
+                (fused form; 0 is the site's own weight).
+
+        Returns:
+            Features, per degree a ``(2l+1, C_out, N)`` tensor.
+
+        Raises:
+            ValueError: if the fused form lacks ``slot_weight``, or the
+                per-edge form lacks ``edge_index`` or ``bond_weight``.
+        """
         if neighbors is not None:
             if slot_weight is None:
                 raise ValueError("the fused form needs slot_weight (weight id of every slot)")
@@ -122,6 +144,16 @@ class SpinConv(MessagePassing):
         return self.weight[li][weight_id] * self.weight_norm
 
     def message(self, x_j: Tensor, weight_id: Tensor) -> Tensor:
+        """Per-edge mixtures :math:`W_{\tau} \mathbf V_{r'}` (the ``propagate`` form).
+
+        Args:
+            x_j: ``(D_in, C_in, E)`` source features, all degrees stacked.
+            weight_id: ``(E,)`` weight id of every edge (0 for the self-loops).
+
+        Returns:
+            ``(rows, E)`` tensor: for every input degree with paths, its
+            ``(2 l_i + 1) * P_i * C_out`` mixture rows.
+        """
         out = []
         for li, sl in enumerate(l_slices(self.lmax_in)):
             if self.path_list[li]:
@@ -168,7 +200,16 @@ class SpinConv(MessagePassing):
         return self._tp_cache[key]
 
     def update(self, inputs, sh: Tensor) -> List[Tensor]:
-        """Tensor product of the aggregated mixtures with :math:`Y_{l_f}(\\mathbf S_r)`."""
+        """Tensor product of the aggregated mixtures with :math:`Y_{l_f}(\\mathbf S_r)`.
+
+        Args:
+            inputs: aggregated mixtures: the stacked tensor from ``propagate``,
+                or per input degree ``(2 l_i + 1, P_i C_out, N)`` (or ``None``).
+            sh: ``(3, N)`` central harmonics :math:`\\sqrt 3\\,\\mathbf S^T`.
+
+        Returns:
+            Features, per output degree a ``(2 l_o + 1, C_out, N)`` tensor.
+        """
         n = sh.shape[-1]
         c = self.channels_out
         if isinstance(inputs, Tensor):                                # from propagate

@@ -43,11 +43,20 @@ class SelfInteraction(torch.nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self):
+        """Draw the weights from :math:`N(0, 1/C_{in})`; zero the bias."""
         torch.nn.init.normal_(self.weight, std=1.0 / math.sqrt(self.channels_in))
         if self.bias is not None:
             torch.nn.init.zeros_(self.bias)
 
     def forward(self, x: List[Tensor]) -> List[Tensor]:
+        """Mix the channels of every degree.
+
+        Args:
+            x: features, per degree a ``(2l+1, C_in, N)`` tensor.
+
+        Returns:
+            Features, per degree a ``(2l+1, C_out, N)`` tensor.
+        """
         out = []
         for l, xl in enumerate(x):
             y = torch.matmul(self.weight[l], xl)

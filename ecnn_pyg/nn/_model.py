@@ -78,12 +78,19 @@ class ECNN(ConfigurableModel, torch.nn.Module):
         time_reversal (bool, optional): encode the spin as ``1o`` so that the
             invariant energy is exactly even, :math:`E(-\mathbf S) = E(\mathbf S)`.
         avg_num_neighbors (float, optional): fan-in normalization of the convolutions.
-        energy_scale, energy_shift (float, optional): :math:`\epsilon_r \to a\epsilon_r + b`.
+        energy_scale (float, optional): :math:`a` in :math:`\epsilon_r \to a\epsilon_r + b`.
+        energy_shift (float, optional): :math:`b` in :math:`\epsilon_r \to a\epsilon_r + b`.
 
     Shapes:
         - **input:** a :class:`~torch_geometric.data.Data` or ``Batch`` from
           :func:`~ecnn_pyg.lattice_graph`, spins :math:`(N, 3)`
         - **output:** ``{"energy": (B,), "local_energy": (N,), "field": (N, 3)}``
+
+    Raises:
+        ValueError: if ``weight_sharing`` is unknown, the bond-type or shell
+            counts contradict ``lattice``, a custom lattice lacks the count its
+            weight sharing needs, or ``num_blocks < 1``.
+        LatticeError: if ``lattice`` cannot be loaded.
     """
 
     DEFAULT_CONFIG = DEFAULT_CONFIG
@@ -140,7 +147,19 @@ class ECNN(ConfigurableModel, torch.nn.Module):
 
     @classmethod
     def from_yaml(cls, path: Union[str, Path], **overrides) -> "ECNN":
-        """Build from a YAML file (a flat mapping, or one under a ``model:`` key)."""
+        """Build from a YAML file (a flat mapping, or one under a ``model:`` key).
+
+        Args:
+            path: YAML file of constructor arguments.
+            **overrides: constructor arguments that replace those of the file.
+
+        Returns:
+            The :class:`ECNN`.
+
+        Raises:
+            ValueError: if the file has unknown keys (see
+                :meth:`~ecnn_pyg.nn._configurable.ConfigurableModel.from_config`).
+        """
         with open(path) as f:
             cfg = yaml.safe_load(f) or {}
         if isinstance(cfg.get("model"), Mapping):
@@ -179,7 +198,14 @@ class ECNN(ConfigurableModel, torch.nn.Module):
                 f"graph with {key} in {int(ids.min())}..{int(ids.max())}")
 
     def neighbors(self, data) -> Neighbors:
-        """Neighbour table of ``data`` (cached while the graph tensors are unchanged)."""
+        """Neighbour table of ``data`` (cached while the graph tensors are unchanged).
+
+        Args:
+            data: graph (``Data`` or ``Batch``) of :func:`~ecnn_pyg.lattice_graph`.
+
+        Returns:
+            The :class:`~ecnn_pyg.nn.Neighbors` of :func:`~ecnn_pyg.nn.build_neighbors`.
+        """
         ei, bt = data.edge_index, data[K.BOND_TYPE]
         c = self._cache
         if c is not None and c[0] is ei and c[1] == ei._version and c[2] is bt \
@@ -216,7 +242,13 @@ class ECNN(ConfigurableModel, torch.nn.Module):
                 reference per-edge ``propagate``; same result, slower).
 
         Returns:
-            ``{"energy": (num_graphs,), "local_energy": (N,), "field": (N, 3)}``.
+            ``{"energy": (num_graphs,), "local_energy": (N,), "field": (N, 3)}``
+            (``field`` only with ``compute_field``).
+
+        Raises:
+            ModelInputError: if there are no spins, they are not a floating
+                ``(N, 3)`` tensor, or the graph's lattice or bond ids do not fit
+                the model.
         """
         if spin is None:
             if K.SPIN not in data:
@@ -254,6 +286,11 @@ class ECNN(ConfigurableModel, torch.nn.Module):
                                   self.energy_scale, self.energy_shift)
 
     def extra_repr(self) -> str:
+        """Summary shown in ``repr(model)``: lattice, bond types, shells, weight sharing, spin irreps.
+
+        Returns:
+            The text inside the module's parentheses in ``repr``.
+        """
         return (f"lattice={self.lattice!r}, bond_types={self.num_bond_types}, "
                 f"shells={self.num_shells}, weight_sharing={self.weight_sharing!r}, "
                 f"spin={self.irreps_spin}")

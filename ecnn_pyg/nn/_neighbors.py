@@ -44,6 +44,7 @@ class Neighbors(NamedTuple):
 
     @property
     def num_slots(self) -> int:
+        """Number of slots ``K`` (rows of ``index``)."""
         return self.index.shape[0]
 
 
@@ -60,6 +61,10 @@ def build_neighbors(edge_index: Tensor, bond_type: Tensor, num_nodes: int,
         size: supercell size ``(1, dim)`` (optional, for the grid test).
         num_graphs: graphs in the batch (the grid form needs exactly one).
         allow_grid: look for the 2D periodic grid form.
+
+    Returns:
+        The :class:`Neighbors` table; ``grid`` and ``offsets`` are set only for
+        a single unpadded periodic 2D supercell in row-major cell order.
     """
     device = edge_index.device
     N = int(num_nodes)

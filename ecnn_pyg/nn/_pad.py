@@ -61,7 +61,18 @@ class _CircularFold(torch.autograd.Function):
 
 
 def circular_pad(x: Tensor, p: int) -> Tensor:
-    """Pad the last two dimensions of ``x`` by ``p`` periodically (``p`` <= their sizes)."""
+    """Pad the last two dimensions of ``x`` by ``p`` periodically (``p`` <= their sizes).
+
+    Args:
+        x: tensor ``(..., H, W)``.
+        p: padding width on every side.
+
+    Returns:
+        ``(..., H + 2p, W + 2p)`` tensor (``x`` itself for ``p = 0``).
+
+    Raises:
+        ValueError: if ``p`` exceeds ``H`` or ``W``.
+    """
     if p == 0:
         return x
     if p > min(x.shape[-2], x.shape[-1]):

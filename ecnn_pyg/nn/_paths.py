@@ -30,12 +30,28 @@ __all__ = ["irreps_of", "paths", "tp_matrices", "l_slices"]
 
 
 def irreps_of(channels: int, lmax: int, spin_parity: int = 1) -> o3.Irreps:
-    """Irreps ``channels x (0e + 1p + 2e + ...)`` with ``p = spin_parity ** l``."""
+    """Irreps ``channels x (0e + 1p + 2e + ...)`` with ``p = spin_parity ** l``.
+
+    Args:
+        channels: multiplicity of every degree.
+        lmax: largest degree.
+        spin_parity: ``1`` (axial spins, ``1e``) or ``-1`` (``1o``).
+
+    Returns:
+        The :class:`e3nn.o3.Irreps`.
+    """
     return o3.Irreps([(channels, (l, spin_parity ** l)) for l in range(lmax + 1)])
 
 
 def l_slices(lmax: int) -> List[slice]:
-    """Rows of degree ``l`` in the m-major layout."""
+    """Rows of degree ``l`` in the m-major layout.
+
+    Args:
+        lmax: largest degree.
+
+    Returns:
+        ``[slice(l**2, (l+1)**2) for l in 0..lmax]``.
+    """
     return [slice(l * l, (l + 1) * (l + 1)) for l in range(lmax + 1)]
 
 
@@ -46,6 +62,18 @@ def paths(lmax_in: int, lmax_out: int, lmax_filter: int = 1,
     Selection rules: :math:`|l_i - l_f| \le l_o \le l_i + l_f` and parity
     :math:`p^{l_i} p^{l_f} = p^{l_o}` with ``p = spin_parity`` (all paths for
     axial spins ``1e``; only even :math:`l_i + l_f + l_o` for ``1o``).
+
+    Args:
+        lmax_in: largest input degree :math:`l_i`.
+        lmax_out: largest output degree :math:`l_o`.
+        lmax_filter: largest filter degree :math:`l_f` (0 or 1).
+        spin_parity: ``1`` (``1e``) or ``-1`` (``1o``).
+
+    Returns:
+        For each :math:`l_i = 0..l_{max,in}` the list of allowed ``(l_f, l_o)``.
+
+    Raises:
+        NotImplementedError: if ``lmax_filter > 1``.
     """
     if lmax_filter > 1:
         raise NotImplementedError("the fused tensor product supports l_f in {0, 1}")
@@ -66,6 +94,15 @@ def tp_matrices(lmax_in: int, lmax_out: int, path_list: Sequence[Sequence[Tuple[
     Coefficients are :math:`\sqrt{2 l_o + 1}\,(l_i\,l_f\,l_o)` Wigner 3j symbols
     (e3nn ``component`` normalization: the ``l_f = 0`` paths are identities),
     divided by the square root of the number of paths into :math:`l_o`.
+
+    Args:
+        lmax_in: largest input degree.
+        lmax_out: largest output degree.
+        path_list: the paths of :func:`paths`.
+        dtype: dtype of the result (computed in float64).
+
+    Returns:
+        One ``(4, D_out, (2 l_i + 1) * P_i)`` tensor per input degree.
     """
     d_out = (lmax_out + 1) ** 2
     fan = [0] * (lmax_out + 1)

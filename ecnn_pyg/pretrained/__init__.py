@@ -23,12 +23,27 @@ REGISTRY: Dict[str, str] = {
 
 
 def available() -> List[str]:
-    """Names whose checkpoint file is present."""
+    """Names whose checkpoint file is present.
+
+    Returns:
+        Sorted names of :data:`REGISTRY` whose file is installed.
+    """
     return sorted(n for n, f in REGISTRY.items() if (_DIR / f).exists())
 
 
 def path(name: str) -> Path:
-    """Checkpoint path of a pretrained model."""
+    """Checkpoint path of a pretrained model.
+
+    Args:
+        name: a name of :data:`REGISTRY`.
+
+    Returns:
+        Path of ``NAME.pt``.
+
+    Raises:
+        KeyError: if ``name`` is not registered.
+        FileNotFoundError: if the checkpoint file is not installed.
+    """
     if name not in REGISTRY:
         raise KeyError(f"no pretrained model {name!r}; known: {sorted(REGISTRY)}")
     p = _DIR / REGISTRY[name]
@@ -39,13 +54,36 @@ def path(name: str) -> Path:
 
 
 def info(name: str) -> dict:
-    """The model card (``NAME.yaml``: training command, data, metrics)."""
+    """The model card (``NAME.yaml``: training command, data, metrics).
+
+    Args:
+        name: a name of :data:`REGISTRY`.
+
+    Returns:
+        The parsed card, or ``{}`` if there is none.
+
+    Raises:
+        KeyError: if ``name`` is not registered.
+        FileNotFoundError: if the checkpoint file is not installed.
+    """
     card = path(name).with_suffix(".yaml")
     return yaml.safe_load(card.read_text()) if card.exists() else {}
 
 
 def load(name: str):
-    """The pretrained model ``name`` (eval mode)."""
+    """The pretrained model ``name`` (eval mode).
+
+    Args:
+        name: a name of :data:`REGISTRY`.
+
+    Returns:
+        The model (see :func:`ecnn_pyg.checkpoint.load_model`).
+
+    Raises:
+        KeyError: if ``name`` is not registered.
+        FileNotFoundError: if the checkpoint file is not installed.
+        CheckpointError: if the checkpoint cannot be loaded.
+    """
     from ..checkpoint import load_model
     return load_model(path(name))
 
@@ -58,6 +96,22 @@ def ship(src, name: str, data, command: str = "", notes: str = "", dst_dir=None)
     ``(E_ED - E_model) / N`` is added to the model's ``energy_shift``). The
     model card ``NAME.yaml`` records the command, the epochs and the metrics
     on the train and validation splits of ``data``, measured after calibration.
+
+    Args:
+        src: checkpoint of a training run.
+        name: name of the entry (files ``NAME.pt`` and ``NAME.yaml``).
+        data: the data file the model was trained on (its training and
+            validation splits as named in the run's training config).
+        command: the training command, recorded in the card.
+        notes: free text recorded in the card.
+        dst_dir: output folder (default: this package folder).
+
+    Returns:
+        Path of the exported ``NAME.pt``.
+
+    Raises:
+        CheckpointError: if ``src`` cannot be loaded.
+        DataFileError: if ``data`` cannot be read or lacks a split.
     """
     import torch
     from .. import keys as K
