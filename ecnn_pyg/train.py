@@ -382,6 +382,17 @@ class Trainer:
 
     # ------------------------------------------------------------ checkpoint
     def state(self, metrics: Dict[str, float]) -> Dict[str, Any]:
+        """The checkpoint dictionary of the current epoch.
+
+        Args:
+            metrics: the epoch's metrics (as returned by :meth:`train_epoch` and
+                :meth:`validate`), stored with the checkpoint.
+
+        Returns:
+            Model type, config and weights, dtype, the data's lattice and model
+            parameters, epoch, best-so-far record, optimizer / scheduler / RNG
+            states, config and package version: everything ``--resume`` needs.
+        """
         cfg = {k: v for k, v in self.cfg.items() if not k.startswith("_")}
         return {
             "model_type": self.cfg["model"],
@@ -407,6 +418,15 @@ class Trainer:
         return torch.Generator().manual_seed(int(self.cfg["seed"]) * 1_000_003 + int(epoch))
 
     def train_epoch(self, epoch: int) -> Dict[str, float]:
+        """One pass over the shuffled (and, with ``augment``, rotated) training set.
+
+        Args:
+            epoch: epoch number; it seeds the shuffle and the rotations, so a
+                resumed run repeats an uninterrupted one.
+
+        Returns:
+            Running training loss and RMSEs (field, transverse field, E per site).
+        """
         cfg, arr = self.cfg, self.train_arrays
         n = arr[K.ENERGY].shape[0]
         g = self._epoch_generator(epoch)
@@ -440,6 +460,11 @@ class Trainer:
         return acc.compute()
 
     def validate(self) -> Dict[str, float]:
+        """Loss and RMSEs (field, transverse field, E per site) on the validation split.
+
+        Returns:
+            The metrics, NaN when the validation split is empty.
+        """
         arr = self.val_arrays
         if arr[K.ENERGY].shape[0] == 0:
             return {k: float("nan") for k in ("loss", "rmse_field", "rmse_field_transverse",

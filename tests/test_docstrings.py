@@ -18,12 +18,7 @@ import ecnn_pyg
 SKIP_MODULES = {"ecnn_pyg.cli.__main__"}
 
 #: qualified names allowed to lack a docstring for now
-ALLOW_MISSING = {
-    # TODO(owner): being edited
-    "ecnn_pyg.train.Trainer.state",
-    "ecnn_pyg.train.Trainer.train_epoch",
-    "ecnn_pyg.train.Trainer.validate",
-}
+ALLOW_MISSING = set()
 
 
 def _modules():
