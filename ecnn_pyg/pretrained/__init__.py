@@ -100,8 +100,9 @@ def ship(src, name: str, data, command: str = "", notes: str = "", dst_dir=None)
     Args:
         src: checkpoint of a training run.
         name: name of the entry (files ``NAME.pt`` and ``NAME.yaml``).
-        data: the data file the model was trained on (its training and
-            validation splits as named in the run's training config).
+        data: the data file (or list of files, as the training config's
+            ``data``) the model was trained on; its training and validation
+            splits as named in the run's training config.
         command: the training command, recorded in the card.
         notes: free text recorded in the card.
         dst_dir: output folder (default: this package folder).
@@ -116,13 +117,12 @@ def ship(src, name: str, data, command: str = "", notes: str = "", dst_dir=None)
     import torch
     from .. import keys as K
     from ..checkpoint import export_model, load_checkpoint, model_from_checkpoint, save_checkpoint
-    from ..datasets import read_arrays, read_graph
-    from ..train import evaluate_arrays
+    from ..train import evaluate_arrays, load_training_data
     ckpt = load_checkpoint(src)
-    graph = read_graph(data)
     tcfg = ckpt.get("train_config", {})
-    splits = {"train": tcfg.get("train_split", "train"), "val": tcfg.get("val_split", "val")}
-    arrays = {k: read_arrays(data, v) for k, v in splits.items()}
+    _, graph, train_arr, val_arr = load_training_data(data, tcfg.get("train_split", "train"),
+                                                      tcfg.get("val_split", "val"))
+    arrays = {"train": train_arr, "val": val_arr}
     t = torch.from_numpy
     model = model_from_checkpoint(ckpt)
     tr = arrays["train"]
@@ -150,7 +150,7 @@ def ship(src, name: str, data, command: str = "", notes: str = "", dst_dir=None)
             "epoch": int(ckpt["epoch"]), "training_wall_time_s": float(ckpt.get("wall_time", 0)),
             "command": command, "train_config": ckpt.get("train_config"),
             "energy_calibration": f"energy_shift += {delta:.6g} (mean (E_ED - E_model)/N on the "
-                                  "training split; the field-only loss leaves it free)",
+                                  "training split; a field-only loss leaves it free)",
             "metrics": metrics, "notes": notes}
     out = export_model(tmp, _P(dst_dir) / f"{name}.pt", card)
     tmp.unlink()
