@@ -36,7 +36,7 @@ from .datasets import DataFileError, _graph_to_group, read_graph, terminate_as_i
 from .dynamics import INTEGRATORS, SpinSystem, make_integrator, numpy_field_source
 from .ed import KondoED
 from .graph import lattice_graph
-from .spins import as_spin_batch, ferromagnet, random_spins
+from .spins import as_spin_batch, ferromagnet, random_spins, triple_q
 
 __all__ = ["SIMULATE_SCHEMA", "DEFAULT_CONFIG", "simulate", "field_source", "read_runs",
            "plot_runs", "FORMAT"]
@@ -65,7 +65,7 @@ SIMULATE_SCHEMA = {
     "zeeman": ((float, list), 0.0),
     "n_steps": (int, REQUIRED),
     "save_every": (int, 100),
-    "initial": (str, "random"),                 # random | ferro | path of a .npy
+    "initial": (str, "random"),                 # random | ferro | triple-q | path of a .npy
     "seed": (int, 0),
     "dtype": (str, "float64"),
     "device": (str, "cpu"),
@@ -107,16 +107,19 @@ def _as_list(v):
     return [float(x) for x in v] if isinstance(v, list) else [float(v)]
 
 
-def _initial(cfg, n_sites, run_index):
+def _initial(cfg, graph, run_index):
+    n_sites = graph.num_nodes
     init = cfg["initial"]
     if init == "random":
         return random_spins(n_sites, np.random.default_rng([cfg["seed"], run_index]))
     if init == "ferro":
         return ferromagnet(n_sites)
+    if init == "triple-q":
+        return triple_q(graph)
     try:
         spins = np.load(init, allow_pickle=False)
     except (OSError, ValueError) as err:
-        raise ValueError(f"initial must be 'random', 'ferro' or a .npy file of spins; "
+        raise ValueError(f"initial must be 'random', 'ferro', 'triple-q' or a .npy file of spins; "
                          f"cannot read '{init}': {err}") from err
     return as_spin_batch(spins, n_sites, normalize=True)[0][0]
 
@@ -231,8 +234,8 @@ def plot_runs(path: Union[str, Path], sites_per_magnetic_cell: int = 48) -> list
         by_temp.setdefault(float(r["temperature"]), []).append((r["zeeman"], n_sk, m_z))
         out = path.with_name(f"{path.stem}_{r['name']}.png")
         spin_texture(r["spin"][-1], graph, out, arrow_stride=stride,
-                     title=f"H_z = {r['zeeman']:g}, T = {r['temperature']:g}, t = {r['time'][-1]:g}:"
-                           f" n_sk = {n_sk:+.2f}, M_z = {m_z:.3f}")
+                     title=f"H_z = {r['zeeman']:g}, T = {r['temperature']:g}, t = {r['time'][-1]:g}\n"
+                           f"n_sk = {n_sk:+.2f}, M_z = {m_z:.3f}")
         written.append(out)
     for temp, rows in by_temp.items():
         if len(rows) < 2:
@@ -269,7 +272,7 @@ def _run_one(f, r, hz, temp, cfg, graph, source, triangles, dtype, device, progr
         g.create_dataset("time", (0,), maxshape=(None,), chunks=(256,), dtype="f8")
         g.create_dataset("magnetization", (0, 3), maxshape=(None, 3), chunks=(256, 3), dtype="f8")
         g.create_dataset("charge", (0,), maxshape=(None,), chunks=(256,), dtype="f8")
-        spins = torch.from_numpy(_initial(cfg, n, r)).to(device, dtype)
+        spins = torch.from_numpy(_initial(cfg, graph, r)).to(device, dtype)
         step = 0
         _save(g, 0, 0.0, spins, gen, graph, triangles)
     system = SpinSystem(source, zeeman=hz)

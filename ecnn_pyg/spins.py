@@ -9,7 +9,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["SpinError", "as_spin_batch", "random_spins", "ferromagnet"]
+__all__ = ["SpinError", "as_spin_batch", "random_spins", "ferromagnet", "triple_q"]
 
 
 class SpinError(ValueError):
@@ -101,3 +101,59 @@ def ferromagnet(n_sites: int, direction=(0.0, 0.0, 1.0)) -> np.ndarray:
     """
     d = np.asarray(direction, float)
     return np.tile(d / np.linalg.norm(d), (n_sites, 1))
+
+
+def triple_q(positions, q: float = np.pi / 3, m: float = 0.0, phase: float = 0.0,
+             kind: str = "neel") -> np.ndarray:
+    r"""Triple-Q skyrmion-crystal ansatz on a 2D lattice (a starting state for LLG).
+
+    .. math::
+        \mathbf S_r \propto \sum_{i=1}^{3} \sin(\mathbf Q_i\cdot\mathbf r + \phi)\,\hat{\mathbf e}_i
+        + \Big(m - \sum_{i=1}^{3}\cos(\mathbf Q_i\cdot\mathbf r + \phi)\Big)\hat{\mathbf z},
+
+    with :math:`\hat{\mathbf e}_i = \hat{\mathbf Q}_i` (``kind="neel"``) or
+    :math:`\hat{\mathbf z}\times\hat{\mathbf Q}_i` (``kind="bloch"``; the Kondo model has
+    full spin-rotation symmetry, so both have the same electronic energy), and :math:`\mathbf Q_i = q(\cos\theta_i, \sin\theta_i, 0)`, :math:`\theta_i = 0, 2\pi/3,
+    4\pi/3`. For :math:`-1.5 < m < 3` every triangle of the three waves holds one
+    skyrmion whose core (at :math:`\mathbf Q_i\cdot\mathbf r + \phi = 0`) points down in a
+    background along :math:`+z`: topological charge :math:`-1` per magnetic unit cell
+    (the package's sign convention, :func:`~ecnn_pyg.observables.topological_charge`).
+    With the default :math:`q = \pi/3` on the triangular lattice (:math:`\mathbf a_1 =
+    (1, 0)`) this is the period-6 triple-Q state of the paper's protocol, whose
+    magnetic unit cell holds 48 sites; it is periodic on supercells with sides that
+    are multiples of 6 (use multiples of 12 to fit whole magnetic cells).
+
+    Args:
+        positions: ``(N, 2)`` (or ``(N, 3)``, the first two columns are used) site
+            positions, or a graph with ``pos``.
+        q: length of the three wave vectors (in units of 1 / lattice constant).
+        m: uniform :math:`z` offset (larger: smaller skyrmions, larger magnetization).
+        phase: common phase :math:`\phi` of the three waves (shifts the cores).
+        kind: ``"neel"`` or ``"bloch"`` helicity.
+
+    Returns:
+        ``(N, 3)`` float64 unit spins.
+
+    Raises:
+        ValueError: if the positions are not ``(N, >=2)`` finite numbers, or
+            ``kind`` is unknown.
+    """
+    if kind not in ("neel", "bloch"):
+        raise ValueError(f"kind must be 'neel' or 'bloch', got {kind!r}")
+    pos = getattr(positions, "pos", positions)
+    pos = np.asarray(pos.detach().cpu() if hasattr(pos, "detach") else pos, dtype=np.float64)
+    if pos.ndim != 2 or pos.shape[1] < 2 or not np.isfinite(pos).all():
+        raise ValueError(f"positions must be a finite (N, 2) array, got shape {pos.shape}")
+    v = np.zeros((len(pos), 3))
+    v[:, 2] = m
+    for theta in (0.0, 2 * np.pi / 3, 4 * np.pi / 3):
+        qhat = np.array([np.cos(theta), np.sin(theta)])
+        ehat = qhat if kind == "neel" else np.array([-qhat[1], qhat[0]])
+        arg = q * (pos[:, :2] @ qhat) + phase
+        v[:, :2] += np.sin(arg)[:, None] * ehat
+        v[:, 2] -= np.cos(arg)
+    norm = np.linalg.norm(v, axis=1, keepdims=True)
+    if (norm < 1e-12).any():
+        raise ValueError(f"the ansatz vanishes at some site for m={m}, phase={phase}; "
+                         "change m or phase")
+    return v / norm

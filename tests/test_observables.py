@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import ecnn_pyg.spins as spins_mod
 from ecnn_pyg import lattice_graph
 from ecnn_pyg.dynamics import SpinError, random_spins
 from ecnn_pyg.observables import (TRIPLE_Q_CELL_SITES, charge_density, magnetization,
@@ -38,15 +39,8 @@ TRIPLE_Q = [math.pi / 3 * np.array([math.cos(t), math.sin(t)])
 
 
 def triple_q(pos, m=0.0, kind="bloch"):
-    """Skyrmion-crystal ansatz: normalised sum of three helices, |Q| = pi/3 at 120 degrees."""
-    n = np.zeros((len(pos), 3))
-    for q in TRIPLE_Q:
-        ph = np.asarray(pos) @ q
-        qh = q / np.linalg.norm(q)
-        inplane = np.array([-qh[1], qh[0], 0.0]) if kind == "bloch" else np.array([*qh, 0.0])
-        n += np.sin(ph)[:, None] * inplane + np.cos(ph)[:, None] * np.array([0.0, 0.0, 1.0])
-    n[:, 2] += m
-    return torch.from_numpy(n / np.linalg.norm(n, axis=1, keepdims=True))
+    """The package's skyrmion-crystal ansatz as a tensor (core down, charge -1 per cell)."""
+    return torch.from_numpy(spins_mod.triple_q(pos, m=m, kind=kind))
 
 
 # ----------------------------------------------------------------- triangulations
@@ -184,14 +178,21 @@ def test_triple_q_structure_factor_peaks_and_skyrmion_number(L):
     assert torch.allclose(flat[top], flat[top[0]].expand(6))       # C6-symmetric weights
     assert float(flat[top].sum()) > 0.8 * L * L                     # and they dominate
     assert float(flat[torch.argsort(flat, descending=True)[6]]) < 0.25 * float(flat[top[0]])
-    # one skyrmion per 48-site magnetic cell: n_sk = +-1
-    assert float(skyrmion_number(s, g)) == pytest.approx(1.0)
-    assert float(skyrmion_number(-s, g)) == pytest.approx(-1.0)
-    assert float(skyrmion_number(triple_q(g.pos.numpy(), m=0.3, kind="neel"), g)) == \
-        pytest.approx(1.0)
-    assert float(topological_charge(s, g)) == pytest.approx(L * L / TRIPLE_Q_CELL_SITES)
+    # one skyrmion per 48-site magnetic cell, core down: n_sk = -1 (+1 reversed)
+    assert float(skyrmion_number(s, g)) == pytest.approx(-1.0)
+    assert float(skyrmion_number(-s, g)) == pytest.approx(1.0)
+    for m in (0.0, 0.3, 1.0):
+        assert float(skyrmion_number(triple_q(g.pos.numpy(), m=m, kind="neel"), g)) == \
+            pytest.approx(-1.0)
+    assert float(topological_charge(s, g)) == pytest.approx(-L * L / TRIPLE_Q_CELL_SITES)
     assert float(skyrmion_number(s, g, sites_per_magnetic_cell=L * L)) == \
-        pytest.approx(L * L / 48)
+        pytest.approx(-L * L / 48)
+    # a graph works as positions, the core (r = 0) points down; bad input is refused
+    assert np.allclose(spins_mod.triple_q(g)[0], [0.0, 0.0, -1.0])
+    with pytest.raises(ValueError, match="kind"):
+        spins_mod.triple_q(g, kind="spiral")
+    with pytest.raises(ValueError, match="finite"):
+        spins_mod.triple_q(np.zeros((4, 1)))
 
 
 def test_structure_factor_conventions():

@@ -149,3 +149,14 @@ def test_default_config_is_the_shipped_model_skyrmion_run():
     assert c["source"] == "model" and c["model"] == "triangular-paper" and c["plot"]
     assert c["temperature"] == 0.0 and 0.00325 < c["zeeman"] < 0.0065   # the n_sk = 1 phase
     assert c["size"][0] % 12 == 0 and c["size"][1] % 12 == 0             # commensurate
+
+
+def test_triple_q_initial_state(tmp_path):
+    from ecnn_pyg import lattice_graph
+    from ecnn_pyg.spins import triple_q
+    path = S.simulate(cfg(tmp_path, size=[12, 12], initial="triple-q", n_steps=0,
+                          temperature=0.0), progress=False)
+    run = S.read_runs(path)[0]
+    g = lattice_graph("triangular", 12, {"t3": -0.85})
+    assert np.allclose(run["spin"][0], triple_q(g), atol=1e-6)
+    assert run["charge"][0] == pytest.approx(-3.0)          # 144 / 48 cells, core down
