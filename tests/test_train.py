@@ -249,3 +249,21 @@ def test_several_data_files_concatenate_splits(data, tmp_path):
               "J": 5.0, "electrons": 14, "seed": 5, "splits": {"val": 1}}, progress=False)
     with pytest.raises(ValueError, match="differ in model"):
         load_training_data([str(data), str(other)], "train", "val")
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.05])
+def test_ship_calibrates_the_energy_constant(data, tmp_path, scale):
+    """After ship, the mean energy error on the training split vanishes, whatever energy_scale."""
+    from ecnn_pyg import pretrained
+    from ecnn_pyg.datasets import read_arrays, read_graph
+    from ecnn_pyg.train import evaluate_arrays
+    cfg = _cfg(data, tmp_path / "r", max_epochs=1)
+    cfg["model_config"] = {**TINY_ECNN, "energy_scale": scale}
+    run = train(cfg)
+    out = pretrained.ship(Path(run) / "best.pt", "tiny", [str(data)], dst_dir=tmp_path)
+    model = load_model(out)
+    assert model.energy_scale == scale
+    a = read_arrays(data, "train")
+    res = evaluate_arrays(model, read_graph(data), torch.from_numpy(a[K.SPIN]),
+                          torch.from_numpy(a[K.FIELD]), torch.from_numpy(a[K.ENERGY]))
+    assert abs(float(np.mean(a[K.ENERGY] - res[K.ENERGY]))) / 16 < 1e-5

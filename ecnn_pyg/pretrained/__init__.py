@@ -19,6 +19,7 @@ _DIR = Path(__file__).parent
 #: name -> checkpoint file name (in this directory)
 REGISTRY: Dict[str, str] = {
     "square-paper": "square-paper.pt",
+    "triangular-paper": "triangular-paper.pt",
 }
 
 
@@ -130,8 +131,7 @@ def ship(src, name: str, data, command: str = "", notes: str = "", dst_dir=None)
     n_sites = tr[K.SPIN].shape[1]
     delta = float(((tr[K.ENERGY] - res[K.ENERGY]) / n_sites).mean())
     mc = dict(ckpt["model_config"])
-    mc["energy_shift"] = float(mc.get("energy_shift", 0.0)) + delta / float(
-        mc.get("energy_scale", 1.0))
+    mc["energy_shift"] = float(mc.get("energy_shift", 0.0)) + delta   # eps -> a eps + shift
     ckpt["model_config"] = mc
     dst_dir = _DIR if dst_dir is None else dst_dir
     from pathlib import Path as _P
