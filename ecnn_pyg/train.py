@@ -52,6 +52,7 @@ _NONE = type(None)
 TRAIN_SCHEMA = {
     "model": (str, "ecnn"),
     "model_config": (dict, {}),
+    "init_from": ((str, _NONE), None),  # fine-tuning: start from this checkpoint's weights
     "data": ((str, list), REQUIRED),   # one data file, or a list whose splits are concatenated
     "train_split": (str, "train"),
     "val_split": (str, "val"),
@@ -342,12 +343,22 @@ class Trainer:
     def _build(self):
         cfg = self.cfg
         mc = dict(cfg["model_config"])
-        if self.resume_state is None and cfg["auto_energy_shift"] and \
+        init = None
+        if self.resume_state is None and cfg["init_from"]:
+            init = load_checkpoint(cfg["init_from"])
+            if init["model_type"] != cfg["model"]:
+                raise ConfigError(f"init_from '{cfg['init_from']}' holds a {init['model_type']} "
+                                  f"model, the config trains a {cfg['model']}")
+            mc = dict(init["model_config"])         # the architecture of the initial weights
+            cfg["model_config"] = mc
+        elif self.resume_state is None and cfg["auto_energy_shift"] and \
                 "energy_shift" not in (self._given_model_keys or ()):
             mc["energy_shift"] = float(self.train_arrays[K.ENERGY].double().mean()) / self.n_sites
             cfg["model_config"] = mc
         torch.manual_seed(cfg["seed"])
         self.model = build_model(cfg["model"], mc).to(self.dtype)
+        if init is not None:
+            self.model.load_state_dict(init["model_state"])
         params = [p for p in self.model.parameters() if p.requires_grad]
         if cfg["optimizer"] == "adagrad":
             self.optimizer = torch.optim.Adagrad(params, lr=cfg["lr"],

@@ -267,3 +267,19 @@ def test_ship_calibrates_the_energy_constant(data, tmp_path, scale):
     res = evaluate_arrays(model, read_graph(data), torch.from_numpy(a[K.SPIN]),
                           torch.from_numpy(a[K.FIELD]), torch.from_numpy(a[K.ENERGY]))
     assert abs(float(np.mean(a[K.ENERGY] - res[K.ENERGY]))) / 16 < 1e-5
+
+
+def test_init_from_fine_tunes_from_a_checkpoint(data, tmp_path):
+    """init_from starts from a checkpoint's weights and architecture (fine-tuning)."""
+    a = train(_cfg(data, tmp_path / "a", max_epochs=2))
+    ck_a = load_checkpoint(Path(a) / "best.pt")
+    cfg = _cfg(data, tmp_path / "b", max_epochs=1, lr=0.0, init_from=str(Path(a) / "best.pt"))
+    cfg["model_config"] = {"channels": 3}            # ignored: the checkpoint fixes the model
+    b = train(cfg)
+    ck_b = load_checkpoint(Path(b) / "best.pt")
+    assert ck_b["model_config"] == ck_a["model_config"]
+    for k, v in ck_a["model_state"].items():
+        assert torch.equal(v, ck_b["model_state"][k]), k
+    with pytest.raises(ConfigError, match="holds a ecnn model"):
+        train(_cfg(data, tmp_path / "c", model="ifnn", model_config={},
+                   init_from=str(Path(a) / "best.pt")))
