@@ -291,8 +291,10 @@ class Trainer:
             merged = _load_train_config(base, overrides)
             diff = [k for k in TRAIN_SCHEMA if k not in RESUME_MUTABLE and k != "run_dir"
                     and k != "model_config" and merged[k] != stored.get(k)]
-            if config is not None or "model_config" in overrides or \
+            if (config is not None and not merged.get("init_from")) or \
+                    "model_config" in overrides or \
                     any(k.startswith("model_config.") for k in overrides):
+                # (with init_from the architecture comes from that checkpoint, not the config)
                 stored_mc = {k: v for k, v in stored["model_config"].items()
                              if k != "energy_shift"}
                 new_mc = {k: v for k, v in merged["model_config"].items() if k != "energy_shift"}

@@ -280,6 +280,10 @@ def test_init_from_fine_tunes_from_a_checkpoint(data, tmp_path):
     assert ck_b["model_config"] == ck_a["model_config"]
     for k, v in ck_a["model_state"].items():
         assert torch.equal(v, ck_b["model_state"][k]), k
+    # resuming the fine-tune with its config (whose model_config is not the model's) works
+    cfg["max_epochs"] = 2
+    train(cfg, resume=True)
+    assert len(_log(tmp_path / "b")) == 2
     with pytest.raises(ConfigError, match="holds a ecnn model"):
         train(_cfg(data, tmp_path / "c", model="ifnn", model_config={},
                    init_from=str(Path(a) / "best.pt")))
