@@ -65,7 +65,7 @@ SIMULATE_SCHEMA = {
     "zeeman": ((float, list), 0.0),
     "n_steps": (int, REQUIRED),
     "save_every": (int, 100),
-    "initial": (str, "random"),                 # random | ferro | triple-q | path of a .npy
+    "initial": (str, "random"),     # random | ferro | triple-q | FILE.npy | TRAJ.h5#RUN (last state)
     "seed": (int, 0),
     "dtype": (str, "float64"),
     "device": (str, "cpu"),
@@ -116,11 +116,20 @@ def _initial(cfg, graph, run_index):
         return ferromagnet(n_sites)
     if init == "triple-q":
         return triple_q(graph)
+    if "#" in init:                     # "trajectory.h5#k": the last state of run k
+        path, _, k = init.rpartition("#")
+        try:
+            runs = read_runs(path)
+            spins = runs[int(k)]["spin"][-1]
+        except (OSError, ValueError, IndexError, DataFileError) as err:
+            raise ValueError(f"initial '{init}': expected TRAJECTORY.h5#RUN_INDEX of an existing "
+                             f"trajectory file and run; {err}") from err
+        return as_spin_batch(spins, n_sites, normalize=True)[0][0]
     try:
         spins = np.load(init, allow_pickle=False)
     except (OSError, ValueError) as err:
-        raise ValueError(f"initial must be 'random', 'ferro', 'triple-q' or a .npy file of spins; "
-                         f"cannot read '{init}': {err}") from err
+        raise ValueError(f"initial must be 'random', 'ferro', 'triple-q', TRAJECTORY.h5#RUN or a "
+                         f".npy file of spins; cannot read '{init}': {err}") from err
     return as_spin_batch(spins, n_sites, normalize=True)[0][0]
 
 

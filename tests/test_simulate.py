@@ -160,3 +160,13 @@ def test_triple_q_initial_state(tmp_path):
     g = lattice_graph("triangular", 12, {"t3": -0.85})
     assert np.allclose(run["spin"][0], triple_q(g), atol=1e-6)
     assert run["charge"][0] == pytest.approx(-3.0)          # 144 / 48 cells, core down
+
+
+def test_initial_state_from_another_trajectory(tmp_path):
+    first = S.simulate(cfg(tmp_path, "a.h5"), progress=False)
+    last = S.read_runs(first)[1]["spin"][-1]
+    path = S.simulate(cfg(tmp_path, "b.h5", initial=f"{first}#1", n_steps=0,
+                          temperature=0.0), progress=False)
+    assert np.allclose(S.read_runs(path)[0]["spin"][0], last, atol=1e-6)
+    with pytest.raises(ValueError, match="RUN_INDEX"):
+        S.simulate(cfg(tmp_path, "c.h5", initial=f"{first}#7"), progress=False)
