@@ -5,7 +5,8 @@
 * :mod:`ecnn_pyg.generate`, :mod:`ecnn_pyg.datasets`: resumable HDF5 data sets;
 * :mod:`ecnn_pyg.nn`: the equivariant convolution and the ECNN model;
 * :mod:`ecnn_pyg.dynamics`, :mod:`ecnn_pyg.observables`, :mod:`ecnn_pyg.plot`:
-  stochastic LLG, topological charge and structure factor, pictures.
+  stochastic LLG, topological charge and structure factor, pictures;
+* :mod:`ecnn_pyg.pretrained`: the shipped models (``square-paper``, ``triangular-paper``).
 """
 __version__ = "0.1.0"
 
@@ -16,10 +17,10 @@ from .spins import SpinError
 from .ed import KondoED
 from .datasets import SpinDataset
 from .nn import ECNN
-from . import dynamics, nn, observables, testing
+from . import dynamics, nn, observables, pretrained, testing
 
 __all__ = ["__version__", "Bond", "Lattice", "LatticeError", "available_lattices",
            "load_lattice", "lattice_graph", "from_networkx", "to_networkx",
            "site_permutation", "translation_permutation", "rotation_permutations",
            "SpinError", "KondoED", "SpinDataset", "ECNN", "dynamics", "nn", "observables",
-           "testing"]
+           "pretrained", "testing"]
