@@ -1,6 +1,6 @@
-"""The paper's Fig. 4 from the two ML-LLG field sweeps on 96 x 96 (random and triple-Q starts).
+"""The paper's Fig. 4 from ML-LLG field sweeps on 96 x 96 (random, triple-Q and n_sk = 2 starts).
 
-For every field the final states of both sweeps are scored with the learned
+For every field the final states of all sweeps are scored with the learned
 energy (electronic part from the model, plus the Zeeman energy -H_z sum S^z);
 the lower one is the T = 0 state at that field. Prints the table, estimates the
 transition fields (midpoints between neighbouring fields of different rounded
@@ -9,6 +9,7 @@ transition fields (midpoints between neighbouring fields of different rounded
 
     ecnn-pyg simulate --config configs/triangular_sweep_random.yaml
     ecnn-pyg simulate --config configs/triangular_sweep_tripleq.yaml
+    ecnn-pyg simulate --config configs/triangular_sweep_biskx.yaml
     python benchmarks/triangular_phase_diagram.py --out docs/figures
 """
 from __future__ import annotations
@@ -24,8 +25,9 @@ import torch
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sweeps", nargs="+", default=["runs/triangular_sweep_random/sweep.h5",
-                                                   "runs/triangular_sweep_tripleq/sweep.h5"])
-    p.add_argument("--labels", nargs="+", default=["random", "triple-Q"])
+                                                   "runs/triangular_sweep_tripleq/sweep.h5",
+                                                   "runs/triangular_sweep_biskx/sweep.h5"])
+    p.add_argument("--labels", nargs="+", default=["random", "triple-Q", "n_sk=2"])
     p.add_argument("--model", default="triangular-paper")
     p.add_argument("--snapshots", type=float, nargs="*", default=[0.002, 0.005, 0.008])
     p.add_argument("--out", default="docs/figures")
@@ -66,7 +68,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     phase_diagram(fields, [b["n_sk"] for b in best], [b["m_z"] for b in best],
                   out / "triangular_phase_diagram.png",
-                  title="ML-LLG, 96 x 96, T = 0 (lower-energy of random / triple-Q starts)")
+                  title="ML-LLG, 96 x 96, T = 0 (lowest learned energy of the starts)")
     for h in a.snapshots:
         key = min(fields, key=lambda x: abs(x - h))
         b = min(rows[key], key=lambda x: x["e"])
