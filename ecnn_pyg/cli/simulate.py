@@ -6,7 +6,7 @@ HDF5 file; resumable: rerun the same command to continue, or raise n_steps
 to extend the runs.
 
 Without --config the built-in default runs: T = 0 ML-LLG with the shipped
-triangular model (``triangular-paper``) on 48 x 48 at H_z = 0.005 from random
+triangular model (``triangular-paper``) on 48 x 48 at H_z = 0.006 from random
 spins, ending in the skyrmion crystal; writes runs/skyrmion_crystal.h5 and the
 picture runs/skyrmion_crystal_run_000.png.
 
