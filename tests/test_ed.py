@@ -107,6 +107,25 @@ def test_rotation_translation_time_reversal(kw, rng):
     assert np.allclose(b_m, -b, atol=1e-9)       # B is odd: E(-S) = E(S) => B(-S) = -B(S)
 
 
+def test_spin_mirror_makes_skyrmion_and_antiskyrmion_degenerate(rng):
+    """E(S_x -> -S_x) = E(S) (rotation by pi about x times time reversal), with Zeeman too;
+    the mirror flips the topological charge, so skyrmion and antiskyrmion crystals are
+    degenerate (README, tutorial 4)."""
+    from ecnn_pyg.observables import topological_charge
+    from ecnn_pyg.spins import triple_q
+    g = ep.lattice_graph("triangular", 12, {"t1": 1.0, "t3": -0.85})
+    mirror = np.diag([-1.0, 1.0, 1.0])
+    ed = KondoED(g, J=-1.0, mu=-3.5, zeeman=0.005)
+    for s in (random_spins(g.num_nodes, rng), triple_q(g, m=0.5)):
+        e, b = ed.energy_field(s)
+        e_m, b_m = ed.energy_field(s @ mirror)
+        assert e_m == pytest.approx(e, abs=1e-9)
+        assert np.allclose(b_m, b @ mirror, atol=1e-9)
+    s = triple_q(g, m=0.5)
+    assert float(topological_charge(s, g)) == pytest.approx(-3.0)           # 3 cells, core down
+    assert float(topological_charge(s @ mirror, g)) == pytest.approx(3.0)
+
+
 def test_point_group_invariance(rng):
     g = ep.lattice_graph("triangular", 6, {"t1": 1.0, "t3": -0.85})
     ed = KondoED(g, J=-1.0, mu=-3.5)
