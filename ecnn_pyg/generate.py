@@ -63,14 +63,12 @@ def parse_slice(text: Optional[str]) -> slice:
         return slice(None)
     parts = str(text).split(":")
     try:
-        if not 1 <= len(parts) <= 3:
+        if not 2 <= len(parts) <= 3:
             raise ValueError
         values = [int(p) if p.strip() else None for p in parts]
     except ValueError:
         raise ValueError(f"snapshots must look like 'start:stop:step' (e.g. '20:' or '0:20'), "
                          f"got {text!r}") from None
-    if len(values) == 1:
-        values.append(None if values[0] == -1 else values[0] + 1)
     if len(values) == 3 and values[2] is not None and values[2] <= 0:
         raise ValueError(f"the step of snapshots must be positive, got {text!r}")
     return slice(*values)

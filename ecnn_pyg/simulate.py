@@ -107,30 +107,37 @@ def _as_list(v):
     return [float(x) for x in v] if isinstance(v, list) else [float(v)]
 
 
-def _initial(cfg, graph, run_index):
+def _initial(cfg, graph):
+    """The initial state of the config as a function ``run_index -> (N, 3)`` spins.
+
+    Resolved (files read, bad values refused) once, before the output file is touched.
+    """
     n_sites = graph.num_nodes
     init = cfg["initial"]
     if init == "random":
-        return random_spins(n_sites, np.random.default_rng([cfg["seed"], run_index]))
+        return lambda r: random_spins(n_sites, np.random.default_rng([cfg["seed"], r]))
     if init == "ferro":
-        return ferromagnet(n_sites)
-    if init == "triple-q":
-        return triple_q(graph)
-    if "#" in init:                     # "trajectory.h5#k": the last state of run k
+        spins = ferromagnet(n_sites)
+    elif init == "triple-q":
+        spins = triple_q(graph)
+    elif "#" in init:                   # "trajectory.h5#k": the last state of run k
         path, _, k = init.rpartition("#")
         try:
-            runs = read_runs(path)
-            spins = runs[int(k)]["spin"][-1]
+            with h5py.File(path, "r", locking=False) as f:
+                if f.attrs.get("format") != FORMAT:
+                    raise DataFileError(f"'{path}' is not an ecnn_pyg trajectory file")
+                spins = f[sorted(n for n in f if n.startswith("run_"))[int(k)]]["spin"][-1]
         except (OSError, ValueError, IndexError, DataFileError) as err:
             raise ValueError(f"initial '{init}': expected TRAJECTORY.h5#RUN_INDEX of an existing "
                              f"trajectory file and run; {err}") from err
-        return as_spin_batch(spins, n_sites, normalize=True)[0][0]
-    try:
-        spins = np.load(init, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"initial must be 'random', 'ferro', 'triple-q', TRAJECTORY.h5#RUN or a "
-                         f".npy file of spins; cannot read '{init}': {err}") from err
-    return as_spin_batch(spins, n_sites, normalize=True)[0][0]
+    else:
+        try:
+            spins = np.load(init, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"initial must be 'random', 'ferro', 'triple-q', TRAJECTORY.h5#RUN "
+                             f"or a .npy file of spins; cannot read '{init}': {err}") from err
+    spins = as_spin_batch(spins, n_sites, normalize=True)[0][0]
+    return lambda r: spins
 
 
 def _check(cfg):
@@ -184,6 +191,7 @@ def simulate(config: Union[str, Path, Mapping, None] = None, overrides: Optional
     except ValueError:
         triangles = None
     source = field_source(cfg, graph)
+    initial = _initial(cfg, graph)
     if path.exists():
         try:
             f = h5py.File(path, "r+")
@@ -208,7 +216,8 @@ def simulate(config: Union[str, Path, Mapping, None] = None, overrides: Optional
     f.attrs["config"] = yaml.safe_dump(cfg, sort_keys=False)
     with terminate_as_interrupt(), f:
         for r, (hz, temp) in enumerate(runs):
-            _run_one(f, r, hz, temp, cfg, graph, source, triangles, dtype, device, progress)
+            _run_one(f, r, hz, temp, cfg, graph, source, initial, triangles, dtype, device,
+                     progress)
     if cfg["plot"]:
         plot_runs(path, cfg["sites_per_magnetic_cell"])
     return path
@@ -257,7 +266,7 @@ def plot_runs(path: Union[str, Path], sites_per_magnetic_cell: int = 48) -> list
     return written
 
 
-def _run_one(f, r, hz, temp, cfg, graph, source, triangles, dtype, device, progress):
+def _run_one(f, r, hz, temp, cfg, graph, source, initial, triangles, dtype, device, progress):
     name = f"run_{r:03d}"
     n, every = graph.num_nodes, cfg["save_every"]
     gen = torch.Generator(device=device).manual_seed(int(cfg["seed"]) * 1000003 + r)
@@ -281,7 +290,7 @@ def _run_one(f, r, hz, temp, cfg, graph, source, triangles, dtype, device, progr
         g.create_dataset("time", (0,), maxshape=(None,), chunks=(256,), dtype="f8")
         g.create_dataset("magnetization", (0, 3), maxshape=(None, 3), chunks=(256, 3), dtype="f8")
         g.create_dataset("charge", (0,), maxshape=(None,), chunks=(256,), dtype="f8")
-        spins = torch.from_numpy(_initial(cfg, graph, r)).to(device, dtype)
+        spins = torch.from_numpy(initial(r)).to(device, dtype)
         step = 0
         _save(g, 0, 0.0, spins, gen, graph, triangles)
     system = SpinSystem(source, zeeman=hz)

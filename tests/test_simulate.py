@@ -170,3 +170,4 @@ def test_initial_state_from_another_trajectory(tmp_path):
     assert np.allclose(S.read_runs(path)[0]["spin"][0], last, atol=1e-6)
     with pytest.raises(ValueError, match="RUN_INDEX"):
         S.simulate(cfg(tmp_path, "c.h5", initial=f"{first}#7"), progress=False)
+    assert not (tmp_path / "c.h5").exists()          # refused before the output is created
