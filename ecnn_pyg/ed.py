@@ -25,6 +25,14 @@ full 3-vector) is :math:`B_r = (J/2)\,\mathrm{Tr}[\sigma \rho_{rr}] + H_z \hat z
 with :math:`\rho` the one-body density matrix of the occupied states.
 Everything is float64; the eigensolver is LAPACK's MRRR (``zheevr``) through
 SciPy, asking only for the occupied eigenpairs.
+
+Twisted boundary conditions (``twists=(m1, m2)``) give the exact energy and field
+of the configuration tiled :math:`m_1 \times m_2` times, i.e. of the
+:math:`m_1 L_1 \times m_2 L_2` lattice, from :math:`m_1 m_2` Bloch sectors of the
+small supercell: a bond that crosses the boundary with ``cell_shift`` :math:`n`
+picks up the phase :math:`e^{i\theta\cdot n}`, :math:`\theta = 2\pi (k_1/m_1,
+k_2/m_2)`. A 12 x 12 triple-Q crystal with ``twists=(3, 3)`` is the 36 x 36 ED at
+1/40 of the cost; large ``twists`` approach the thermodynamic limit.
 """
 from __future__ import annotations
 
@@ -45,18 +53,22 @@ class EDError(ValueError):
     """Inconsistent or impossible parameters of the electronic model."""
 
 
-def hopping_matrix(graph, mu: float = 0.0) -> np.ndarray:
+def hopping_matrix(graph, mu: float = 0.0, twist=None) -> np.ndarray:
     r"""Dense ``(2N, 2N)`` complex single-particle matrix of the hopping (and :math:`-\mu`).
 
-    Every directed edge ``j -> i`` of the graph adds :math:`-t` to ``H[2i+s, 2j+s]``;
-    the graph holds both directions of each bond, so ``H`` is Hermitian.
+    Every directed edge ``j -> i`` of the graph adds :math:`-t\, e^{i\theta\cdot n}` to
+    ``H[2i+s, 2j+s]`` (:math:`n` the edge's ``cell_shift``, :math:`\theta` the
+    ``twist``; no phase without one); the graph holds both directions of each
+    bond, so ``H`` is Hermitian.
     Entries are accumulated, so bonds meeting their periodic images in small
     supercells add up (as the Bloch sum over that supercell's momenta does).
 
     Args:
         graph: lattice graph with ``edge_index`` and optionally ``hopping``
-            (default amplitude 1 per edge).
+            (default amplitude 1 per edge) and ``cell_shift``.
         mu: chemical potential, subtracted on the diagonal.
+        twist: boundary twist angles :math:`\theta` (one per lattice
+            dimension, radians), or ``None`` for periodic boundaries.
 
     Returns:
         ``(2N, 2N)`` complex128 Hermitian matrix, basis index ``2 * site + spin``.
@@ -71,9 +83,19 @@ def hopping_matrix(graph, mu: float = 0.0) -> np.ndarray:
         else np.ones(ei.shape[1])
     if not np.isfinite(t).all():
         raise EDError("hopping amplitudes must be finite")
+    amp = -t.astype(np.complex128)
+    if twist is not None:
+        if K.CELL_SHIFT not in graph:
+            raise EDError("twisted boundaries need the graph's cell_shift edge attribute")
+        shift = graph[K.CELL_SHIFT].cpu().numpy().astype(np.float64)
+        theta = np.asarray(twist, dtype=np.float64).reshape(-1)
+        if shift.ndim != 2 or shift.shape[1] != len(theta):
+            raise EDError(f"twist needs one angle per lattice dimension ({shift.shape[-1]}), "
+                          f"got {len(theta)}")
+        amp = amp * np.exp(1j * (shift @ theta))
     h = np.zeros((2 * n, 2 * n), dtype=np.complex128)
     for s in (0, 1):
-        np.add.at(h, (2 * ei[1] + s, 2 * ei[0] + s), -t)
+        np.add.at(h, (2 * ei[1] + s, 2 * ei[0] + s), amp)
     idx = np.arange(2 * n)
     h[idx, idx] -= mu
     if not np.allclose(h, h.conj().T):
@@ -93,6 +115,11 @@ class KondoED:
         mu: chemical potential (grand canonical ensemble).
         temperature: electron temperature (grand canonical only; default 0).
         zeeman: field :math:`H_z` on the localized spins (energy :math:`-H_z\sum S^z`).
+        twists: ``(m1, m2, ...)`` (or one int for every dimension): energy and
+            field of the configuration tiled ``m1 x m2`` times, from that many
+            twisted-boundary (Bloch) sectors; the energy is per copy of the
+            supercell and ``electrons`` counts the electrons of one copy.
+            ``None`` (default) is the plain periodic supercell.
 
     Raises:
         EDError: if ``J``, ``temperature`` or ``zeeman`` is not finite, the
@@ -100,7 +127,8 @@ class KondoED:
             ``filling``, ``mu`` is given, the filling or electron number is out
             of range or not an integer number of electrons, a finite
             temperature is asked for in the canonical ensemble, or the hopping
-            matrix is invalid (see :func:`hopping_matrix`).
+            matrix is invalid (see :func:`hopping_matrix`), or ``twists`` are
+            not positive integers, one per lattice dimension.
 
     Example::
 
@@ -111,7 +139,7 @@ class KondoED:
 
     def __init__(self, graph, J: float, electrons: Optional[int] = None,
                  filling: Optional[float] = None, mu: Optional[float] = None,
-                 temperature: float = 0.0, zeeman: float = 0.0):
+                 temperature: float = 0.0, zeeman: float = 0.0, twists=None):
         self.graph = graph
         self.n_sites = int(graph.num_nodes)
         n_orb = 2 * self.n_sites
@@ -146,7 +174,11 @@ class KondoED:
             if not math.isfinite(float(mu)):
                 raise EDError(f"mu must be finite, got {mu}")
             self.electrons, self.mu = None, float(mu)
-        self._h0 = hopping_matrix(graph, mu=self.mu or 0.0)
+        self.twists = self._twist_counts(graph, twists)
+        grids = np.meshgrid(*[np.arange(m) / m for m in self.twists or (1,)], indexing="ij")
+        thetas = 2 * np.pi * np.stack([g.ravel() for g in grids], axis=-1)
+        self._h0s = [hopping_matrix(graph, mu=self.mu or 0.0,
+                                    twist=None if self.twists is None else th) for th in thetas]
         self._diag = np.arange(n_orb)
         self._shape = None                      # supercell shape the spins may take
         if K.SIZE in graph:
@@ -154,6 +186,19 @@ class KondoED:
             nb = self.n_sites // int(np.prod(self._shape))
             if nb > 1:
                 self._shape += (nb,)
+
+    @staticmethod
+    def _twist_counts(graph, twists):
+        if twists is None:
+            return None
+        dim = graph[K.CELL_SHIFT].shape[-1] if K.CELL_SHIFT in graph else None
+        if dim is None:
+            raise EDError("twists need the graph's cell_shift edge attribute")
+        m = (twists,) * dim if np.ndim(twists) == 0 else tuple(twists)
+        if len(m) != dim or any(int(x) != x or int(x) < 1 for x in m):
+            raise EDError(f"twists must be {dim} positive integers (one per lattice dimension), "
+                          f"got {twists}")
+        return tuple(int(x) for x in m)
 
     @property
     def canonical(self) -> bool:
@@ -164,25 +209,31 @@ class KondoED:
         """Model parameters (stored with data sets).
 
         Returns:
-            ``{"J", "electrons", "mu", "temperature", "zeeman"}``; the unused
-            one of ``electrons`` / ``mu`` is ``None``.
+            ``{"J", "electrons", "mu", "temperature", "zeeman"}`` (and
+            ``"twists"`` when set); the unused one of ``electrons`` / ``mu`` is
+            ``None``.
         """
-        return {"J": self.J, "electrons": self.electrons, "mu": self.mu,
-                "temperature": self.temperature, "zeeman": self.zeeman}
+        out = {"J": self.J, "electrons": self.electrons, "mu": self.mu,
+               "temperature": self.temperature, "zeeman": self.zeeman}
+        if self.twists is not None:
+            out["twists"] = list(self.twists)
+        return out
 
     # ------------------------------------------------------------------ core
-    def hamiltonian(self, spin: np.ndarray) -> np.ndarray:
+    def hamiltonian(self, spin: np.ndarray, sector: int = 0) -> np.ndarray:
         """Single-particle matrix ``(2N, 2N)`` for one configuration ``(N, 3)``.
 
         Args:
             spin: ``(N, 3)`` spins (not validated).
+            sector: index of the twist (Bloch) sector, ``0`` (no twist) without
+                ``twists``.
 
         Returns:
             ``(2N, 2N)`` complex matrix: the hopping (and :math:`-\mu`) plus the
             on-site blocks :math:`-(J/2)\, S_r\cdot\sigma`.
         """
         s = np.asarray(spin, dtype=np.float64)
-        h = self._h0.copy()
+        h = self._h0s[sector].copy()
         a = -0.5 * self.J
         up, dn = self._diag[0::2], self._diag[1::2]
         h[up, up] += a * s[:, 2]
@@ -223,6 +274,32 @@ class KondoED:
         v = out[1][:, :len(w)] if vectors else None
         return w, v, occ
 
+    def _sectors(self, spin: np.ndarray, vectors: bool):
+        """``[(w, v, occ)]`` of the occupied states of every twist sector."""
+        if len(self._h0s) == 1:
+            return [self._solve(self.hamiltonian(spin), vectors)]
+        if not self.canonical:
+            return [self._solve(self.hamiltonian(spin, k), vectors) for k in range(len(self._h0s))]
+        # canonical: the lowest N_e * (number of sectors) levels of all sectors together
+        kw = dict(overwrite_a=True, check_finite=False, driver="evr", eigvals_only=not vectors)
+        outs = [scipy.linalg.eigh(self.hamiltonian(spin, k), **kw) for k in range(len(self._h0s))]
+        ws = [o[0] if vectors else o for o in outs]
+        n_occ = self.electrons * len(ws)
+        allw = np.sort(np.concatenate(ws))
+        if 0 < n_occ < len(allw) and allw[n_occ] - allw[n_occ - 1] < 1e-10 * max(1.0, abs(allw[n_occ])):
+            warnings.warn("the N_e-th and (N_e+1)-th levels are degenerate: the canonical "
+                          "field is not unique for this configuration", RuntimeWarning,
+                          stacklevel=3)
+        order = np.argsort(np.concatenate(ws), kind="stable")[:n_occ]
+        sector_of = np.repeat(np.arange(len(ws)), [len(w) for w in ws])[order]
+        level_of = np.concatenate([np.arange(len(w)) for w in ws])[order]
+        res = []
+        for k, w in enumerate(ws):
+            sel = np.sort(level_of[sector_of == k])
+            v = outs[k][1][:, sel] if vectors else None
+            res.append((w[sel], v, np.ones(len(sel))))
+        return res
+
     def _energy(self, w: np.ndarray, occ: np.ndarray) -> float:
         if self.canonical or self.temperature == 0:
             return float(w.sum())
@@ -250,8 +327,8 @@ class KondoED:
         s, single = self._check(spins)
         e = np.empty(len(s))
         for k, sk in enumerate(s):
-            w, _, occ = self._solve(self.hamiltonian(sk), vectors=False)
-            e[k] = self._energy(w, occ) - self.zeeman * sk[:, 2].sum()
+            e[k] = sum(self._energy(w, occ) for w, _, occ in self._sectors(sk, False)) \
+                / len(self._h0s) - self.zeeman * sk[:, 2].sum()
         return e[0] if single else e
 
     def energy_field(self, spins) -> Tuple[np.ndarray, np.ndarray]:
@@ -274,10 +351,12 @@ class KondoED:
         n = len(s)
         energy = np.empty(n)
         field = np.empty((n, self.n_sites, 3))
+        m = len(self._h0s)
         for k, sk in enumerate(s):
-            w, v, occ = self._solve(self.hamiltonian(sk), vectors=True)
-            energy[k] = self._energy(w, occ) - self.zeeman * sk[:, 2].sum()
-            field[k] = self._field(v, occ)
+            sectors = self._sectors(sk, True)
+            energy[k] = sum(self._energy(w, occ) for w, _, occ in sectors) / m \
+                - self.zeeman * sk[:, 2].sum()
+            field[k] = sum(self._field(v, occ) for _, v, occ in sectors) / m
         field[..., 2] += self.zeeman
         return (energy[0], field[0]) if single else (energy, field)
 
@@ -294,6 +373,7 @@ class KondoED:
 
     def __repr__(self) -> str:
         ens = f"electrons={self.electrons}" if self.canonical else f"mu={self.mu}"
+        tw = "" if self.twists is None else f", twists={self.twists}"
         return (f"KondoED(n_sites={self.n_sites}, J={self.J}, {ens}, "
-                f"temperature={self.temperature}, zeeman={self.zeeman})")
+                f"temperature={self.temperature}, zeeman={self.zeeman}{tw})")
 

@@ -173,6 +173,28 @@ def test_batch_and_lattice_shape(rng):
     assert e1 == pytest.approx(e[1]) and np.allclose(b1, b[1])
 
 
+TWIST_CASES = [dict(mu=-3.5), dict(mu=-3.5, temperature=0.05), dict(electrons=20),
+               dict(mu=-2.0, zeeman=0.01)]
+
+
+@pytest.mark.parametrize("kw", TWIST_CASES)
+def test_twisted_sectors_equal_the_tiled_lattice(kw, rng):
+    """twists=(2, 3) on 6 x 6 is the ED of the 12 x 18 lattice with the configuration tiled."""
+    hop = {"t1": 1.0, "t3": -0.85}
+    g, big = ep.lattice_graph("triangular", (6, 6), hop), ep.lattice_graph("triangular", (12, 18), hop)
+    s = random_spins(36, rng).reshape(6, 6, 3)
+    tiled = s[np.arange(12)[:, None] % 6, np.arange(18)[None, :] % 6].reshape(-1, 3)
+    kw_big = dict(kw, electrons=6 * kw["electrons"]) if "electrons" in kw else kw
+    e, b = KondoED(g, J=-1.0, twists=(2, 3), **kw).energy_field(s.reshape(-1, 3))
+    e_big, b_big = KondoED(big, J=-1.0, **kw_big).energy_field(tiled)
+    assert e == pytest.approx(e_big / 6, abs=1e-11)
+    np.testing.assert_allclose(b, b_big.reshape(12, 18, 3)[:6, :6].reshape(-1, 3), atol=1e-12)
+    # one sector is the plain supercell; the twists change the answer
+    plain = KondoED(g, J=-1.0, **kw)
+    assert KondoED(g, J=-1.0, twists=1, **kw).energy(s) == pytest.approx(plain.energy(s), abs=1e-12)
+    assert abs(e - plain.energy(s)) > 1e-3
+
+
 def test_bad_input(rng):
     g = ep.lattice_graph("square", 4)
     ed = KondoED(g, J=1.0, electrons=8)
@@ -200,3 +222,7 @@ def test_bad_input(rng):
         KondoED(g, J=1.0, electrons=4, temperature=0.1)
     with pytest.raises(EDError, match="finite"):
         KondoED(g, J=float("nan"), electrons=4)
+    with pytest.raises(EDError, match="twists must be 2 positive integers"):
+        KondoED(g, J=1.0, electrons=4, twists=(2, 0))
+    with pytest.raises(EDError, match="twists must be 2 positive integers"):
+        KondoED(g, J=1.0, electrons=4, twists=(2, 2, 2))
