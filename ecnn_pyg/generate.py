@@ -34,6 +34,7 @@ GENERATE_SCHEMA = {
     "mu": ((float, type(None)), None),
     "temperature": (float, 0.0),
     "zeeman": (float, 0.0),
+    "twists": ((int, list, type(None)), None),   # Bloch sectors: labels of the tiled lattice
     "sampler": (str, "uniform"),                # uniform | file
     "spins_from": ((str, type(None)), None),     # sampler "file": .npy or trajectory .h5
     "snapshots": ((str, type(None)), None),      # trajectory: "start:stop:step" of every run
@@ -103,7 +104,8 @@ def build_solver(cfg: Mapping):
     """Lattice graph and :class:`KondoED` of a generate config."""
     graph = lattice_graph(cfg["lattice"], cfg["size"], cfg["hoppings"])
     ed = KondoED(graph, J=cfg["J"], electrons=cfg["electrons"], filling=cfg["filling"],
-                 mu=cfg["mu"], temperature=cfg["temperature"], zeeman=cfg["zeeman"])
+                 mu=cfg["mu"], temperature=cfg["temperature"], zeeman=cfg["zeeman"],
+                 twists=cfg["twists"])
     return graph, ed
 
 

@@ -43,8 +43,8 @@ __all__ = ["SIMULATE_SCHEMA", "DEFAULT_CONFIG", "simulate", "field_source", "rea
 
 FORMAT = "ecnn_pyg-trajectory"
 _IDENTITY = ("lattice", "size", "hoppings", "source", "model", "J", "electrons", "filling",
-             "mu", "el_temperature", "integrator", "dt", "alpha", "initial", "seed", "dtype",
-             "save_every")
+             "mu", "el_temperature", "twists", "integrator", "dt", "alpha", "initial", "seed",
+             "dtype", "save_every")
 
 SIMULATE_SCHEMA = {
     "output": (str, REQUIRED),
@@ -58,6 +58,7 @@ SIMULATE_SCHEMA = {
     "filling": ((float, type(None)), None),
     "mu": ((float, type(None)), None),
     "el_temperature": (float, 0.0),
+    "twists": ((int, list, type(None)), None),  # source ed: Bloch sectors (tiled lattice)
     "integrator": (str, "sib"),
     "dt": (float, REQUIRED),
     "alpha": (float, 1.0),
@@ -91,7 +92,7 @@ def field_source(cfg: Mapping, graph) -> Callable:
         if cfg["J"] is None:
             raise ValueError("source 'ed' needs J and one of electrons, filling, mu")
         ed = KondoED(graph, J=cfg["J"], electrons=cfg["electrons"], filling=cfg["filling"],
-                     mu=cfg["mu"], temperature=cfg["el_temperature"])
+                     mu=cfg["mu"], temperature=cfg["el_temperature"], twists=cfg["twists"])
         return numpy_field_source(lambda s: ed.energy_field(s)[1])
     if cfg["source"] == "model":
         if not cfg["model"]:
@@ -200,7 +201,8 @@ def simulate(config: Union[str, Path, Mapping, None] = None, overrides: Optional
         if f.attrs.get("format") != FORMAT:
             f.close()
             raise DataFileError(f"'{path}' is not an ecnn_pyg trajectory file")
-        diff = [k for k in _IDENTITY if f.attrs.get(k) != identity[k]]
+        # a key absent from an older file held its default, null
+        diff = [k for k in _IDENTITY if f.attrs.get(k, "null") != identity[k]]
         if diff:
             f.close()
             raise DataFileError(f"'{path}' was made with different settings ({', '.join(diff)}); "

@@ -56,6 +56,22 @@ def test_translation_permutes_outputs(lattice):
     T.assert_translation_equivariant(model, data, spins)
 
 
+@pytest.mark.parametrize("lattice", ["square", "triangular"])
+def test_periodic_cell_equals_tiled_lattice(lattice):
+    """Message passing on a periodic 6 x 6 cell equals it on the 18 x 12 lattice tiling it.
+
+    (Even though 4 blocks reach beyond the cell: the basis of training on a small cell with
+    labels of the tiled lattice, configs/triangular_ecnn_96.yaml.)
+    """
+    model, data, spins = make(lattice, L=6)
+    big = ecnn_pyg.lattice_graph(lattice, (18, 12), HOP[lattice])
+    tiled = spins.view(6, 6, 3)[torch.arange(18)[:, None] % 6, torch.arange(12)[None, :] % 6]
+    out, out_big = model(data, spins), model(big, tiled.reshape(-1, 3))
+    assert torch.allclose(out[K.ENERGY].sum() * 6, out_big[K.ENERGY].sum(), rtol=1e-12)
+    torch.testing.assert_close(out[K.FIELD], out_big[K.FIELD].view(18, 12, 3)[:6, :6].reshape(-1, 3),
+                               rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("lattice,order", [("square", 4), ("triangular", 6)])
 def test_point_group(lattice, order):
     assert len(ecnn_pyg.rotation_permutations(ecnn_pyg.lattice_graph(lattice, 6, HOP[lattice]))) \
