@@ -51,6 +51,21 @@ def test_generate_and_read(tmp_path):
     assert "SpinDataset" in repr(train)
 
 
+def test_generate_with_twists_labels_the_tiled_lattice(tmp_path):
+    """twists: [2, 1] labels are those of the 10 x 5 lattice with the configuration tiled."""
+    path = generate(small(tmp_path, twists=[2, 1], splits={"train": 2}), progress=False)
+    assert read_meta(path)["model"]["twists"] == [2, 1]
+    d = read_arrays(path)
+    hop = {"t3": -0.4}
+    big = KondoED(ep.lattice_graph("triangular", (10, 5), hop), J=-1.0, mu=-1.5)
+    s = d[K.SPIN][1].reshape(5, 5, 3)
+    e, b = big.energy_field(np.concatenate([s, s]).reshape(-1, 3))
+    assert d[K.ENERGY][1] == pytest.approx(e / 2, abs=1e-10)
+    np.testing.assert_allclose(d[K.FIELD][1], b[:25], atol=1e-10)
+    with pytest.raises(DataFileError, match="different settings.*model"):
+        generate(small(tmp_path, twists=[3, 1], splits={"train": 2}), progress=False)
+
+
 # a subprocess that generates slowly (a sleeping sampler), so the kill lands mid-run
 SLOW = """
 import sys, time
