@@ -1,15 +1,16 @@
-"""The paper's Fig. 4 from ML-LLG field sweeps on 96 x 96 (random, triple-Q and n_sk = 2 starts).
+"""The paper's Fig. 4 from ML-LLG field sweeps on 96 x 96 started from the three crystals.
 
 For every field the final states of all sweeps are scored with the learned
 energy (electronic part from the model, plus the Zeeman energy -H_z sum S^z);
-the lower one is the T = 0 state at that field. Prints the table, estimates the
-transition fields (midpoints between neighbouring fields of different rounded
-|n_sk|) and writes the phase diagram and the spin textures at H_z = 0.002,
-0.005, 0.008 (or the fields given) as small PNGs.
+the lowest one is the T = 0 state at that field. Prints the table and the
+transition fields (where the learned energies of the two competing states cross,
+interpolated linearly between neighbouring fields) and writes the phase diagram
+and the spin textures at H_z = 0.002, 0.005, 0.008 (or the fields given) as
+small PNGs.
 
-    ecnn-pyg simulate --config configs/triangular_sweep_random.yaml
-    ecnn-pyg simulate --config configs/triangular_sweep_tripleq.yaml
-    ecnn-pyg simulate --config configs/triangular_sweep_biskx.yaml
+    ecnn-pyg simulate --config configs/triangular_96_sweep_biskx.yaml
+    ecnn-pyg simulate --config configs/triangular_96_sweep_tripleq.yaml
+    ecnn-pyg simulate --config configs/triangular_96_sweep_nsk0.yaml
     python benchmarks/triangular_phase_diagram.py --out docs/figures
 """
 from __future__ import annotations
@@ -24,10 +25,10 @@ import torch
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sweeps", nargs="+", default=["runs/triangular_sweep_random/sweep.h5",
-                                                   "runs/triangular_sweep_tripleq/sweep.h5",
-                                                   "runs/triangular_sweep_biskx/sweep.h5"])
-    p.add_argument("--labels", nargs="+", default=["random", "triple-Q", "n_sk=2"])
+    p.add_argument("--sweeps", nargs="+", default=["runs/triangular_96_sweep_biskx/sweep.h5",
+                                                   "runs/triangular_96_sweep_tripleq/sweep.h5",
+                                                   "runs/triangular_96_sweep_nsk0/sweep.h5"])
+    p.add_argument("--labels", nargs="+", default=["from n_sk=2", "from n_sk=1", "from n_sk=0"])
     p.add_argument("--model", default="triangular-paper")
     p.add_argument("--snapshots", type=float, nargs="*", default=[0.002, 0.005, 0.008])
     p.add_argument("--out", default="docs/figures")
@@ -62,8 +63,14 @@ def main(argv=None):
     ns = [round(abs(b["n_sk"])) for b in best]
     for i in range(len(fields) - 1):
         if ns[i] != ns[i + 1]:
-            print(f"transition |n_sk| {ns[i]} -> {ns[i + 1]} between H_z = {fields[i]:g} and "
-                  f"{fields[i + 1]:g} (midpoint {(fields[i] + fields[i + 1]) / 2:g})")
+            h0, h1 = fields[i], fields[i + 1]
+            msg = f"transition |n_sk| {ns[i]} -> {ns[i + 1]} between H_z = {h0:g} and {h1:g}"
+            a0, a1 = best[i]["label"], best[i + 1]["label"]
+            e = {h: {x["label"]: x["e"] for x in rows[h]} for h in (h0, h1)}
+            if a0 != a1 and all(lab in e[h] for lab in (a0, a1) for h in (h0, h1)):
+                d0, d1 = e[h0][a0] - e[h0][a1], e[h1][a0] - e[h1][a1]   # <= 0, then > 0
+                msg += f"; learned energies cross at H_z = {h0 + (h1 - h0) * d0 / (d0 - d1):.5f}"
+            print(msg)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     phase_diagram(fields, [b["n_sk"] for b in best], [b["m_z"] for b in best],
