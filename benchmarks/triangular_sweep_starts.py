@@ -1,0 +1,48 @@
+"""The 96 x 96 starting states of configs/triangular_96_sweep_*.yaml, from 12 x 12 crystals.
+
+* n_sk = 2: the exact minimum at H_z = 0.002 of the "n_sk=2 crystal" start of
+  benchmarks/triangular_exact_crystals.py (its --out .npz);
+* n_sk = 1: the exact minimum at H_z = 0.005 of its "model sweep_tripleq" start;
+* n_sk = 0: the stage-7 model's minimum at H_z = 0.008 from the n_sk = 2 crystal
+  (benchmarks/triangular_model_crystals.py --save-states), the n_sk = 0 state of lowest
+  exact energy found.
+
+Each is tiled 8 x 8 times (the crystals are 12-periodic) and written as an (N, 3) .npy.
+
+    python benchmarks/triangular_sweep_starts.py
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+
+def tile(s12: np.ndarray, L: int = 96) -> np.ndarray:
+    """(144, 3) spins of a 12 x 12 cell -> (L * L, 3) spins of the tiled L x L lattice."""
+    i = np.arange(L) % 12
+    return s12.reshape(12, 12, 3)[i[:, None], i[None, :]].reshape(-1, 3)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--crystals", default="runs/triangular/exact_crystals.npz")
+    p.add_argument("--model-states", default="data/triangular_12_active4_states.npy")
+    p.add_argument("--out", default="data/triangular_96_start_{}.npy")
+    a = p.parse_args(argv)
+    r = np.load(a.crystals)
+    names = [str(x) for x in r["names"]]
+    fields = [round(float(h), 6) for h in r["fields"]]
+
+    def exact(h, name):
+        return r[f"spins_{fields.index(h)}"][names.index(name)]
+    starts = {"biskx": exact(0.002, "n_sk=2 crystal"), "tripleq": exact(0.005, "model sweep_tripleq")}
+    ms = np.load(a.model_states)
+    starts["nsk0"] = ms.reshape(len(fields), -1, 144, 3)[fields.index(0.008), 2]
+    for name, s in starts.items():
+        np.save(a.out.format(name), tile(s))
+        print(a.out.format(name))
+
+
+if __name__ == "__main__":
+    main()
