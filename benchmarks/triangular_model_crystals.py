@@ -12,6 +12,8 @@ the states so that they can be labelled and added (configs/triangular_12_active_
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +33,7 @@ def main(argv=None):
     from ecnn_pyg.checkpoint import load_model
     from ecnn_pyg.ed import KondoED
     from ecnn_pyg.observables import skyrmion_number
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from triangular_exact_crystals import relax
     torch.set_num_threads(1)
     model = load_model(a.model).double().eval()
