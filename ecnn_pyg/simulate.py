@@ -81,7 +81,7 @@ DEFAULT_CONFIG = {
     "output": "runs/skyrmion_crystal.h5", "lattice": "triangular", "size": [48, 48],
     "hoppings": {"t1": 1.0, "t3": -0.85}, "source": "model", "model": "triangular-paper",
     "integrator": "sib", "dt": 5.0, "alpha": 1.0, "temperature": 0.0, "zeeman": 0.006,
-    "n_steps": 1500, "save_every": 100, "initial": "random", "seed": 0, "dtype": "float32",
+    "n_steps": 1500, "save_every": 100, "initial": "random", "seed": 1, "dtype": "float32",
     "plot": True,
 }
 
