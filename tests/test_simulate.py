@@ -171,3 +171,23 @@ def test_initial_state_from_another_trajectory(tmp_path):
     with pytest.raises(ValueError, match="RUN_INDEX"):
         S.simulate(cfg(tmp_path, "c.h5", initial=f"{first}#7"), progress=False)
     assert not (tmp_path / "c.h5").exists()          # refused before the output is created
+
+
+def test_ed_with_twists_is_the_tiled_lattice_dynamics(tmp_path):
+    """T = 0 ED-LLG of a 6 x 6 cell with twists 2 equals that of the 12 x 12 lattice tiling it."""
+    from ecnn_pyg.spins import triple_q
+    import ecnn_pyg as ep
+    small = ep.lattice_graph("triangular", 6, BASE["hoppings"])
+    s0 = triple_q(small, m=0.5)
+    s0 = s0 + 0.05 * np.random.default_rng(0).normal(size=s0.shape)   # not a fixed point
+    s0 /= np.linalg.norm(s0, axis=1, keepdims=True)
+    np.save(tmp_path / "s6.npy", s0)
+    i = np.arange(12) % 6
+    np.save(tmp_path / "s12.npy", s0.reshape(6, 6, 3)[i[:, None], i[None, :]].reshape(-1, 3))
+    kw = dict(temperature=0.0, n_steps=6)
+    a = S.read_runs(S.simulate(cfg(tmp_path, "a.h5", twists=2, initial=str(tmp_path / "s6.npy"),
+                                   **kw), progress=False))[0]["spin"][-1]
+    b = S.read_runs(S.simulate(cfg(tmp_path, "b.h5", size=[12, 12], initial=str(tmp_path / "s12.npy"),
+                                   **kw), progress=False))[0]["spin"][-1]
+    assert np.abs(a - s0).max() > 1e-3                                   # the spins moved
+    np.testing.assert_allclose(a, b.reshape(12, 12, 3)[:6, :6].reshape(-1, 3), atol=1e-10)
