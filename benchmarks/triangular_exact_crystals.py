@@ -10,8 +10,9 @@ the unit spins, exact energy and field) at every field of the sweep, continuing 
 previous field; the state of lowest exact
 energy per field gives the phase diagram against which the learned model is judged.
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/triangular_exact_crystals.py --relax-twists 3 \\
-        --energy-twists 3 8 --out runs/triangular/exact_crystals.npz
+    OPENBLAS_NUM_THREADS=1 python benchmarks/triangular_exact_crystals.py \\
+        --fields $(seq 0 0.0005 0.01) --save-states data/triangular_12_crystal_states.npy \\
+        --save-bi data/triangular_12_biskx.npy > runs/triangular/exact_crystals.txt
 """
 from __future__ import annotations
 
@@ -76,6 +77,9 @@ def main(argv=None):
     p.add_argument("--save-states", default=None,
                    help="also write every relaxed state, (fields x starts, 144, 3), to this .npy "
                         "(training data: configs/triangular_12_crystals.yaml)")
+    p.add_argument("--save-bi", default=None,
+                   help="also write the relaxed n_sk = 2 crystal at the first field, (144, 3), to "
+                        "this .npy (the start of configs/triangular_12_llg_biskx.yaml)")
     p.add_argument("--out", default="runs/triangular/exact_crystals.npz")
     a = p.parse_args(argv)
     import ecnn_pyg as ep
@@ -134,6 +138,8 @@ def main(argv=None):
         print(f"       [{time.time() - t0:.0f} s]", flush=True)
         res[f"spins_{i}"] = spins.copy()
         np.savez(a.out, **res)
+        if a.save_bi and i == 0 and "n_sk=2 crystal" in names:
+            np.save(a.save_bi, spins[names.index("n_sk=2 crystal")])
         if a.save_states:
             np.save(a.save_states, np.concatenate([res[f"spins_{k}"] for k in range(i + 1)]))
 
