@@ -32,7 +32,8 @@ of the configuration tiled :math:`m_1 \times m_2` times, i.e. of the
 small supercell: a bond that crosses the boundary with ``cell_shift`` :math:`n`
 picks up the phase :math:`e^{i\theta\cdot n}`, :math:`\theta = 2\pi (k_1/m_1,
 k_2/m_2)`. A 12 x 12 triple-Q crystal with ``twists=(3, 3)`` is the 36 x 36 ED at
-1/40 of the cost; large ``twists`` approach the thermodynamic limit.
+1/60 of the cost; large ``twists`` approach the thermodynamic limit. The sector
+matrices are built when needed, so memory stays that of one supercell.
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ class EDError(ValueError):
     """Inconsistent or impossible parameters of the electronic model."""
 
 
-def hopping_matrix(graph, mu: float = 0.0, twist=None) -> np.ndarray:
+def hopping_matrix(graph, mu: float = 0.0, twist=None, check: bool = True) -> np.ndarray:
     r"""Dense ``(2N, 2N)`` complex single-particle matrix of the hopping (and :math:`-\mu`).
 
     Every directed edge ``j -> i`` of the graph adds :math:`-t\, e^{i\theta\cdot n}` to
@@ -69,6 +70,7 @@ def hopping_matrix(graph, mu: float = 0.0, twist=None) -> np.ndarray:
         mu: chemical potential, subtracted on the diagonal.
         twist: boundary twist angles :math:`\theta` (one per lattice
             dimension, radians), or ``None`` for periodic boundaries.
+        check: verify that the matrix is Hermitian.
 
     Returns:
         ``(2N, 2N)`` complex128 Hermitian matrix, basis index ``2 * site + spin``.
@@ -98,7 +100,7 @@ def hopping_matrix(graph, mu: float = 0.0, twist=None) -> np.ndarray:
         np.add.at(h, (2 * ei[1] + s, 2 * ei[0] + s), amp)
     idx = np.arange(2 * n)
     h[idx, idx] -= mu
-    if not np.allclose(h, h.conj().T):
+    if check and not np.allclose(h, h.conj().T):
         raise EDError("the hopping matrix is not Hermitian: every bond needs both directions "
                       "with equal amplitude in edge_index")
     return h
@@ -177,8 +179,11 @@ class KondoED:
         self.twists = self._twist_counts(graph, twists)
         grids = np.meshgrid(*[np.arange(m) / m for m in self.twists or (1,)], indexing="ij")
         thetas = 2 * np.pi * np.stack([g.ravel() for g in grids], axis=-1)
-        self._h0s = [hopping_matrix(graph, mu=self.mu or 0.0,
-                                    twist=None if self.twists is None else th) for th in thetas]
+        self._thetas = None if self.twists is None else thetas
+        # one sector: cached; twisted: built per call (validated here on the last sector)
+        self._h0 = hopping_matrix(graph, mu=self.mu or 0.0,
+                                  twist=None if self.twists is None else thetas[-1])
+        self.num_sectors = len(thetas)
         self._diag = np.arange(n_orb)
         self._shape = None                      # supercell shape the spins may take
         if K.SIZE in graph:
@@ -233,7 +238,8 @@ class KondoED:
             on-site blocks :math:`-(J/2)\, S_r\cdot\sigma`.
         """
         s = np.asarray(spin, dtype=np.float64)
-        h = self._h0s[sector].copy()
+        h = self._h0.copy() if self._thetas is None else \
+            hopping_matrix(self.graph, mu=self.mu or 0.0, twist=self._thetas[sector], check=False)
         a = -0.5 * self.J
         up, dn = self._diag[0::2], self._diag[1::2]
         h[up, up] += a * s[:, 2]
@@ -276,13 +282,13 @@ class KondoED:
 
     def _sectors(self, spin: np.ndarray, vectors: bool):
         """``[(w, v, occ)]`` of the occupied states of every twist sector."""
-        if len(self._h0s) == 1:
+        if self._thetas is None:
             return [self._solve(self.hamiltonian(spin), vectors)]
         if not self.canonical:
-            return [self._solve(self.hamiltonian(spin, k), vectors) for k in range(len(self._h0s))]
+            return [self._solve(self.hamiltonian(spin, k), vectors) for k in range(self.num_sectors)]
         # canonical: the lowest N_e * (number of sectors) levels of all sectors together
         kw = dict(overwrite_a=True, check_finite=False, driver="evr", eigvals_only=not vectors)
-        outs = [scipy.linalg.eigh(self.hamiltonian(spin, k), **kw) for k in range(len(self._h0s))]
+        outs = [scipy.linalg.eigh(self.hamiltonian(spin, k), **kw) for k in range(self.num_sectors)]
         ws = [o[0] if vectors else o for o in outs]
         n_occ = self.electrons * len(ws)
         allw = np.sort(np.concatenate(ws))
@@ -328,7 +334,7 @@ class KondoED:
         e = np.empty(len(s))
         for k, sk in enumerate(s):
             e[k] = sum(self._energy(w, occ) for w, _, occ in self._sectors(sk, False)) \
-                / len(self._h0s) - self.zeeman * sk[:, 2].sum()
+                / self.num_sectors - self.zeeman * sk[:, 2].sum()
         return e[0] if single else e
 
     def energy_field(self, spins) -> Tuple[np.ndarray, np.ndarray]:
@@ -351,7 +357,7 @@ class KondoED:
         n = len(s)
         energy = np.empty(n)
         field = np.empty((n, self.n_sites, 3))
-        m = len(self._h0s)
+        m = self.num_sectors
         for k, sk in enumerate(s):
             sectors = self._sectors(sk, True)
             energy[k] = sum(self._energy(w, occ) for w, _, occ in sectors) / m \
