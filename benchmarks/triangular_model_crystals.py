@@ -26,6 +26,10 @@ def main(argv=None):
     p.add_argument("--starts", nargs="+", default=["model sweep_biskx", "model sweep_tripleq",
                                                    "n_sk=2 crystal"],
                    help="names of the start branches in --crystals")
+    p.add_argument("--extra", nargs="*", default=[],
+                   help="more starts, FILE.npy#INDEX of a (n, 144, 3) array, used at every field")
+    p.add_argument("--fields", type=float, nargs="*", default=None,
+                   help="only these fields of --crystals (default: all)")
     p.add_argument("--twists", type=int, default=8)
     p.add_argument("--save-states", default=None)
     a = p.parse_args(argv)
@@ -47,16 +51,23 @@ def main(argv=None):
     r = np.load(a.crystals)
     names = [str(x) for x in r["names"]]
     cols = [names.index(s) for s in a.starts]
+    extra = []
+    for spec in a.extra:
+        path, _, idx = spec.rpartition("#")
+        extra.append((f"extra {Path(path).stem}#{idx}", np.load(path)[int(idx)].astype(np.float64)))
     saved = []
     print(f"{'H_z':>7} {'start':>20} {'n_sk':>5} {'M_z':>6} {'E_NN/N':>11} {'E_ED/N':>11} "
           f"{'NN-ED':>9}   lowest (NN, ED)")
     for i, hz in enumerate(r["fields"]):
+        if a.fields and not any(abs(hz - h) < 1e-9 for h in a.fields):
+            continue
         rows = []
-        for j in cols:
-            s, _ = relax(model_ef, r[f"spins_{i}"][j], hz)
+        starts = [(names[j], r[f"spins_{i}"][j]) for j in cols] + extra
+        for name, s0 in starts:
+            s, _ = relax(model_ef, s0, hz)
             zee = hz * s[:, 2].sum()
             e_nn, e_ed = (model_ef(s)[0] - zee) / g.num_nodes, (ed.energy(s) - zee) / g.num_nodes
-            rows.append((names[j], float(skyrmion_number(torch.from_numpy(s), g)),
+            rows.append((name, float(skyrmion_number(torch.from_numpy(s), g)),
                          s[:, 2].mean(), e_nn, e_ed))
             saved.append(s)
         lo_nn = min(rows, key=lambda x: x[3])
