@@ -54,7 +54,7 @@ class EDError(ValueError):
     """Inconsistent or impossible parameters of the electronic model."""
 
 
-def hopping_matrix(graph, mu: float = 0.0, twist=None, check: bool = True) -> np.ndarray:
+def hopping_matrix(graph, mu: float = 0.0, twist=None) -> np.ndarray:
     r"""Dense ``(2N, 2N)`` complex single-particle matrix of the hopping (and :math:`-\mu`).
 
     Every directed edge ``j -> i`` of the graph adds :math:`-t\, e^{i\theta\cdot n}` to
@@ -70,40 +70,69 @@ def hopping_matrix(graph, mu: float = 0.0, twist=None, check: bool = True) -> np
         mu: chemical potential, subtracted on the diagonal.
         twist: boundary twist angles :math:`\theta` (one per lattice
             dimension, radians), or ``None`` for periodic boundaries.
-        check: verify that the matrix is Hermitian.
 
     Returns:
         ``(2N, 2N)`` complex128 Hermitian matrix, basis index ``2 * site + spin``.
 
     Raises:
-        EDError: if an amplitude is not finite or the matrix is not Hermitian
-            (a bond lacks its reverse direction with equal amplitude).
+        EDError: if an amplitude is not finite, the matrix is not Hermitian
+            (a bond lacks its reverse direction with equal amplitude), or a
+            twist is asked of a graph without ``cell_shift`` or with another
+            number of dimensions.
     """
     n = int(graph.num_nodes)
     ei = graph[K.EDGE_INDEX].cpu().numpy()
-    t = graph[K.HOPPING].cpu().numpy().astype(np.float64) if K.HOPPING in graph \
-        else np.ones(ei.shape[1])
-    if not np.isfinite(t).all():
-        raise EDError("hopping amplitudes must be finite")
-    amp = -t.astype(np.complex128)
-    if twist is not None:
-        if K.CELL_SHIFT not in graph:
-            raise EDError("twisted boundaries need the graph's cell_shift edge attribute")
-        shift = graph[K.CELL_SHIFT].cpu().numpy().astype(np.float64)
-        theta = np.asarray(twist, dtype=np.float64).reshape(-1)
-        if shift.ndim != 2 or shift.shape[1] != len(theta):
-            raise EDError(f"twist needs one angle per lattice dimension ({shift.shape[-1]}), "
-                          f"got {len(theta)}")
-        amp = amp * np.exp(1j * (shift @ theta))
+    t = _amplitudes(graph)
     h = np.zeros((2 * n, 2 * n), dtype=np.complex128)
     for s in (0, 1):
-        np.add.at(h, (2 * ei[1] + s, 2 * ei[0] + s), amp)
+        np.add.at(h, (2 * ei[1] + s, 2 * ei[0] + s), -t)
     idx = np.arange(2 * n)
     h[idx, idx] -= mu
-    if check and not np.allclose(h, h.conj().T):
+    if not np.allclose(h, h.conj().T):
         raise EDError("the hopping matrix is not Hermitian: every bond needs both directions "
                       "with equal amplitude in edge_index")
+    if twist is not None:
+        _add_twist(h, _boundary_bonds(graph), twist)
     return h
+
+
+def _amplitudes(graph) -> np.ndarray:
+    ne = graph[K.EDGE_INDEX].shape[1]
+    t = graph[K.HOPPING].cpu().numpy().astype(np.float64) if K.HOPPING in graph else np.ones(ne)
+    if not np.isfinite(t).all():
+        raise EDError("hopping amplitudes must be finite")
+    return t
+
+
+def _boundary_bonds(graph):
+    """``(rows, cols, -t, cell_shift)`` of the edges that cross the supercell boundary."""
+    if K.CELL_SHIFT not in graph:
+        raise EDError("twisted boundaries need the graph's cell_shift edge attribute")
+    ei = graph[K.EDGE_INDEX].cpu().numpy()
+    shift = graph[K.CELL_SHIFT].cpu().numpy().astype(np.float64)
+    b = (shift != 0).any(axis=1)
+    return 2 * ei[1, b], 2 * ei[0, b], -_amplitudes(graph)[b], shift[b]
+
+
+def _add_twist(h: np.ndarray, bonds, twist) -> None:
+    """Multiply the boundary bonds of ``h`` (in place) by :math:`e^{i\theta\cdot n}`."""
+    rows, cols, amp, shift = bonds
+    theta = np.asarray(twist, dtype=np.float64).reshape(-1)
+    if shift.shape[1] != len(theta):
+        raise EDError(f"twist needs one angle per lattice dimension ({shift.shape[1]}), "
+                      f"got {len(theta)}")
+    d = amp * (np.exp(1j * (shift @ theta)) - 1.0)
+    for s in (0, 1):
+        np.add.at(h, (rows + s, cols + s), d)
+
+
+def _degenerate_at_fermi_level(w: np.ndarray, ne: int) -> bool:
+    """Whether the ``ne``-th and ``ne + 1``-th of the ascending levels ``w`` coincide."""
+    return 0 < ne < len(w) and w[ne] - w[ne - 1] < 1e-10 * max(1.0, abs(w[ne]))
+
+
+_DEGENERATE = ("the N_e-th and (N_e+1)-th levels are degenerate: the canonical field is not "
+               "unique for this configuration")
 
 
 class KondoED:
@@ -180,9 +209,9 @@ class KondoED:
         grids = np.meshgrid(*[np.arange(m) / m for m in self.twists or (1,)], indexing="ij")
         thetas = 2 * np.pi * np.stack([g.ravel() for g in grids], axis=-1)
         self._thetas = None if self.twists is None else thetas
-        # one sector: cached; twisted: built per call (validated here on the last sector)
-        self._h0 = hopping_matrix(graph, mu=self.mu or 0.0,
-                                  twist=None if self.twists is None else thetas[-1])
+        self._h0 = hopping_matrix(graph, mu=self.mu or 0.0)
+        # twisted: the phases of the boundary bonds are added per sector (no stored copies)
+        self._bonds = None if self.twists is None else _boundary_bonds(graph)
         self.num_sectors = len(thetas)
         self._diag = np.arange(n_orb)
         self._shape = None                      # supercell shape the spins may take
@@ -238,8 +267,9 @@ class KondoED:
             on-site blocks :math:`-(J/2)\, S_r\cdot\sigma`.
         """
         s = np.asarray(spin, dtype=np.float64)
-        h = self._h0.copy() if self._thetas is None else \
-            hopping_matrix(self.graph, mu=self.mu or 0.0, twist=self._thetas[sector], check=False)
+        h = self._h0.copy()
+        if self._bonds is not None:
+            _add_twist(h, self._bonds, self._thetas[sector])
         a = -0.5 * self.J
         up, dn = self._diag[0::2], self._diag[1::2]
         h[up, up] += a * s[:, 2]
@@ -259,10 +289,8 @@ class KondoED:
             hi = min(ne, n_orb - 1)            # one level above: Fermi-level degeneracy check
             out = scipy.linalg.eigh(h, subset_by_index=[0, hi], **kw)
             w = out if not vectors else out[0]
-            if vectors and hi == ne and w[ne] - w[ne - 1] < 1e-10 * max(1.0, abs(w[ne])):
-                warnings.warn("the N_e-th and (N_e+1)-th levels are degenerate: the "
-                              "canonical field is not unique for this configuration",
-                              RuntimeWarning, stacklevel=3)
+            if vectors and hi == ne and _degenerate_at_fermi_level(w, ne):
+                warnings.warn(_DEGENERATE, RuntimeWarning, stacklevel=3)
             occ = np.ones(ne)
             if vectors:
                 return w[:ne], out[1][:, :ne], occ
@@ -291,12 +319,11 @@ class KondoED:
         outs = [scipy.linalg.eigh(self.hamiltonian(spin, k), **kw) for k in range(self.num_sectors)]
         ws = [o[0] if vectors else o for o in outs]
         n_occ = self.electrons * len(ws)
-        allw = np.sort(np.concatenate(ws))
-        if 0 < n_occ < len(allw) and allw[n_occ] - allw[n_occ - 1] < 1e-10 * max(1.0, abs(allw[n_occ])):
-            warnings.warn("the N_e-th and (N_e+1)-th levels are degenerate: the canonical "
-                          "field is not unique for this configuration", RuntimeWarning,
-                          stacklevel=3)
-        order = np.argsort(np.concatenate(ws), kind="stable")[:n_occ]
+        levels = np.concatenate(ws)
+        order = np.argsort(levels, kind="stable")
+        if vectors and _degenerate_at_fermi_level(levels[order], n_occ):
+            warnings.warn(_DEGENERATE, RuntimeWarning, stacklevel=3)
+        order = order[:n_occ]
         sector_of = np.repeat(np.arange(len(ws)), [len(w) for w in ws])[order]
         level_of = np.concatenate([np.arange(len(w)) for w in ws])[order]
         res = []
