@@ -45,7 +45,8 @@ from .datasets import DataFileError, read_arrays, read_graph, read_meta
 from .metrics import ErrorAccumulator
 
 __all__ = ["TRAIN_SCHEMA", "RESUME_MUTABLE", "Trainer", "train", "evaluate_arrays",
-           "GraphBatcher", "LOG_COLUMNS", "plot_learning_curve", "load_training_data"]
+           "GraphBatcher", "LOG_COLUMNS", "plot_learning_curve", "load_training_data",
+           "load_training_parts", "TrainingPart", "evaluate_parts"]
 
 _NONE = type(None)
 #: key -> (type(s), default); REQUIRED keys have no default
@@ -158,12 +159,14 @@ def _loss(out, field, energy, n_sites, energy_weight):
 
 def evaluate_arrays(model, graph, spin: torch.Tensor, field: Optional[torch.Tensor] = None,
                     energy: Optional[torch.Tensor] = None, batch_size: int = 8,
-                    energy_weight: float = 0.0, progress: bool = False) -> Dict[str, Any]:
+                    energy_weight: float = 0.0, progress: bool = False,
+                    accumulator: Optional[ErrorAccumulator] = None) -> Dict[str, Any]:
     """Predict energies and fields of ``spin`` ``(n, N, 3)`` on ``graph``.
 
     Returns ``{"energy": (n,), "field": (n, N, 3)}`` (float64 numpy) and, when
     ``field``/``energy`` targets are given, the metrics of
-    :class:`~ecnn_pyg.metrics.ErrorAccumulator` under ``"metrics"``.
+    :class:`~ecnn_pyg.metrics.ErrorAccumulator` under ``"metrics"`` (of these
+    samples only; the errors are also added to ``accumulator`` if given).
     """
     dtype = next(model.parameters()).dtype
     batcher = GraphBatcher(graph)
@@ -189,8 +192,10 @@ def evaluate_arrays(model, graph, spin: torch.Tensor, field: Optional[torch.Tens
                 loss = torch.mean((pf - f) ** 2)
                 if energy_weight:
                     loss = loss + energy_weight * torch.mean(((pe - e) / nn_) ** 2)
-                acc.update(pf.reshape(-1, 3), f.reshape(-1, 3), s.reshape(-1, 3), pe, e, nn_,
-                           float(loss.detach()))
+                for a in (acc, accumulator):
+                    if a is not None:
+                        a.update(pf.reshape(-1, 3), f.reshape(-1, 3), s.reshape(-1, 3), pe, e,
+                                 nn_, float(loss.detach()))
     finally:
         model.train(was_training)
     res = {K.ENERGY: np.concatenate(energies) if energies else np.zeros(0),
@@ -232,34 +237,127 @@ def plot_learning_curve(log_path: Union[str, Path], out_path: Union[str, Path]) 
     return out_path
 
 
-def load_training_data(paths, train_split: str, val_split: str):
-    """Meta, graph and the train / validation arrays of one data file or a list of them.
+class TrainingPart:
+    """The training and validation samples of one supercell (one lattice graph).
 
-    With several files (e.g. random configurations plus ED-LLG snapshots) a split
-    is the concatenation, in list order, of that split in every file that has
-    it; every file must hold the same lattice, supercell and electronic model,
-    and each split must occur in at least one of them.
+    Attributes:
+        graph: the lattice graph the samples live on.
+        size: its supercell size ``[L1, L2]``.
+        train, val: ``{"spin": (n, N, 3), "field": (n, N, 3), "energy": (n,)}`` arrays.
+    """
+
+    def __init__(self, graph, size, train, val):
+        self.graph, self.size, self.train, self.val = graph, list(size), train, val
+
+    @property
+    def n_sites(self) -> int:
+        return int(self.graph.num_nodes)
+
+    def __repr__(self) -> str:
+        return (f"TrainingPart(size={self.size}, train={len(self.train[K.ENERGY])}, "
+                f"val={len(self.val[K.ENERGY])})")
+
+
+def _model_params(meta) -> Dict[str, Any]:
+    # the electronic model of a data file, independent of its supercell: without the twists
+    # (12 x 12 cells with twists 8 and 24 x 24 cells with twists 4 are labelled by the same
+    # Hamiltonian) and with electrons per site instead of electrons (canonical ensemble)
+    params = {k: v for k, v in (meta.get("model") or {}).items() if k != "twists"}
+    if params.get("electrons") is not None:
+        params["electrons"] = params["electrons"] / math.prod(meta.get("size") or [1])
+    return params
+
+
+def load_training_parts(paths, train_split: str, val_split: str):
+    """Meta and the :class:`TrainingPart` of every supercell of one or several data files.
+
+    A split is the concatenation, in list order, of that split in every file
+    of the same supercell; files of different supercells (e.g. 12 x 12 cells
+    and 24 x 24 snapshots of one lattice) become separate parts, in order of
+    first appearance, and every batch holds samples of one part. All files
+    must hold the same lattice, hoppings and electronic model (J, mu or the
+    electrons per site, temperature; the twists may differ), and each split
+    must occur in at least one of them.
+
+    Returns:
+        ``(meta, parts)``: the first file's meta and the list of parts.
     """
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if not paths:
         raise ConfigError("data must name at least one data file")
-    meta, graph = read_meta(paths[0]), read_graph(paths[0])
-    parts = {train_split: [], val_split: []}
+    meta = read_meta(paths[0])
+    groups: Dict[tuple, Dict[str, Any]] = {}
+    found = set()
     for path in paths:
         m = read_meta(path)
-        diff = [k for k in ("lattice", "size", "hoppings", "model") if m.get(k) != meta.get(k)]
+        diff = [k for k in ("lattice", "hoppings") if m.get(k) != meta.get(k)]
+        if _model_params(m) != _model_params(meta):
+            diff.append("model")
         if diff:
             raise ValueError(f"'{path}' and '{paths[0]}' differ in {', '.join(diff)}: "
-                             "a training set must hold one lattice, supercell and model")
-        for split in parts:
+                             "a training set must hold one lattice, hoppings and model")
+        key = tuple(m.get("size") or ())
+        grp = groups.setdefault(key, {"graph": None, train_split: [], val_split: []})
+        if grp["graph"] is None:
+            grp["graph"] = read_graph(path)
+        for split in (train_split, val_split):
             if split in m["splits"]:
-                parts[split].append(read_arrays(path, split))
-    arrays = []
-    for split, found in parts.items():
-        if not found:
+                grp[split].append(read_arrays(path, split))
+                found.add(split)
+    for split in (train_split, val_split):
+        if split not in found:
             raise DataFileError(f"no data file of {paths} has a split '{split}'")
-        arrays.append({k: np.concatenate([a[k] for a in found]) for k in found[0]})
-    return meta, graph, arrays[0], arrays[1]
+    parts = []
+    for key, grp in groups.items():
+        arrays = []
+        for split in (train_split, val_split):
+            got = grp[split]
+            if got:
+                arrays.append({k: np.concatenate([a[k] for a in got]) for k in got[0]})
+            else:
+                n = int(grp["graph"].num_nodes)
+                arrays.append({K.SPIN: np.zeros((0, n, 3), np.float32),
+                               K.FIELD: np.zeros((0, n, 3), np.float32),
+                               K.ENERGY: np.zeros(0)})
+        parts.append(TrainingPart(grp["graph"], key, arrays[0], arrays[1]))
+    return meta, parts
+
+
+def load_training_data(paths, train_split: str, val_split: str):
+    """Meta, graph and the train / validation arrays of data files of one supercell.
+
+    :func:`load_training_parts` for the common case of one supercell.
+
+    Raises:
+        ValueError: if the files hold more than one supercell.
+    """
+    meta, parts = load_training_parts(paths, train_split, val_split)
+    if len(parts) > 1:
+        raise ValueError(f"the data files hold {len(parts)} supercells "
+                         f"({', '.join(str(p.size) for p in parts)}): use load_training_parts")
+    return meta, parts[0].graph, parts[0].train, parts[0].val
+
+
+def evaluate_parts(model, parts, split: str, batch_size: int = 8,
+                   energy_weight: float = 0.0) -> Dict[str, Any]:
+    """:func:`evaluate_arrays` over the ``split`` (``"train"`` or ``"val"``) of several parts.
+
+    Returns:
+        ``{"metrics": ...}`` of all samples together and ``"parts"``: the
+        per-part results of :func:`evaluate_arrays` (predictions and metrics).
+    """
+    acc = ErrorAccumulator()
+    per_part = []
+    for part in parts:
+        arr = getattr(part, split)
+        if arr[K.ENERGY].shape[0] == 0:
+            per_part.append(None)
+            continue
+        t = torch.as_tensor
+        per_part.append(evaluate_arrays(model, part.graph, t(arr[K.SPIN]), t(arr[K.FIELD]),
+                                        t(arr[K.ENERGY]), batch_size=batch_size,
+                                        energy_weight=energy_weight, accumulator=acc))
+    return {"metrics": acc.compute(), "parts": per_part}
 
 
 class Trainer:
@@ -329,18 +427,41 @@ class Trainer:
     def _load_data(self):
         cfg = self.cfg
         path = cfg["data"]
-        self.meta, self.graph, tr, va = load_training_data(path, cfg["train_split"],
-                                                           cfg["val_split"])
+        self.meta, parts = load_training_parts(path, cfg["train_split"], cfg["val_split"])
         if cfg["max_train_samples"] is not None:
-            tr = {k: v[:cfg["max_train_samples"]] for k, v in tr.items()}
-        if len(tr[K.ENERGY]) == 0:
+            left = cfg["max_train_samples"]
+            for part in parts:
+                part.train = {k: v[:left] for k, v in part.train.items()}
+                left -= len(part.train[K.ENERGY])
+        if sum(len(p.train[K.ENERGY]) for p in parts) == 0:
             raise ValueError(f"'{path}' has no complete samples in split '{cfg['train_split']}'")
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(self.dtype)
-        self.train_arrays = {k: t(v) for k, v in tr.items()}
-        self.val_arrays = {k: t(v) for k, v in va.items()}
-        self.n_sites = int(self.graph.num_nodes)
-        self.batcher = GraphBatcher(self.graph)
-        self.augment = RotationAugment(self.graph) if cfg["augment"] else None
+        for part in parts:
+            part.train = {k: t(v) for k, v in part.train.items()}
+            part.val = {k: t(v) for k, v in part.val.items()}
+            part.batcher = GraphBatcher(part.graph)
+            part.augment = RotationAugment(part.graph) if cfg["augment"] else None
+        self.parts = parts
+
+    @property
+    def graph(self):
+        """The lattice graph of the (first) supercell of the data."""
+        return self.parts[0].graph
+
+    @property
+    def train_arrays(self):
+        """The training arrays of a single-supercell data set."""
+        return self._single("train")
+
+    @property
+    def val_arrays(self):
+        """The validation arrays of a single-supercell data set."""
+        return self._single("val")
+
+    def _single(self, split):
+        if len(self.parts) > 1:
+            raise ValueError(f"the data hold {len(self.parts)} supercells: use Trainer.parts")
+        return getattr(self.parts[0], split)
 
     def _build(self):
         cfg = self.cfg
@@ -355,7 +476,8 @@ class Trainer:
             cfg["model_config"] = mc
         elif self.resume_state is None and cfg["auto_energy_shift"] and \
                 "energy_shift" not in (self._given_model_keys or ()):
-            mc["energy_shift"] = float(self.train_arrays[K.ENERGY].double().mean()) / self.n_sites
+            mc["energy_shift"] = float(torch.cat([p.train[K.ENERGY].double() / p.n_sites
+                                                  for p in self.parts]).mean())
             cfg["model_config"] = mc
         torch.manual_seed(cfg["seed"])
         self.model = build_model(cfg["model"], mc).to(self.dtype)
@@ -414,7 +536,8 @@ class Trainer:
             "dtype": str(self.dtype).replace("torch.", ""),
             "data": {"path": str(self.cfg["data"]), "lattice": self.meta.get("lattice"),
                      "size": self.meta.get("size"), "hoppings": self.meta.get("hoppings"),
-                     "model": self.meta.get("model"), "n_sites": self.n_sites},
+                     "model": self.meta.get("model"), "n_sites": self.parts[0].n_sites,
+                     **({"sizes": [p.size for p in self.parts]} if len(self.parts) > 1 else {})},
             "epoch": self.epoch,
             "metrics": dict(metrics),
             "best": copy.deepcopy(self.best),
@@ -440,24 +563,29 @@ class Trainer:
         Returns:
             Running training loss and RMSEs (field, transverse field, E per site).
         """
-        cfg, arr = self.cfg, self.train_arrays
-        n = arr[K.ENERGY].shape[0]
+        cfg = self.cfg
         g = self._epoch_generator(epoch)
-        order = torch.randperm(n, generator=g)
-        rot = self.augment.sample(n, g) if self.augment is not None else None
+        bs = cfg["batch_size"]
+        batches = []          # (part, sample indices, rotation indices or None)
+        for part in self.parts:
+            n = part.train[K.ENERGY].shape[0]
+            order = torch.randperm(n, generator=g)
+            rot = part.augment.sample(n, g) if part.augment is not None else None
+            batches += [(part, order[i:i + bs], None if rot is None else rot[i:i + bs])
+                        for i in range(0, n, bs)]
+        if len(self.parts) > 1:    # interleave the supercells
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
         acc = ErrorAccumulator()
         self.model.train()
-        bs = cfg["batch_size"]
-        nn_ = None
-        bar = tqdm(range(0, n, bs), disable=not cfg["progress"], leave=False,
+        bar = tqdm(batches, disable=not cfg["progress"], leave=False,
                    desc=f"epoch {epoch}", unit="batch")
-        for start in bar:
-            idx = order[start:start + bs]
+        for part, idx, rot in bar:
+            arr = part.train
             spin, field, energy = arr[K.SPIN][idx], arr[K.FIELD][idx], arr[K.ENERGY][idx]
             if rot is not None:
-                spin, field = self.augment.apply(rot[start:start + bs], spin, field)
-            b = self.batcher(spin, field, energy)
-            nn_ = torch.full((len(idx),), float(self.n_sites), dtype=self.dtype)
+                spin, field = part.augment.apply(rot, spin, field)
+            b = part.batcher(spin, field, energy)
+            nn_ = torch.full((len(idx),), float(part.n_sites), dtype=self.dtype)
             out = self.model(b, b[K.SPIN], compute_field=True, training=True)
             loss = _loss(out, b[K.FIELD], energy, nn_, cfg["energy_weight"])
             self.optimizer.zero_grad(set_to_none=True)
@@ -478,14 +606,12 @@ class Trainer:
         Returns:
             The metrics, NaN when the validation split is empty.
         """
-        arr = self.val_arrays
-        if arr[K.ENERGY].shape[0] == 0:
+        if sum(p.val[K.ENERGY].shape[0] for p in self.parts) == 0:
             return {k: float("nan") for k in ("loss", "rmse_field", "rmse_field_transverse",
                                                "rmse_energy_per_site")}
-        res = evaluate_arrays(self.model, self.graph, arr[K.SPIN], arr[K.FIELD], arr[K.ENERGY],
+        return evaluate_parts(self.model, self.parts, "val",
                               batch_size=self.cfg["val_batch_size"] or max(self.cfg["batch_size"], 4),
-                              energy_weight=self.cfg["energy_weight"])
-        return res["metrics"]
+                              energy_weight=self.cfg["energy_weight"])["metrics"]
 
     def _write_log(self, row: Dict[str, Any]) -> None:
         path = self.run_dir / "log.csv"

@@ -251,6 +251,59 @@ def test_several_data_files_concatenate_splits(data, tmp_path):
         load_training_data([str(data), str(other)], "train", "val")
 
 
+def test_data_of_several_supercells_train_together(data, tmp_path, monkeypatch):
+    """4 x 4 and 8 x 8 data of one model (same electrons per site) train together: every
+    batch is one supercell, an epoch visits every sample once, and the validation metrics
+    pool the squared errors of both supercells (checked against evaluate_arrays per
+    supercell)."""
+    from ecnn_pyg.train import evaluate_arrays, load_training_data, load_training_parts
+    big = tmp_path / "sq8x8.h5"
+    generate({"output": str(big), "lattice": "square", "size": [8, 8], "hoppings": {"t1": 1.0},
+              "J": 7.0, "electrons": 56, "seed": 2, "splits": {"train": 3, "val": 2}},
+             progress=False)
+    meta, parts = load_training_parts([str(data), str(big)], "train", "val")
+    assert [p.size for p in parts] == [[4, 4], [8, 8]]
+    assert [len(p.train[K.ENERGY]) for p in parts] == [6, 3]
+    with pytest.raises(ValueError, match="2 supercells"):
+        load_training_data([str(data), str(big)], "train", "val")
+    # another filling is another model
+    other = tmp_path / "n58.h5"
+    generate({"output": str(other), "lattice": "square", "size": [8, 8], "hoppings": {"t1": 1.0},
+              "J": 7.0, "electrons": 58, "seed": 2, "splits": {"val": 1}}, progress=False)
+    with pytest.raises(ValueError, match="differ in model"):
+        load_training_parts([str(data), str(other)], "train", "val")
+
+    cfg = _cfg(data, tmp_path / "r", max_epochs=2, augment=True, energy_weight=10.0)
+    cfg["data"] = [str(data), str(big)]
+    trainer = Trainer(cfg)
+    seen = []
+    model_forward = trainer.model.forward
+
+    def spy(batch, spin, **kw):
+        seen.append(int(batch.num_nodes) // int(batch.num_graphs))
+        assert batch.num_nodes % batch.num_graphs == 0
+        return model_forward(batch, spin, **kw)
+    monkeypatch.setattr(trainer.model, "forward", spy)
+    trainer.train_epoch(1)
+    counts = np.bincount(seen)
+    assert sorted(set(seen)) == [16, 64]
+    # batches of 2: 6 samples of 16 sites -> 3 batches, 3 samples of 64 sites -> 2 batches
+    assert counts[16] == 3 and counts[64] == 2
+    monkeypatch.undo()
+    metrics = trainer.validate()
+    sq, n = 0.0, 0
+    for part in parts:
+        t = lambda a: torch.as_tensor(a, dtype=torch.float32)
+        res = evaluate_arrays(trainer.model, part.graph, t(part.val[K.SPIN]), t(part.val[K.FIELD]),
+                              t(part.val[K.ENERGY]))
+        sq += res["metrics"]["rmse_field"] ** 2 * part.val[K.FIELD].size
+        n += part.val[K.FIELD].size
+    assert metrics["rmse_field"] == pytest.approx(np.sqrt(sq / n), rel=1e-5)
+    trainer.run()
+    ck = load_checkpoint(tmp_path / "r" / "last.pt")
+    assert ck["data"]["sizes"] == [[4, 4], [8, 8]]
+
+
 @pytest.mark.parametrize("scale", [1.0, 0.05])
 def test_ship_calibrates_the_energy_constant(data, tmp_path, scale):
     """After ship, the mean energy error on the training split vanishes, whatever energy_scale."""

@@ -115,21 +115,19 @@ def ship(src, name: str, data, command: str = "", notes: str = "", dst_dir=None)
         CheckpointError: if ``src`` cannot be loaded.
         DataFileError: if ``data`` cannot be read or lacks a split.
     """
-    import torch
+    import numpy as np
     from .. import keys as K
     from ..checkpoint import export_model, load_checkpoint, model_from_checkpoint, save_checkpoint
-    from ..train import evaluate_arrays, load_training_data
+    from ..train import evaluate_parts, load_training_parts
     ckpt = load_checkpoint(src)
     tcfg = ckpt.get("train_config", {})
-    _, graph, train_arr, val_arr = load_training_data(data, tcfg.get("train_split", "train"),
-                                                      tcfg.get("val_split", "val"))
-    arrays = {"train": train_arr, "val": val_arr}
-    t = torch.from_numpy
+    _, parts = load_training_parts(data, tcfg.get("train_split", "train"),
+                                   tcfg.get("val_split", "val"))
     model = model_from_checkpoint(ckpt)
-    tr = arrays["train"]
-    res = evaluate_arrays(model, graph, t(tr[K.SPIN]), t(tr[K.FIELD]), t(tr[K.ENERGY]))
-    n_sites = tr[K.SPIN].shape[1]
-    delta = float(((tr[K.ENERGY] - res[K.ENERGY]) / n_sites).mean())
+    res = evaluate_parts(model, parts, "train")
+    de = [(p.train[K.ENERGY] - r[K.ENERGY]) / p.n_sites
+          for p, r in zip(parts, res["parts"]) if r is not None]
+    delta = float(np.concatenate(de).mean())
     mc = dict(ckpt["model_config"])
     mc["energy_shift"] = float(mc.get("energy_shift", 0.0)) + delta   # eps -> a eps + shift
     ckpt["model_config"] = mc
@@ -140,10 +138,9 @@ def ship(src, name: str, data, command: str = "", notes: str = "", dst_dir=None)
                           if k not in ("format", "format_version", "package_version")})
     model = model_from_checkpoint(load_checkpoint(tmp))
     metrics = {}
-    for split, arr in arrays.items():
-        m = evaluate_arrays(model, graph, t(arr[K.SPIN]), t(arr[K.FIELD]),
-                            t(arr[K.ENERGY]))["metrics"]
-        metrics[split] = {"samples": int(arr[K.ENERGY].shape[0]),
+    for split in ("train", "val"):
+        m = evaluate_parts(model, parts, split)["metrics"]
+        metrics[split] = {"samples": int(sum(len(getattr(p, split)[K.ENERGY]) for p in parts)),
                           **{k: float(v) for k, v in m.items() if k != "loss"}}
     card = {"name": name, "model_type": ckpt["model_type"], "model_config": mc,
             "dtype": ckpt.get("dtype"), "trained_on": ckpt.get("data"),
