@@ -9,6 +9,10 @@ are :data:`TRAIN_SCHEMA` (every one commented in ``configs/square_ecnn.yaml``).
   improvement"); early stopping on the validation loss.
 * Mini-batches of ``batch_size`` configurations (PyG ``Batch`` of the shared
   lattice graph); augmentation by random lattice rotations (:mod:`.augment`).
+  ``data`` may list files of several supercells of one lattice and model
+  (e.g. 12 x 12 cells and 24 x 24 snapshots): each supercell is a
+  :class:`TrainingPart`, a batch holds one part, and the batches of all parts
+  are interleaved (:func:`load_training_parts`).
 * Reproducible: the model is initialised from ``seed``; the shuffling and the
   rotations of epoch ``e`` come from a generator seeded with ``(seed, e)``, so
   a resumed run follows the same path as an uninterrupted one.
