@@ -255,6 +255,7 @@ class TrainingPart:
 
     @property
     def n_sites(self) -> int:
+        """Number of sites of the supercell."""
         return int(self.graph.num_nodes)
 
     def __repr__(self) -> str:
