@@ -11,6 +11,7 @@ small PNGs.
     ecnn-pyg simulate --config configs/triangular_96_sweep_biskx.yaml
     ecnn-pyg simulate --config configs/triangular_96_sweep_tripleq.yaml
     ecnn-pyg simulate --config configs/triangular_96_sweep_nsk0.yaml
+    ecnn-pyg simulate --config configs/triangular_96_sweep_nsk0_model.yaml
     python benchmarks/triangular_phase_diagram.py --out docs/figures
 """
 from __future__ import annotations
@@ -27,8 +28,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sweeps", nargs="+", default=["runs/triangular_96_sweep_biskx/sweep.h5",
                                                    "runs/triangular_96_sweep_tripleq/sweep.h5",
-                                                   "runs/triangular_96_sweep_nsk0/sweep.h5"])
-    p.add_argument("--labels", nargs="+", default=["from n_sk=2", "from n_sk=1", "from n_sk=0"])
+                                                   "runs/triangular_96_sweep_nsk0/sweep.h5",
+                                                   "runs/triangular_96_sweep_nsk0_model/sweep.h5"])
+    p.add_argument("--labels", nargs="+", default=["from n_sk=2", "from n_sk=1", "from n_sk=0",
+                                                   "from model n_sk=0"])
     p.add_argument("--model", default="triangular-paper")
     p.add_argument("--snapshots", type=float, nargs="*", default=[0.002, 0.005, 0.008])
     p.add_argument("--out", default="docs/figures")
