@@ -6,9 +6,14 @@
 * :mod:`ecnn_pyg.nn`: the equivariant convolution and the ECNN model;
 * :mod:`ecnn_pyg.dynamics`, :mod:`ecnn_pyg.observables`, :mod:`ecnn_pyg.plot`:
   stochastic LLG, topological charge and structure factor, pictures;
-* :mod:`ecnn_pyg.pretrained`: the shipped models (``square-paper``, ``triangular-paper``).
+* :mod:`ecnn_pyg.pretrained`: the shipped models (``square-paper``, ``triangular-paper``);
+* :mod:`ecnn_pyg.runtime`: glibc keeps freed memory for reuse (half the time of a
+  576 x 576 evaluation on CPU); ``ECNN_PYG_MALLOC=system`` leaves the allocator alone.
 """
 __version__ = "0.1.0"
+
+from . import runtime
+runtime.keep_freed_memory()     # 2x faster large CPU evaluations; ECNN_PYG_MALLOC=system: off
 
 from .lattice import Bond, Lattice, LatticeError, available_lattices, load_lattice
 from .graph import (lattice_graph, from_networkx, to_networkx, site_permutation,
