@@ -253,3 +253,25 @@ def test_blocked_tensor_product_matches(monkeypatch):
     out = model(data, spins)
     for key in (K.ENERGY, K.FIELD):
         assert torch.allclose(out[key], ref[key], atol=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("lattice", ["square", "triangular", "custom"])
+def test_cuda_matches_cpu(lattice):
+    """Energies and fields on a CUDA device equal the CPU ones (float64), for the grid
+    path (periodic Bravais lattices), the gather path (custom graph) and a batch."""
+    from torch_geometric.data import Batch
+    model, data, spins = make(lattice)
+    cpu = model(data, spins)
+    gpu_model = model.to("cuda")
+    gpu = gpu_model(data.to("cuda"), spins.to("cuda"))
+    for key in (K.ENERGY, K.LOCAL_ENERGY, K.FIELD):
+        assert gpu[key].is_cuda
+        assert torch.allclose(gpu[key].cpu(), cpu[key], atol=1e-10, rtol=1e-10), key
+    model.cpu()
+    batch = Batch.from_data_list([data.cpu(), data.cpu()])
+    both = torch.cat([spins, -spins])
+    ref = model(batch, both)
+    out = model.to("cuda")(batch.to("cuda"), both.to("cuda"))
+    assert torch.allclose(out[K.FIELD].cpu(), ref[K.FIELD], atol=1e-10, rtol=1e-10)
+    assert torch.allclose(out[K.ENERGY].cpu(), ref[K.ENERGY], atol=1e-10, rtol=1e-10)
