@@ -20,7 +20,6 @@ precedence when set, as they are read first.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -47,8 +46,7 @@ def keep_freed_memory() -> bool:
                                      "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_")):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt     # the C library the interpreter runs on
     except (OSError, AttributeError):       # musl and others have no mallopt
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int

@@ -248,10 +248,15 @@ class TrainingPart:
         graph: the lattice graph the samples live on.
         size: its supercell size ``[L1, L2]``.
         train, val: ``{"spin": (n, N, 3), "field": (n, N, 3), "energy": (n,)}`` arrays.
+        batcher, augment: the :class:`GraphBatcher` and :class:`RotationAugment`
+            of the graph, set by the :class:`Trainer` (``augment`` ``None`` without
+            augmentation).
     """
 
     def __init__(self, graph, size, train, val):
         self.graph, self.size, self.train, self.val = graph, list(size), train, val
+        self.batcher: Optional[GraphBatcher] = None
+        self.augment: Optional[RotationAugment] = None
 
     @property
     def n_sites(self) -> int:
@@ -452,21 +457,6 @@ class Trainer:
     def graph(self):
         """The lattice graph of the (first) supercell of the data."""
         return self.parts[0].graph
-
-    @property
-    def train_arrays(self):
-        """The training arrays of a single-supercell data set."""
-        return self._single("train")
-
-    @property
-    def val_arrays(self):
-        """The validation arrays of a single-supercell data set."""
-        return self._single("val")
-
-    def _single(self, split):
-        if len(self.parts) > 1:
-            raise ValueError(f"the data hold {len(self.parts)} supercells: use Trainer.parts")
-        return getattr(self.parts[0], split)
 
     def _build(self):
         cfg = self.cfg

@@ -241,7 +241,8 @@ def test_several_data_files_concatenate_splits(data, tmp_path):
     cfg = _cfg(data, tmp_path / "r")
     cfg["data"] = [str(data), str(extra)]
     trainer = Trainer(cfg)
-    assert len(trainer.train_arrays[K.ENERGY]) == 8 and len(trainer.val_arrays[K.ENERGY]) == 3
+    (part,) = trainer.parts
+    assert len(part.train[K.ENERGY]) == 8 and len(part.val[K.ENERGY]) == 3
     with pytest.raises(DataFileError, match="split 'val'"):
         load_training_data([str(extra)], "train", "val")
     other = tmp_path / "other.h5"
