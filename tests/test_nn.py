@@ -93,6 +93,22 @@ def test_field_is_minus_gradient(lattice):
                                generator=torch.Generator().manual_seed(3))
 
 
+@pytest.mark.parametrize("num_blocks", [1, 2])
+def test_field_is_strictly_local(num_blocks):
+    # num_blocks + 1 convolutions of one hop each: the field at a site depends on the spins
+    # within 2 (num_blocks + 1) hops and on none beyond (benchmarks/field_locality.py)
+    L, reach = 16, 2 * (num_blocks + 1)
+    model, data, spins = make("square", L=L, channels=4, num_blocks=num_blocks)
+    i, j = torch.arange(L * L) // L, torch.arange(L * L) % L
+    hops = torch.minimum(i, L - i) + torch.minimum(j, L - j)       # from site 0, periodic
+    other = T.random_spins(L * L, torch.float64, torch.Generator().manual_seed(9))
+    b0 = model(data, spins)[K.FIELD][0]
+    far = torch.where((hops > reach)[:, None], other, spins)
+    torch.testing.assert_close(model(data, far)[K.FIELD][0], b0, rtol=0, atol=1e-13)
+    edge = torch.where((hops == reach)[:, None], other, spins)
+    assert (model(data, edge)[K.FIELD][0] - b0).abs().max() > 1e-6
+
+
 def test_batch_equals_per_graph():
     torch.manual_seed(0)
     model = ECNN(lattice="square").double()
