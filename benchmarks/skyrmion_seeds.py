@@ -20,6 +20,8 @@ def main(argv=None):
     p.add_argument("--simulate-seeds", type=int, nargs="*", default=[0, 1, 2])
     p.add_argument("--api-seeds", type=int, nargs="*", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=None, help="default: the run's n_steps")
+    p.add_argument("--model", default=None,
+                   help="a checkpoint to try instead of the run's model (e.g. before shipping it)")
     a = p.parse_args(argv)
     import ecnn_pyg as ep
     from ecnn_pyg.checkpoint import load_model
@@ -27,7 +29,7 @@ def main(argv=None):
     from ecnn_pyg.observables import skyrmion_number
     from ecnn_pyg.simulate import DEFAULT_CONFIG as cfg, _initial
     graph = ep.lattice_graph(cfg["lattice"], cfg["size"], cfg["hoppings"])
-    model = load_model(cfg["model"]).eval()
+    model = load_model(a.model or cfg["model"]).eval()
     system = SpinSystem(model_field_source(model, graph), zeeman=cfg["zeeman"])
     n = graph.num_nodes
     starts = [(f"simulate seed {s}", torch.as_tensor(_initial({**cfg, "seed": s}, graph)(0),
