@@ -30,6 +30,7 @@ def main(argv=None):
     from ecnn_pyg.simulate import DEFAULT_CONFIG as cfg, _initial
     graph = ep.lattice_graph(cfg["lattice"], cfg["size"], cfg["hoppings"])
     model = load_model(a.model or cfg["model"]).eval()
+    model64 = load_model(a.model or cfg["model"]).double().eval()   # energies: float64
     system = SpinSystem(model_field_source(model, graph), zeeman=cfg["zeeman"])
     n = graph.num_nodes
     starts = [(f"simulate seed {s}", torch.as_tensor(_initial({**cfg, "seed": s}, graph)(0),
@@ -39,7 +40,8 @@ def main(argv=None):
     print(f"{'start':>16} {'n_sk':>6} {'M_z':>6} {'E/N':>11}")
     for name, s0 in starts:
         s = SIB(dt=cfg["dt"], alpha=cfg["alpha"]).run(s0, system, a.steps or cfg["n_steps"])
-        e = float(model(graph, s)["energy"].sum().detach()) / n - cfg["zeeman"] * float(s[:, 2].mean())
+        e = (float(model64(graph, s.double())["energy"].sum().detach()) / n
+             - cfg["zeeman"] * float(s[:, 2].mean()))
         print(f"{name:>16} {float(skyrmion_number(s, graph)):+6.2f} {float(s[:, 2].mean()):6.3f} "
               f"{e:11.7f}", flush=True)
 
