@@ -6,11 +6,13 @@
 * n_sk = 0: the stage-7 model's minimum at H_z = 0.008 from the n_sk = 2 crystal
   (benchmarks/triangular_model_crystals.py --save-states), the n_sk = 0 state of lowest
   exact energy found;
-* n_sk = 0 (model): the shipped (stage-9) model's own minimum at H_z = 0.0075 from the
-  n_sk = 2 crystal, the n_sk = 0 state of lowest *learned* energy found there
-  (benchmarks/triangular_model_crystals.py --fields 0.0065 0.007 0.0075 0.008 --starts
-  "n_sk=2 crystal" "model sweep_biskx" --extra "data/triangular_12_random_minima_a.npy#24"
-  --save-states data/triangular_12_stage9_states.npy; state #6).
+* n_sk = 0 (model): the shipped (stage-11) model's own minimum at H_z = 0.0075, the
+  n_sk = 0 state of lowest *learned* energy found there, relaxed from the exact minimum
+  from random starts #24 (benchmarks/triangular_model_crystals.py --model
+  runs/triangular_stage11.pt --fields 0.0065 0.007 0.0075 0.008 --starts "n_sk=2 crystal"
+  "model sweep_biskx" --extra "data/triangular_12_random_minima_a.npy#24" --save-states
+  data/triangular_12_stage11_states.npy; state #8). For the stage-9 model it was state #6
+  of data/triangular_12_stage9_states.npy, relaxed from the n_sk = 2 crystal.
 
 Each is tiled 8 x 8 times (the crystals are 12-periodic) and written as an (N, 3) .npy.
 
@@ -33,7 +35,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--crystals", default="runs/triangular/exact_crystals.npz")
     p.add_argument("--model-states", default="data/triangular_12_active4_states.npy")
-    p.add_argument("--nsk0-model", default="data/triangular_12_stage9_states.npy#6",
+    p.add_argument("--nsk0-model", default="data/triangular_12_stage11_states.npy#8",
                    help="FILE.npy#INDEX of the model's own n_sk = 0 minimum")
     p.add_argument("--out", default="data/triangular_96_start_{}.npy")
     a = p.parse_args(argv)
