@@ -11,6 +11,7 @@ of every end state. About 2 min per start on one core.
 from __future__ import annotations
 
 import argparse
+import copy
 
 import torch
 
@@ -30,7 +31,7 @@ def main(argv=None):
     from ecnn_pyg.simulate import DEFAULT_CONFIG as cfg, _initial
     graph = ep.lattice_graph(cfg["lattice"], cfg["size"], cfg["hoppings"])
     model = load_model(a.model or cfg["model"]).eval()
-    model64 = load_model(a.model or cfg["model"]).double().eval()   # energies: float64
+    model64 = copy.deepcopy(model).double()          # energies in float64, as the phase diagram
     system = SpinSystem(model_field_source(model, graph), zeeman=cfg["zeeman"])
     n = graph.num_nodes
     starts = [(f"simulate seed {s}", torch.as_tensor(_initial({**cfg, "seed": s}, graph)(0),
