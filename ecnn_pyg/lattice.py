@@ -1,6 +1,7 @@
 r"""Lattices: a Bravais lattice with a basis plus hopping shells.
 
-A lattice definition is a small YAML file (see ``graphs/square.yaml``)::
+A lattice definition is a small YAML file (see ``graphs/square.yaml``, which
+is ``ecnn_pyg/lattices/square.yaml``)::
 
     name: square
     vectors: [[1, 0], [0, 1]]          # primitive vectors a_i (rows)
@@ -12,8 +13,12 @@ A lattice definition is a small YAML file (see ``graphs/square.yaml``)::
           - {from: 0, to: 0, offset: [1, 0]}
           - {from: 0, to: 0, offset: [0, 1]}
 
-Built-in lattices are the files in the repository's ``graphs/`` folder and are
-loaded by name (:func:`load_lattice`); any other file is loaded by path.
+Built-in lattices are the files in the package folder ``ecnn_pyg/lattices/``
+(installed with the package; the repository's top-level ``graphs/`` is a link
+to it, the place to read and copy them from) and are loaded by name
+(:func:`load_lattice`); any other file is loaded by path. Site order and
+lattice vectors are described in ``docs/conventions.md`` ("Lattices and site
+order").
 """
 from __future__ import annotations
 
@@ -26,10 +31,12 @@ import numpy as np
 import yaml
 
 __all__ = ["Bond", "Lattice", "LatticeError", "load_lattice", "available_lattices",
-           "GRAPHS_DIR"]
+           "LATTICES_DIR", "GRAPHS_DIR"]
 
-#: Folder holding the built-in lattice definitions.
-GRAPHS_DIR = Path(__file__).resolve().parent.parent / "graphs"
+#: Folder holding the built-in lattice definitions (inside the installed package).
+LATTICES_DIR = Path(__file__).resolve().parent / "lattices"
+#: Former name of :data:`LATTICES_DIR`, kept for existing scripts.
+GRAPHS_DIR = LATTICES_DIR
 
 
 class LatticeError(ValueError):
@@ -279,12 +286,12 @@ class Lattice:
 
 
 def available_lattices() -> List[str]:
-    """Names of the built-in lattices (files in ``graphs/``).
+    """Names of the built-in lattices (files in ``ecnn_pyg/lattices/``).
 
     Returns:
         Sorted lattice names, loadable with :func:`load_lattice`.
     """
-    return sorted(p.stem for p in GRAPHS_DIR.glob("*.yaml"))
+    return sorted(p.stem for p in LATTICES_DIR.glob("*.yaml"))
 
 
 def load_lattice(name_or_path: Union[str, Path, Lattice]) -> Lattice:
@@ -305,7 +312,7 @@ def load_lattice(name_or_path: Union[str, Path, Lattice]) -> Lattice:
         return name_or_path
     path = Path(name_or_path)
     if not path.suffix:
-        builtin = GRAPHS_DIR / f"{name_or_path}.yaml"
+        builtin = LATTICES_DIR / f"{name_or_path}.yaml"
         if not builtin.exists():
             raise LatticeError(f"unknown lattice '{name_or_path}': built-in lattices are "
                                f"{available_lattices()}, or give the path of a .yaml file")

@@ -1,4 +1,4 @@
-"""Lattice definitions and lattice graphs."""
+"""Lattice graphs: edges, site order, boundaries, permutations, batching."""
 import math
 
 import networkx as nx
@@ -16,10 +16,6 @@ from ecnn_pyg.lattice import LatticeError
 # lattice -> (size, expected degree, expected NN distance) with only t1
 EXPECTED = {"square": (5, 4, 1.0), "triangular": (5, 6, 1.0), "honeycomb": (4, 3, 1 / math.sqrt(3)),
             "kagome": (4, 4, 0.5), "cubic": (4, 6, 1.0)}
-
-
-def test_builtin_lattices_listed():
-    assert set(EXPECTED) <= set(ep.available_lattices())
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -68,36 +64,6 @@ def test_small_supercell_warns_or_refuses():
     assert (g.edge_index[0] == g.edge_index[1]).any()             # 2a bond returns home
     with pytest.raises(LatticeError, match="too small"):
         ep.lattice_graph("square", 2, min_image="error")
-
-
-def test_unknown_and_malformed_lattices(tmp_path):
-    with pytest.raises(LatticeError, match="unknown lattice 'hexagon'.*square"):
-        ep.load_lattice("hexagon")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\nvectors: [[1, 0], [0, 1]]\nbasis: [[0, 0]]\n"
-                   "hoppings: {t1: {bonds: [{from: 0, to: 3, offset: [1, 0]}]}}\n")
-    with pytest.raises(LatticeError, match="basis site 3"):
-        ep.load_lattice(bad)
-    bad.write_text("name: x\nvectors: [[1, 0], [0, 1]]\nhoppings: {}\n")
-    with pytest.raises(LatticeError, match="missing keys \\['basis'\\]"):
-        ep.load_lattice(bad)
-    bad.write_text("name: x\nvectors: [[1, 0], [2, 0]]\nbasis: [[0, 0]]\n"
-                   "hoppings: {t1: {bonds: [{from: 0, to: 0, offset: [1, 0]}]}}\n")
-    with pytest.raises(LatticeError, match="linearly dependent"):
-        ep.load_lattice(bad)
-    bad.write_text("name: [unclosed\n")
-    with pytest.raises(LatticeError, match="not valid YAML"):
-        ep.load_lattice(bad)
-    with pytest.raises(LatticeError, match="no hopping shell 't9'"):
-        ep.lattice_graph("square", 4, {"t9": 1.0})
-
-
-def test_user_lattice_file_roundtrip(tmp_path):
-    lat = ep.load_lattice("kagome")
-    path = tmp_path / "my_kagome.yaml"
-    path.write_text(lat.to_yaml())
-    g1, g2 = ep.lattice_graph(lat, 3), ep.lattice_graph(path, 3)
-    assert torch.equal(g1.edge_index, g2.edge_index)
 
 
 def test_point_groups():
