@@ -1,11 +1,11 @@
-"""Checkpoints of trained models: atomic writes, checked loads, model types by name.
+"""Checkpoint files: atomic writes, checked loads, validation of the checkpoint dict.
 
 A checkpoint is a ``torch.save`` dict (loaded with ``weights_only=True``)::
 
     format          "ecnn_pyg-checkpoint"
     format_version  1
     package_version ecnn_pyg.__version__ of the writer
-    model_type      "ecnn" | "ifnn"  (key of :data:`MODEL_TYPES`)
+    model_type      name of the model type ("ecnn", "ifnn": see ecnn_pyg.models)
     model_config    constructor arguments of the model
     model_state     state_dict
     dtype           "float32" | "float64"
@@ -15,119 +15,93 @@ A checkpoint is a ``torch.save`` dict (loaded with ``weights_only=True``)::
 
 Writes go to a temporary file in the same directory, then ``os.replace``: an
 interrupted write never leaves a truncated checkpoint behind.
+
+This module is the bottom of the model-loading stack and knows no model: the
+registry of model types (:mod:`ecnn_pyg.models`) rebuilds a model from a
+checkpoint, :mod:`ecnn_pyg.pretrained` resolves the names of the shipped
+models, and training (:mod:`ecnn_pyg.training`) writes checkpoints.
 """
 from __future__ import annotations
 
 import os
 import pickle
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Tuple, Union
 
 import torch
 
 from . import __version__
-from .config import ConfigError, load_config
 
-__all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "MODEL_TYPES", "MODEL_SCHEMAS",
-           "build_model", "check_model_config", "save_checkpoint", "load_checkpoint",
-           "load_model", "load_model_and_checkpoint", "model_from_checkpoint",
-           "export_model"]
+__all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "REQUIRED_KEYS", "save_checkpoint",
+           "load_checkpoint", "validate_checkpoint"]
 
 FORMAT = "ecnn_pyg-checkpoint"
 FORMAT_VERSION = 1
+#: entries every checkpoint holds (besides the format fields)
+REQUIRED_KEYS = ("model_type", "model_config", "model_state")
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupted, or of another format/package version."""
 
 
-def _ecnn():
-    from .nn import ECNN
-    return ECNN
+def _minor(version: str) -> Tuple[str, ...]:
+    return tuple(str(version).split(".")[:2])
 
 
-def _ifnn():
-    from .baseline import IFNN
-    return IFNN
+def _first_line(err) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
-#: model type name -> function returning the class (``cls.from_config(cfg)``, ``.config``)
-MODEL_TYPES = {"ecnn": _ecnn, "ifnn": _ifnn}
-
-_NONE = type(None)
-#: config schemas of the model types (``load_config`` checks keys and types)
-MODEL_SCHEMAS: Dict[str, Dict[str, Tuple]] = {
-    "ecnn": {
-        "lattice": ((str, _NONE), "square"),
-        "num_bond_types": ((int, _NONE), None),
-        "num_shells": ((int, _NONE), None),
-        "weight_sharing": (str, "type"),
-        "channels": (int, 8),
-        "lmax": (int, 2),
-        "lmax_filter": (int, 1),
-        "num_blocks": (int, 4),
-        "output_channels": (list, [8, 4, 2, 1]),
-        "time_reversal": (bool, False),
-        "avg_num_neighbors": ((float, _NONE), None),
-        "energy_scale": (float, 1.0),
-        "energy_shift": (float, 0.0),
-    },
-    "ifnn": {
-        "lattice": (str, "square"),
-        "radius2": (float, 26.0),
-        "pair_radius2": (float, 9.0),
-        "hidden": (list, [1024, 512, 256, 128, 64]),
-        "energy_scale": (float, 1.0),
-        "energy_shift": (float, 0.0),
-    },
-}
-
-
-def check_model_config(model_type: str, config: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
-    """The full, type-checked config of a model type (unknown keys/types refused).
+def validate_checkpoint(ckpt: Any, source: str = "checkpoint",
+                        strict_version: bool = True) -> Dict[str, Any]:
+    """Check that ``ckpt`` is an ecnn_pyg checkpoint dict this package version can read.
 
     Args:
-        model_type: a key of :data:`MODEL_TYPES` (``"ecnn"`` or ``"ifnn"``).
-        config: constructor arguments; missing keys take the schema defaults.
+        ckpt: the object read from a checkpoint file (or about to be written).
+        source: name of the checkpoint in error messages (e.g. its path).
+        strict_version: refuse checkpoints written by another major.minor
+            package release.
 
     Returns:
-        Every constructor argument of the model type, defaults filled in.
+        ``ckpt`` itself.
 
     Raises:
-        ConfigError: if the model type is unknown, or a key is unknown or of
-            the wrong type (see :data:`MODEL_SCHEMAS`).
+        CheckpointError: if ``ckpt`` is not a dict with ``format`` =
+            :data:`FORMAT`, has another ``format_version``, (with
+            ``strict_version``) was written by another major.minor package
+            release, or lacks or mistypes an entry of :data:`REQUIRED_KEYS`
+            (``model_type`` a string, ``model_config`` and ``model_state``
+            mappings).
     """
-    if model_type not in MODEL_TYPES:
-        raise ConfigError(f"unknown model type {model_type!r}; available: {sorted(MODEL_TYPES)}")
-    schema = dict(MODEL_SCHEMAS[model_type])
-    if model_type == "ecnn":            # keys the model may have gained since
-        from .nn import DEFAULT_CONFIG
-        for k, v in DEFAULT_CONFIG.items():
-            schema.setdefault(k, (object, v))
-    try:
-        return load_config(dict(config or {}), schema)
-    except ConfigError as err:
-        raise ConfigError(f"model_config ({model_type}): {err}") from None
-
-
-def build_model(model_type: str, config: Optional[Mapping[str, Any]] = None) -> torch.nn.Module:
-    """A new model of type ``model_type`` (``"ecnn"`` or ``"ifnn"``) from its config.
-
-    Args:
-        model_type: a key of :data:`MODEL_TYPES`.
-        config: constructor arguments (checked by :func:`check_model_config`).
-
-    Returns:
-        The new, untrained model.
-
-    Raises:
-        ConfigError: if the model type or the config is invalid.
-        ValueError: if the model refuses the (well-typed) arguments.
-    """
-    cfg = check_model_config(model_type, config)
-    return MODEL_TYPES[model_type]().from_config(cfg)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"'{source}' is a torch file but not an ecnn_pyg checkpoint "
+                              f"(no format = '{FORMAT}')")
+    if ckpt.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"'{source}' has checkpoint format version {ckpt.get('format_version')!r}; this "
+            f"ecnn_pyg {__version__} reads version {FORMAT_VERSION}. Use the package version "
+            f"that wrote it ({ckpt.get('package_version')!r}).")
+    if strict_version and _minor(ckpt.get("package_version", "")) != _minor(__version__):
+        raise CheckpointError(
+            f"'{source}' was written by ecnn_pyg {ckpt.get('package_version')!r}, this is "
+            f"{__version__}; models of another release may differ. Install that version, or "
+            f"load with strict_version=False at your own risk.")
+    for key in REQUIRED_KEYS:
+        if key not in ckpt:
+            raise CheckpointError(f"'{source}' lacks '{key}' (incomplete checkpoint)")
+    if not isinstance(ckpt["model_type"], str):
+        raise CheckpointError(f"'{source}': model_type must be a string (a model type name), "
+                              f"got {type(ckpt['model_type']).__name__}")
+    for key in ("model_config", "model_state"):
+        if not isinstance(ckpt[key], Mapping):
+            raise CheckpointError(f"'{source}': {key} must be a dict, "
+                                  f"got {type(ckpt[key]).__name__}")
+    return ckpt
 
 
 def save_checkpoint(path: Union[str, Path], state: Mapping[str, Any]) -> Path:
@@ -135,18 +109,23 @@ def save_checkpoint(path: Union[str, Path], state: Mapping[str, Any]) -> Path:
 
     Args:
         path: destination file; parent folders are created.
-        state: checkpoint entries (see the module docstring); they are written
-            after, so they may override, ``format``, ``format_version`` and
-            ``package_version``.
+        state: checkpoint entries (see the module docstring), at least
+            :data:`REQUIRED_KEYS`; they are written after, so they may
+            override, ``format``, ``format_version`` and ``package_version``.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        CheckpointError: if ``state`` lacks or mistypes an entry of
+            :data:`REQUIRED_KEYS` (nothing is written).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION,
                "package_version": __version__}
     payload.update(state)
+    validate_checkpoint(payload, source=str(path), strict_version=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -164,17 +143,8 @@ def save_checkpoint(path: Union[str, Path], state: Mapping[str, Any]) -> Path:
     return path
 
 
-def _first_line(err) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
-def _minor(version: str) -> Tuple[str, ...]:
-    return tuple(str(version).split(".")[:2])
-
-
 def load_checkpoint(path: Union[str, Path], strict_version: bool = True) -> Dict[str, Any]:
-    """Read and check a checkpoint.
+    """Read and check a checkpoint (tensors and plain containers only: ``weights_only``).
 
     Args:
         path: checkpoint file.
@@ -186,13 +156,13 @@ def load_checkpoint(path: Union[str, Path], strict_version: bool = True) -> Dict
 
     Raises:
         CheckpointError: if the file is missing, corrupted or truncated, not an
-            ecnn_pyg checkpoint, of another ``format_version``, (with
-            ``strict_version``) of another major.minor package release, lacks
-            the model entries, or names an unknown model type.
+            ecnn_pyg checkpoint, or fails :func:`validate_checkpoint`.
     """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint '{path}' does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint '{path}' is a directory, not a file")
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != b"PK\x03\x04":
@@ -208,141 +178,20 @@ def load_checkpoint(path: Union[str, Path], strict_version: bool = True) -> Dict
             IndexError, KeyError) as err:
         raise CheckpointError(f"'{path}' is not a readable checkpoint (corrupted or truncated): "
                               f"{_first_line(err)}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"'{path}' is a torch file but not an ecnn_pyg checkpoint "
-                              f"(no format = '{FORMAT}')")
-    if ckpt.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"'{path}' has checkpoint format version {ckpt.get('format_version')!r}; this "
-            f"ecnn_pyg {__version__} reads version {FORMAT_VERSION}. Use the package version "
-            f"that wrote it ({ckpt.get('package_version')!r}).")
-    if strict_version and _minor(ckpt.get("package_version", "")) != _minor(__version__):
-        raise CheckpointError(
-            f"'{path}' was written by ecnn_pyg {ckpt.get('package_version')!r}, this is "
-            f"{__version__}; models of another release may differ. Install that version, or "
-            f"load with strict_version=False at your own risk.")
-    for key in ("model_type", "model_config", "model_state"):
-        if key not in ckpt:
-            raise CheckpointError(f"'{path}' lacks '{key}' (incomplete checkpoint)")
-    if ckpt["model_type"] not in MODEL_TYPES:
-        raise CheckpointError(f"'{path}' holds a model of unknown type {ckpt['model_type']!r}; "
-                              f"this version knows {sorted(MODEL_TYPES)}")
-    return ckpt
+    return validate_checkpoint(ckpt, source=str(path), strict_version=strict_version)
 
 
-def model_from_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint") -> torch.nn.Module:
-    """Rebuild the model of a loaded checkpoint dict (eval mode, its dtype).
-
-    Args:
-        ckpt: a checkpoint dict (from :func:`load_checkpoint`).
-        source: name of the checkpoint in error messages.
-
-    Returns:
-        The model with the checkpoint's weights, in eval mode and ``dtype``.
-
-    Raises:
-        CheckpointError: if the model config does not build or the weights do
-            not fit the model.
-    """
-    try:
-        model = build_model(ckpt["model_type"], ckpt["model_config"])
-    except (ConfigError, ValueError) as err:
-        raise CheckpointError(f"{source}: its model config does not build: {err}") from None
-    dtype = getattr(torch, ckpt.get("dtype", "float32"))
-    model.to(dtype)
-    try:
-        model.load_state_dict(ckpt["model_state"])
-    except RuntimeError as err:
-        raise CheckpointError(f"{source}: weights do not fit the model "
-                              f"({str(err).splitlines()[0]})") from None
-    model.eval()
-    return model
+#: names that moved to the modules above this one; ``from ecnn_pyg.checkpoint import NAME``
+#: still finds them (with a DeprecationWarning) until the last callers are updated
+_MOVED = {"load_model": "ecnn_pyg.pretrained", "load_model_and_checkpoint": "ecnn_pyg.pretrained",
+          "build_model": "ecnn_pyg.models", "check_model_config": "ecnn_pyg.models",
+          "model_from_checkpoint": "ecnn_pyg.models", "MODEL_TYPES": "ecnn_pyg.models"}
 
 
-def load_model_and_checkpoint(name_or_path: Union[str, Path], strict_version: bool = True
-                              ) -> Tuple[torch.nn.Module, Dict[str, Any]]:
-    """``(model, checkpoint dict)`` from a checkpoint path or a pretrained name.
-
-    Args:
-        name_or_path: a checkpoint file, or a name of
-            :func:`ecnn_pyg.pretrained.available`.
-        strict_version: see :func:`load_checkpoint`.
-
-    Returns:
-        ``(model, ckpt)``: the model (eval mode, ``model.trained_on`` set to the
-        checkpoint's ``data`` entry) and the checkpoint dict.
-
-    Raises:
-        CheckpointError: if ``name_or_path`` is neither an existing file nor a
-            pretrained name, or the checkpoint cannot be loaded or rebuilt.
-    """
-    from . import pretrained
-    p = Path(name_or_path)
-    if not p.exists() and str(name_or_path) in pretrained.available():
-        p = pretrained.path(str(name_or_path))
-    elif not p.exists():
-        raise CheckpointError(f"'{name_or_path}' is neither a checkpoint file nor a pretrained "
-                              f"model name (available: {pretrained.available()})")
-    ckpt = load_checkpoint(p, strict_version=strict_version)
-    model = model_from_checkpoint(ckpt, source=str(p))
-    model.trained_on = dict(ckpt.get("data") or {})     # lattice, size, hoppings, ED params
-    return model, ckpt
-
-
-def load_model(name_or_path: Union[str, Path], strict_version: bool = True) -> torch.nn.Module:
-    """The model (eval mode) of a checkpoint path or a pretrained name (``square-paper``).
-
-    ``model.trained_on`` holds the lattice, size, hoppings and ED parameters of
-    its training data; :func:`load_model_and_checkpoint` also returns the
-    whole checkpoint (metrics, epoch, training config).
-
-    Args:
-        name_or_path: a checkpoint file, or a name of
-            :func:`ecnn_pyg.pretrained.available`.
-        strict_version: see :func:`load_checkpoint`.
-
-    Returns:
-        The model in eval mode.
-
-    Raises:
-        CheckpointError: if ``name_or_path`` is neither an existing file nor a
-            pretrained name, or the checkpoint cannot be loaded or rebuilt.
-    """
-    return load_model_and_checkpoint(name_or_path, strict_version)[0]
-
-
-#: checkpoint entries kept by :func:`export_model` (no optimizer or RNG state)
-EXPORT_KEYS = ("model_type", "model_config", "model_state", "dtype", "data", "epoch", "metrics",
-               "best", "train_config", "wall_time")
-
-
-def export_model(src: Union[str, Path], dst: Union[str, Path],
-                 card: Optional[Mapping[str, Any]] = None) -> Path:
-    """Copy the model of checkpoint ``src`` to ``dst`` without the training state.
-
-    Writes ``dst`` (a checkpoint that :func:`load_model` reads) and, with
-    ``card``, ``dst`` with suffix ``.yaml``: a model card (how it was trained,
-    its metrics) in YAML.
-
-    Args:
-        src: checkpoint to export (read with ``strict_version=True``).
-        dst: exported checkpoint (written atomically).
-        card: optional model card, written as YAML next to ``dst``.
-
-    Returns:
-        ``dst`` as a :class:`~pathlib.Path`.
-
-    Raises:
-        CheckpointError: if the file is missing, corrupted or truncated, not an
-            ecnn_pyg checkpoint, of another ``format_version``, (with
-            ``strict_version``) of another major.minor package release, lacks
-            the model entries, or names an unknown model type.
-    """
-    import yaml
-    ckpt = load_checkpoint(src)
-    slim = {k: ckpt[k] for k in EXPORT_KEYS if k in ckpt}
-    slim["exported_from"] = str(src)
-    dst = save_checkpoint(dst, slim)
-    if card is not None:
-        Path(dst).with_suffix(".yaml").write_text(yaml.safe_dump(dict(card), sort_keys=False))
-    return dst
+def __getattr__(name: str):
+    if name in _MOVED:
+        import importlib
+        warnings.warn(f"ecnn_pyg.checkpoint.{name} moved to {_MOVED[name]}.{name}",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

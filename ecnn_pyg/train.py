@@ -42,11 +42,11 @@ from tqdm.auto import tqdm
 from . import __version__
 from . import keys as K
 from .augment import RotationAugment
-from .checkpoint import (CheckpointError, build_model, check_model_config, load_checkpoint,
-                         save_checkpoint)
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import REQUIRED, ConfigError, load_config
 from .datasets import DataFileError, read_arrays, read_graph, read_meta
 from .metrics import ErrorAccumulator
+from .models import MODEL_TYPES, build_model, check_model_config
 
 __all__ = ["TRAIN_SCHEMA", "RESUME_MUTABLE", "Trainer", "train", "evaluate_arrays",
            "GraphBatcher", "LOG_COLUMNS", "plot_learning_curve", "load_training_data",
@@ -97,7 +97,6 @@ LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "train_rmse_field", "val_rmse_
                "wall_time"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-_DEFAULT_DTYPE = {"ecnn": "float32", "ifnn": "float64"}
 
 
 def _load_train_config(config, overrides=None) -> Dict[str, Any]:
@@ -429,7 +428,7 @@ class Trainer:
                               "pass --resume to continue it or choose another run_dir")
         if cfg["num_threads"]:
             torch.set_num_threads(cfg["num_threads"])
-        self.dtype = _DTYPES[cfg["dtype"] or _DEFAULT_DTYPE[cfg["model"]]]
+        self.dtype = _DTYPES[cfg["dtype"] or MODEL_TYPES[cfg["model"]].default_dtype]
         self._load_data()
         self._build()
 

@@ -9,13 +9,14 @@ import torch
 from ecnn_pyg import __version__
 from ecnn_pyg import keys as K
 from ecnn_pyg.augment import RotationAugment
-from ecnn_pyg.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from ecnn_pyg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ecnn_pyg.cli import main
 from ecnn_pyg.config import ConfigError
 from ecnn_pyg.ed import KondoED
 from ecnn_pyg.generate import generate
 from ecnn_pyg.graph import lattice_graph
 from ecnn_pyg.nn import ModelInputError
+from ecnn_pyg.pretrained import load_model
 from ecnn_pyg.spins import random_spins
 from ecnn_pyg.train import LOG_COLUMNS, Trainer, train
 

@@ -112,7 +112,7 @@ def run(args):
     import numpy as np
     import torch
     from .. import keys as K
-    from ..checkpoint import load_model_and_checkpoint
+    from ..pretrained import load_model_and_checkpoint
     from ..datasets import read_arrays, read_graph, read_meta
     from ..metrics import parity_plot
     from ..train import evaluate_arrays

@@ -1,18 +1,29 @@
 """Pretrained models shipped with the package, loadable by name.
 
 ``ecnn_pyg.pretrained.load("square-paper")`` returns the model (eval mode);
-``ecnn-pyg evaluate --model square-paper ...`` uses the same registry. Each
-entry is a checkpoint ``NAME.pt`` next to this file with a ``NAME.yaml``
-stating how it was trained and the metrics it reached.
+``ecnn-pyg evaluate --model square-paper ...`` uses the same registry, through
+:func:`load_model`, which takes a pretrained name or a checkpoint path. Each
+entry is a checkpoint ``NAME.pt`` next to this file with a ``NAME.yaml`` model
+card stating how it was trained and the metrics it reached.
+
+New entries are made by ``ecnn-pyg export`` (see
+:func:`ecnn_pyg.training.export_model`), which writes ``NAME.pt`` and
+``NAME.yaml`` to a folder of your choice, never into the installed package;
+a maintainer copies them here and adds the name to :data:`REGISTRY`.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List, Tuple, Union
 
+import torch
 import yaml
 
-__all__ = ["available", "path", "info", "load", "ship", "REGISTRY"]
+from ..checkpoint import CheckpointError, load_checkpoint
+from ..models import model_from_checkpoint
+
+__all__ = ["available", "path", "info", "load", "load_model", "load_model_and_checkpoint",
+           "REGISTRY"]
 
 _DIR = Path(__file__).parent
 
@@ -71,84 +82,69 @@ def info(name: str) -> dict:
     return yaml.safe_load(card.read_text()) if card.exists() else {}
 
 
-def load(name: str):
+def load_model_and_checkpoint(name_or_path: Union[str, Path], strict_version: bool = True
+                              ) -> Tuple[torch.nn.Module, Dict[str, Any]]:
+    """``(model, checkpoint dict)`` from a checkpoint path or a pretrained name.
+
+    An existing file wins over a pretrained name of the same spelling.
+
+    Args:
+        name_or_path: a checkpoint file, or a name of :func:`available`.
+        strict_version: refuse a checkpoint written by another major.minor
+            package release (see :func:`ecnn_pyg.checkpoint.load_checkpoint`).
+
+    Returns:
+        ``(model, ckpt)``: the model (eval mode, ``model.trained_on`` set to the
+        checkpoint's ``data`` entry) and the checkpoint dict.
+
+    Raises:
+        CheckpointError: if ``name_or_path`` is neither an existing file nor a
+            pretrained name, or the checkpoint cannot be loaded or rebuilt.
+    """
+    p = Path(name_or_path)
+    if not p.exists():
+        if str(name_or_path) not in available():
+            raise CheckpointError(f"'{name_or_path}' is neither a checkpoint file nor a "
+                                  f"pretrained model name (available: {available()})")
+        p = path(str(name_or_path))
+    ckpt = load_checkpoint(p, strict_version=strict_version)
+    return model_from_checkpoint(ckpt, source=str(p)), ckpt
+
+
+def load_model(name_or_path: Union[str, Path], strict_version: bool = True) -> torch.nn.Module:
+    """The model (eval mode) of a checkpoint path or a pretrained name (``square-paper``).
+
+    ``model.trained_on`` holds the lattice, size, hoppings and ED parameters of
+    its training data; :func:`load_model_and_checkpoint` also returns the
+    whole checkpoint (metrics, epoch, training config).
+
+    Args:
+        name_or_path: a checkpoint file, or a name of :func:`available`.
+        strict_version: see :func:`load_model_and_checkpoint`.
+
+    Returns:
+        The model in eval mode.
+
+    Raises:
+        CheckpointError: if ``name_or_path`` is neither an existing file nor a
+            pretrained name, or the checkpoint cannot be loaded or rebuilt.
+    """
+    return load_model_and_checkpoint(name_or_path, strict_version)[0]
+
+
+def load(name: str) -> torch.nn.Module:
     """The pretrained model ``name`` (eval mode).
 
     Args:
         name: a name of :data:`REGISTRY`.
 
     Returns:
-        The model (see :func:`ecnn_pyg.checkpoint.load_model`).
+        The model (see :func:`load_model`).
 
     Raises:
         KeyError: if ``name`` is not registered.
         FileNotFoundError: if the checkpoint file is not installed.
         CheckpointError: if the checkpoint cannot be loaded.
     """
-    from ..checkpoint import load_model
-    return load_model(path(name))
-
-
-def ship(src, name: str, data, command: str = "", notes: str = "", dst_dir=None):
-    """Make the pretrained entry ``name`` from a run's checkpoint ``src``.
-
-    The field-only protocol (``energy_weight: 0``) leaves the energy's constant
-    undetermined; it is calibrated here on the *training* split (the mean of
-    ``(E_ED - E_model) / N`` is added to the model's ``energy_shift``). The
-    model card ``NAME.yaml`` records the command, the epochs and the metrics
-    on the train and validation splits of ``data``, measured after calibration.
-
-    Args:
-        src: checkpoint of a training run.
-        name: name of the entry (files ``NAME.pt`` and ``NAME.yaml``).
-        data: the data file (or list of files, as the training config's
-            ``data``) the model was trained on; its training and validation
-            splits as named in the run's training config.
-        command: the training command, recorded in the card.
-        notes: free text recorded in the card.
-        dst_dir: output folder (default: this package folder).
-
-    Returns:
-        Path of the exported ``NAME.pt``.
-
-    Raises:
-        CheckpointError: if ``src`` cannot be loaded.
-        DataFileError: if ``data`` cannot be read or lacks a split.
-    """
-    import numpy as np
-    from .. import keys as K
-    from ..checkpoint import export_model, load_checkpoint, model_from_checkpoint, save_checkpoint
-    from ..train import evaluate_parts, load_training_parts
-    ckpt = load_checkpoint(src)
-    tcfg = ckpt.get("train_config", {})
-    _, parts = load_training_parts(data, tcfg.get("train_split", "train"),
-                                   tcfg.get("val_split", "val"))
-    model = model_from_checkpoint(ckpt)
-    res = evaluate_parts(model, parts, "train")
-    de = [(p.train[K.ENERGY] - r[K.ENERGY]) / p.n_sites
-          for p, r in zip(parts, res["parts"]) if r is not None]
-    delta = float(np.concatenate(de).mean())
-    mc = dict(ckpt["model_config"])
-    mc["energy_shift"] = float(mc.get("energy_shift", 0.0)) + delta   # eps -> a eps + shift
-    ckpt["model_config"] = mc
-    dst_dir = _DIR if dst_dir is None else dst_dir
-    from pathlib import Path as _P
-    tmp = _P(dst_dir) / f".{name}.calibrated.pt"
-    save_checkpoint(tmp, {k: v for k, v in ckpt.items()
-                          if k not in ("format", "format_version", "package_version")})
-    model = model_from_checkpoint(load_checkpoint(tmp))
-    metrics = {}
-    for split in ("train", "val"):
-        m = evaluate_parts(model, parts, split)["metrics"]
-        metrics[split] = {"samples": int(sum(len(getattr(p, split)[K.ENERGY]) for p in parts)),
-                          **{k: float(v) for k, v in m.items() if k != "loss"}}
-    card = {"name": name, "model_type": ckpt["model_type"], "model_config": mc,
-            "dtype": ckpt.get("dtype"), "trained_on": ckpt.get("data"),
-            "epoch": int(ckpt["epoch"]), "training_wall_time_s": float(ckpt.get("wall_time", 0)),
-            "command": command, "train_config": ckpt.get("train_config"),
-            "energy_calibration": f"energy_shift += {delta:.6g} (mean (E_ED - E_model)/N on the "
-                                  "training split; a field-only loss leaves it free)",
-            "metrics": metrics, "notes": notes}
-    out = export_model(tmp, _P(dst_dir) / f"{name}.pt", card)
-    tmp.unlink()
-    return out
+    p = path(name)
+    return model_from_checkpoint(load_checkpoint(p), source=str(p))
