@@ -115,7 +115,7 @@ def run(args):
     from ..pretrained import load_model_and_checkpoint
     from ..datasets import read_arrays, read_graph, read_meta
     from ..metrics import parity_plot
-    from ..train import evaluate_arrays
+    from ..training import evaluate_arrays
     out = Path(args.out) if args.out else None
     if out is not None:
         if not str(out).endswith(".npz"):

@@ -45,7 +45,7 @@ def run(args):
             config is invalid.
     """
     from ..datasets import terminate_as_interrupt
-    from ..train import Trainer
+    from ..training import Trainer
     overrides = parse_overrides(args.set)
     if args.quiet:
         overrides["progress"] = False

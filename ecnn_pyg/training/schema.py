@@ -1,0 +1,101 @@
+"""The training config: its schema and the checks beyond key types.
+
+Every key is commented in ``configs/square_ecnn.yaml``; ``model_config`` is
+checked against the schema of the model type (:mod:`ecnn_pyg.models`).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional
+
+import torch
+
+from ..config import REQUIRED, ConfigError, load_config
+from ..models import check_model_config
+
+__all__ = ["TRAIN_SCHEMA", "RESUME_MUTABLE", "DTYPES", "load_train_config"]
+
+_NONE = type(None)
+#: key -> (type(s), default); REQUIRED keys have no default
+TRAIN_SCHEMA = {
+    "model": (str, "ecnn"),
+    "model_config": (dict, {}),
+    "init_from": ((str, _NONE), None),  # fine-tuning: start from this checkpoint's weights
+    "data": ((str, list), REQUIRED),   # one data file, or a list whose splits are concatenated
+    "train_split": (str, "train"),
+    "val_split": (str, "val"),
+    "max_train_samples": ((int, _NONE), None),
+    "run_dir": (str, REQUIRED),
+    "seed": (int, 0),
+    "dtype": ((str, _NONE), None),
+    "num_threads": ((int, _NONE), None),
+    "batch_size": (int, 1),
+    "energy_weight": (float, 0.0),
+    "auto_energy_shift": (bool, True),
+    "optimizer": (str, "adagrad"),
+    "lr": (float, 0.01),
+    "weight_decay": (float, 0.0),
+    "grad_clip": ((float, _NONE), None),
+    "scheduler": ((str, _NONE), "plateau"),
+    "lr_factor": (float, 0.5),
+    "lr_patience": (int, 20),
+    "min_lr": (float, 0.0),
+    "max_epochs": (int, 1000),
+    "early_stopping_patience": ((int, _NONE), 100),
+    "min_delta": (float, 0.0),
+    "max_time": ((float, _NONE), None),
+    "augment": (bool, False),
+    "val_batch_size": ((int, _NONE), None),
+    "plot_every": (int, 10),           # 0: no learning-curve plot
+    "progress": (bool, True),
+}
+
+#: keys that may differ when a run is resumed (they do not change the path of the run)
+RESUME_MUTABLE = ("max_epochs", "max_time", "early_stopping_patience", "progress", "plot_every",
+                  "num_threads", "val_batch_size", "data")
+
+#: the ``dtype`` values and their torch dtypes
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def load_train_config(config, overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """Read and check a training config; fill in the defaults of it and of its model config.
+
+    Args:
+        config: a YAML path or a mapping with keys of :data:`TRAIN_SCHEMA`
+            (keys starting with ``_`` are ignored).
+        overrides: ``{key: value}`` applied over ``config``; ``model_config.KEY``
+            sets one key of the model config.
+
+    Returns:
+        The full config; ``model_config`` holds every key of the model type and
+        ``_given_model_keys`` the model keys the config set itself.
+
+    Raises:
+        ConfigError: if a key is unknown or of the wrong type, a required key
+            is missing, ``optimizer`` / ``scheduler`` / ``dtype`` has an
+            unknown value, ``batch_size < 1``, or the model type or its config
+            is invalid.
+    """
+    overrides = dict(overrides or {})
+    if isinstance(config, Mapping):
+        config = {k: v for k, v in config.items() if not str(k).startswith("_")}
+    nested = {k: overrides.pop(k) for k in list(overrides) if k.startswith("model_config.")}
+    cfg = load_config(config, TRAIN_SCHEMA, overrides)
+    cfg["model_config"] = dict(cfg["model_config"])
+    for k, v in nested.items():
+        cfg["model_config"][k.split(".", 1)[1]] = v
+    if cfg["optimizer"] not in ("adagrad", "adam"):
+        raise ConfigError(f"config key 'optimizer' must be 'adagrad' or 'adam', "
+                          f"got {cfg['optimizer']!r}")
+    if cfg["scheduler"] not in (None, "plateau"):
+        raise ConfigError(f"config key 'scheduler' must be 'plateau' or null, "
+                          f"got {cfg['scheduler']!r}")
+    if cfg["dtype"] is not None and cfg["dtype"] not in DTYPES:
+        raise ConfigError(f"config key 'dtype' must be one of {list(DTYPES)} or null, "
+                          f"got {cfg['dtype']!r}")
+    if cfg["batch_size"] < 1:
+        raise ConfigError(f"config key 'batch_size' must be >= 1, got {cfg['batch_size']}")
+    given = set(cfg["model_config"])
+    cfg["model_config"] = check_model_config(cfg["model"], cfg["model_config"])
+    cfg["_given_model_keys"] = sorted(given)
+    return cfg
