@@ -10,9 +10,12 @@ the unit spins, exact energy and field) at every field of the sweep, continuing 
 previous field; the state of lowest exact
 energy per field gives the phase diagram against which the learned model is judged.
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/triangular_exact_crystals.py \\
+    OPENBLAS_NUM_THREADS=1 python experiments/triangular_fig4/exact_crystals.py \\
         --fields $(seq 0 0.0005 0.01) --save-states data/triangular_12_crystal_states.npy \\
         --save-bi data/triangular_12_biskx.npy > runs/triangular/exact_crystals.txt
+
+(stage ``exact_crystals`` of experiments/triangular_fig4/run.py, after the stage-3 sweeps
+21 and 22 that provide the "model sweep_*" branches).
 """
 from __future__ import annotations
 
@@ -76,10 +79,10 @@ def main(argv=None):
                         "state (cropped to 12 x 12) restarts that branch")
     p.add_argument("--save-states", default=None,
                    help="also write every relaxed state, (fields x starts, 144, 3), to this .npy "
-                        "(training data: configs/triangular_12_crystals.yaml)")
+                        "(training data: experiments/triangular_fig4/26_label_12_crystals.yaml)")
     p.add_argument("--save-bi", default=None,
                    help="also write the relaxed n_sk = 2 crystal at the first field, (144, 3), to "
-                        "this .npy (the start of configs/triangular_12_llg_biskx.yaml)")
+                        "this .npy (the start of experiments/triangular_fig4/24_ed_llg_12_biskx.yaml)")
     p.add_argument("--out", default="runs/triangular/exact_crystals.npz")
     a = p.parse_args(argv)
     import ecnn_pyg as ep

@@ -1,12 +1,12 @@
 """Exact transition fields of the triangular model from every crystal priced so far.
 
-Reads the tables printed by benchmarks/triangular_exact_crystals.py (column E/N (96)) and
-benchmarks/triangular_model_crystals.py (column E_ED/N), keeps per field and per |n_sk|
+Reads the tables printed by exact_crystals.py and random_minima.py (column E/N (96)) and
+model_crystals.py (column E_ED/N), keeps per field and per |n_sk|
 the lowest exact energy (the 96 x 96 lattice, twisted-boundary ED), and reports where the
 lowest n_sk = 2, 1 and 0 states cross (linear interpolation between fields). An upper
 bound in the sense that a lower state not yet found could move the crossings.
 
-    python benchmarks/triangular_exact_transitions.py runs/triangular/exact_crystals.txt \\
+    python experiments/triangular_fig4/exact_transitions.py runs/triangular/exact_crystals.txt \\
         runs/triangular/active*.txt runs/triangular/model_crystals_*.txt
 """
 from __future__ import annotations

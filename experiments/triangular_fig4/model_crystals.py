@@ -1,13 +1,14 @@
 """Where a model's own T = 0 crystals lie in exact energy (active learning for the phase diagram).
 
-The exact 12 x 12 crystals of benchmarks/triangular_exact_crystals.py (its --out .npz) are
+The exact 12 x 12 crystals of exact_crystals.py (its --out .npz) are
 relaxed to the nearest minimum of the *learned* energy (L-BFGS on the 12 x 12 cell, which
 is the same as on any tiled lattice) at every field, then their exact energy is computed
 with twisted boundaries (twists 8: the 96 x 96 lattice). A model state whose learned
 energy lies far below its exact one is a hole in the training data; --save-states writes
-the states so that they can be labelled and added (configs/triangular_12_active_labels.yaml).
+the states so that they can be labelled and added (experiments/triangular_fig4/31_label_12_active1.yaml
+and its rounds 33, 35, 37: stages active1-4 of experiments/triangular_fig4/run.py).
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/triangular_model_crystals.py --model triangular-paper
+    OPENBLAS_NUM_THREADS=1 python experiments/triangular_fig4/model_crystals.py --model triangular-paper
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def main(argv=None):
     from ecnn_pyg.ed import KondoED
     from ecnn_pyg.observables import skyrmion_number
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from triangular_exact_crystals import relax
+    from exact_crystals import relax
     torch.set_num_threads(1)
     model = load_model(a.model).double().eval()
     g = ep.lattice_graph("triangular", 12, {"t1": 1.0, "t3": -0.85})

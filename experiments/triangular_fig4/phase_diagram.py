@@ -8,11 +8,12 @@ interpolated linearly between neighbouring fields) and writes the phase diagram
 and the spin textures at H_z = 0.002, 0.005, 0.008 (or the fields given) as
 small PNGs.
 
-    ecnn-pyg simulate --config configs/triangular_96_sweep_biskx.yaml
-    ecnn-pyg simulate --config configs/triangular_96_sweep_tripleq.yaml
-    ecnn-pyg simulate --config configs/triangular_96_sweep_nsk0.yaml
-    ecnn-pyg simulate --config configs/triangular_96_sweep_nsk0_model.yaml
-    python benchmarks/triangular_phase_diagram.py --out docs/figures
+    ecnn-pyg simulate --config experiments/triangular_fig4/47_sweep_96_biskx.yaml
+    ecnn-pyg simulate --config experiments/triangular_fig4/48_sweep_96_tripleq.yaml
+    ecnn-pyg simulate --config experiments/triangular_fig4/49_sweep_96_nsk0.yaml
+    ecnn-pyg simulate --config experiments/triangular_fig4/50_sweep_96_nsk0_model.yaml
+    python experiments/triangular_fig4/phase_diagram.py --model runs/triangular_stage11.pt \\
+        --out runs/triangular/figures
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def main(argv=None):
                                                    "from model n_sk=0"])
     p.add_argument("--model", default="triangular-paper")
     p.add_argument("--snapshots", type=float, nargs="*", default=[0.002, 0.005, 0.008])
-    p.add_argument("--out", default="docs/figures")
+    p.add_argument("--out", default="runs/triangular/figures")
     a = p.parse_args(argv)
     from ecnn_pyg.checkpoint import load_model
     from ecnn_pyg.datasets import read_graph

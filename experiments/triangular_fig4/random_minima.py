@@ -2,11 +2,11 @@
 
 Each start (random spins tilted towards +z) is relaxed to the nearest exact energy minimum
 (L-BFGS, ED of the 36 x 36 lattice via twists 3) at the given field and priced on 36 x 36
-and 96 x 96 (twists 8). The table has the columns of benchmarks/triangular_exact_crystals.py,
-so benchmarks/triangular_exact_transitions.py reads it. This search found the n_sk = 0 state
+and 96 x 96 (twists 8). The table has the columns of exact_crystals.py,
+so exact_transitions.py reads it. This search found the n_sk = 0 state
 that puts the exact 1 -> 0 transition at H_z ~ 0.0067 (README, triangular section).
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/triangular_random_minima.py --fields 0.006 0.0065 \\
+    OPENBLAS_NUM_THREADS=1 python experiments/triangular_fig4/random_minima.py --fields 0.006 0.0065 \\
         0.007 --starts 10 --seed 3 > runs/triangular/random_minima.txt
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ def main(argv=None):
     from ecnn_pyg.ed import KondoED
     from ecnn_pyg.observables import skyrmion_number
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from triangular_exact_crystals import relax
+    from exact_crystals import relax
     torch.set_num_threads(1)
     g = ep.lattice_graph("triangular", 12, {"t1": 1.0, "t3": -0.85})
     ed3 = KondoED(g, J=-1.0, mu=-3.5, twists=3)

@@ -1,14 +1,14 @@
-"""The 96 x 96 starting states of configs/triangular_96_sweep_*.yaml, from 12 x 12 crystals.
+"""The 96 x 96 starting states of the sweeps 47-50_sweep_96_*.yaml, from 12 x 12 crystals.
 
 * n_sk = 2: the exact minimum at H_z = 0.002 of the "n_sk=2 crystal" start of
-  benchmarks/triangular_exact_crystals.py (its --out .npz);
+  exact_crystals.py (its --out .npz);
 * n_sk = 1: the exact minimum at H_z = 0.005 of its "model sweep_tripleq" start;
 * n_sk = 0: the stage-7 model's minimum at H_z = 0.008 from the n_sk = 2 crystal
-  (benchmarks/triangular_model_crystals.py --save-states), the n_sk = 0 state of lowest
+  (model_crystals.py --save-states), the n_sk = 0 state of lowest
   exact energy found;
 * n_sk = 0 (model): the shipped (stage-11) model's own minimum at H_z = 0.0075, the
   n_sk = 0 state of lowest *learned* energy found there, relaxed from the exact minimum
-  from random starts #24 (benchmarks/triangular_model_crystals.py --model
+  from random starts #24 (model_crystals.py --model
   runs/triangular_stage11.pt --fields 0.0065 0.007 0.0075 0.008 --starts "n_sk=2 crystal"
   "model sweep_biskx" --extra "data/triangular_12_random_minima_a.npy#24" --save-states
   data/triangular_12_stage11_states.npy; state #8). For the stage-9 model it was state #6
@@ -16,7 +16,7 @@
 
 Each is tiled 8 x 8 times (the crystals are 12-periodic) and written as an (N, 3) .npy.
 
-    python benchmarks/triangular_sweep_starts.py
+    python experiments/triangular_fig4/sweep_starts.py
 """
 from __future__ import annotations
 
