@@ -11,7 +11,7 @@ disordered snapshots a part of it is out of any local model's reach, whatever th
 Prints, per R, the RMS per component of the change of B_i for ED and for each model, over
 ``--pairs`` snapshot pairs of the file (site ``--site``; minimum-image distances).
 
-    python benchmarks/field_locality.py --data data/triangular_test_36.h5 --split test \\
+    python experiments/triangular_accuracy/field_locality.py --data data/triangular_test_36.h5 --split test \\
         --model triangular-paper
 """
 from __future__ import annotations

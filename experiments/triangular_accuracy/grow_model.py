@@ -15,8 +15,10 @@ The script prints how far the grown model's energy and field are from the origin
 random configuration (zero up to rounding for ``--channels``, of order ``--scale`` for
 ``--add-block``).
 
-    python benchmarks/grow_model.py runs/triangular_stage9.pt runs/grown_c16.pt --channels 16
-    ecnn-pyg train --config configs/triangular_24_capacity.yaml --set init_from=runs/grown_c16.pt
+    python experiments/triangular_accuracy/grow_model.py runs/triangular_stage9.pt \\
+        runs/triangular_stage9_c16.pt --channels 16
+    ecnn-pyg train --config experiments/triangular_accuracy/07_train_capacity.yaml \\
+        --set init_from=runs/triangular_stage9_c16.pt run_dir=runs/triangular_24_capacity_c16
 """
 from __future__ import annotations
 

@@ -9,14 +9,14 @@ k grid. That part of the field is not a local function of the spins, so no local
 can learn it: it is a floor under RMSE(B) against the labels of any one finite lattice.
 
 Give data files that hold the same spins (one split) labelled with increasing k, e.g.
-``configs/triangular_24_val_labels.yaml`` with ``twists: 4, 6, 8``. The script prints
+``experiments/triangular_accuracy/06_label_24_val_lattices.yaml`` with ``twists: 4, 6, 8``. The script prints
 
 * between consecutive label sets: RMSE(B), its transverse part and RMSE(E/N);
 * for every --model: RMSE(B), transverse and RMSE(E/N) against each label set.
 
 Once the labels have converged, what error is left is the model's own.
 
-    python benchmarks/label_convergence.py data/triangular_24_val_96.h5 \\
+    python experiments/triangular_accuracy/label_convergence.py data/triangular_24_val_96.h5 \\
         data/triangular_24_val_144.h5 data/triangular_24_val_192.h5 --split val \\
         --model triangular-paper
 """
