@@ -20,6 +20,10 @@ COMMANDS = {
     "train": ("ecnn_pyg.cli.train", "train an ECNN (or the IFNN baseline) on an ED data set"),
     "evaluate": ("ecnn_pyg.cli.evaluate", "predict energies/fields with a trained model, or "
                  "score it on a data set"),
+    "import-ecnn4klm": ("ecnn_pyg.cli.import_ecnn4klm", "import a published model of the "
+                        "paper's code (param.cpt) as a package checkpoint"),
+    "export": ("ecnn_pyg.cli.export", "export a trained model (weights and model card) to a "
+               "folder, ready to load or ship"),
 }
 
 

@@ -12,7 +12,9 @@ One concept per module:
 * :mod:`.evaluate`: predictions and metrics (:func:`evaluate_arrays`,
   :func:`evaluate_parts`);
 * :mod:`.log`: ``log.csv`` and the learning curve;
-* :mod:`.trainer`: :class:`Trainer` and :func:`train`.
+* :mod:`.trainer`: :class:`Trainer` and :func:`train`;
+* :mod:`.export`: a run's checkpoint as a shippable model and its model card
+  (``ecnn-pyg export``).
 
 The training itself:
 
@@ -38,6 +40,7 @@ trained (running, like Keras), validation metrics are computed after the epoch.
 """
 from .data import GraphBatcher, TrainingPart, load_training_data, load_training_parts
 from .evaluate import evaluate_arrays, evaluate_parts
+from .export import export_model
 from .log import LOG_COLUMNS, plot_learning_curve, read_log, write_log_row
 from .loss import field_energy_loss
 from .schema import DTYPES, RESUME_MUTABLE, TRAIN_SCHEMA, load_train_config
@@ -46,4 +49,4 @@ from .trainer import Trainer, train
 __all__ = ["TRAIN_SCHEMA", "RESUME_MUTABLE", "DTYPES", "load_train_config", "Trainer", "train",
            "evaluate_arrays", "evaluate_parts", "field_energy_loss", "GraphBatcher",
            "TrainingPart", "load_training_parts", "load_training_data", "LOG_COLUMNS",
-           "read_log", "write_log_row", "plot_learning_curve"]
+           "read_log", "write_log_row", "plot_learning_curve", "export_model"]
