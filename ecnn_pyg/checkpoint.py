@@ -14,7 +14,9 @@ A checkpoint is a ``torch.save`` dict (loaded with ``weights_only=True``)::
     rng_state, early_stop ...   (training state, for ``--resume``)
 
 Writes go to a temporary file in the same directory, then ``os.replace``: an
-interrupted write never leaves a truncated checkpoint behind.
+interrupted write never leaves a truncated checkpoint behind. Loads check the
+archive's checksums (a damaged file is refused, not loaded with wrong
+weights) and unpickle tensors and plain containers only.
 
 This module is the bottom of the model-loading stack and knows no model: the
 registry of model types (:mod:`ecnn_pyg.models`) rebuilds a model from a
@@ -155,8 +157,9 @@ def load_checkpoint(path: Union[str, Path], strict_version: bool = True) -> Dict
         The checkpoint dict (tensors on the CPU).
 
     Raises:
-        CheckpointError: if the file is missing, corrupted or truncated, not an
-            ecnn_pyg checkpoint, or fails :func:`validate_checkpoint`.
+        CheckpointError: if the file is missing, truncated, corrupted (a
+            checksum of the archive does not match), not an ecnn_pyg
+            checkpoint, or fails :func:`validate_checkpoint`.
     """
     path = Path(path)
     if not path.exists():
@@ -168,6 +171,15 @@ def load_checkpoint(path: Union[str, Path], strict_version: bool = True) -> Dict
     if magic != b"PK\x03\x04":
         raise CheckpointError(f"'{path}' is not a checkpoint: not a torch.save file (corrupted, "
                               f"or a file of another format)")
+    try:        # torch.load does not check the CRCs of the archive: damaged weights would load
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise CheckpointError(f"'{path}' is not a readable checkpoint (corrupted or truncated): "
+                              f"{_first_line(err)}") from None
+    if damaged is not None:
+        raise CheckpointError(f"'{path}' is corrupted: the checksum of its entry '{damaged}' "
+                              f"does not match its contents")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

@@ -1,4 +1,5 @@
-"""Training, checkpoints, augmentation and the train/evaluate commands on tiny data."""
+"""Training on tiny data: the loss falls, runs resume exactly, several supercells train together,
+fine-tuning, augmentation, the run directory and its learning curve, bad configs."""
 import csv
 from pathlib import Path
 
@@ -9,8 +10,7 @@ import torch
 from ecnn_pyg import __version__
 from ecnn_pyg import keys as K
 from ecnn_pyg.augment import RotationAugment
-from ecnn_pyg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ecnn_pyg.cli import main
+from ecnn_pyg.checkpoint import CheckpointError, load_checkpoint
 from ecnn_pyg.config import ConfigError
 from ecnn_pyg.ed import KondoED
 from ecnn_pyg.generate import generate
@@ -18,7 +18,7 @@ from ecnn_pyg.graph import lattice_graph
 from ecnn_pyg.nn import ModelInputError
 from ecnn_pyg.pretrained import load_model
 from ecnn_pyg.spins import random_spins
-from ecnn_pyg.train import LOG_COLUMNS, Trainer, train
+from ecnn_pyg.training import LOG_COLUMNS, Trainer, train
 
 TINY_ECNN = {"channels": 2, "num_blocks": 1, "lmax": 1}
 
@@ -117,7 +117,7 @@ def test_augmentation_preserves_ed_energies():
     assert len(tri) == 6                      # C6
 
 
-def test_bad_inputs(data, tmp_path):
+def test_bad_config(data, tmp_path):
     with pytest.raises(ConfigError, match="unknown config key"):
         train(_cfg(data, tmp_path / "x", learning_rate=0.1))
     with pytest.raises(ConfigError, match="must be int"):
@@ -126,112 +126,53 @@ def test_bad_inputs(data, tmp_path):
         train(_cfg(data, tmp_path / "x", model_config={"chanels": 3}))
     with pytest.raises(ConfigError, match="channels"):
         train(_cfg(data, tmp_path / "x", model_config={"channels": 2.5}))
+    with pytest.raises(ConfigError, match="unknown model type 'gnn'"):
+        train(_cfg(data, tmp_path / "x", model="gnn"))
+    with pytest.raises(ConfigError, match="'optimizer' must be 'adagrad' or 'adam'"):
+        train(_cfg(data, tmp_path / "x", optimizer="sgd"))
+    with pytest.raises(ConfigError, match="'dtype' must be one of"):
+        train(_cfg(data, tmp_path / "x", dtype="float16"))
+    with pytest.raises(ConfigError, match="'batch_size' must be >= 1"):
+        train(_cfg(data, tmp_path / "x", batch_size=0))
+    with pytest.raises(CheckpointError, match="cannot resume"):
+        train(_cfg(data, tmp_path / "x"), resume=True)
+    assert not (tmp_path / "x").exists()
+
+
+def test_trained_model_refuses_another_lattice(data, tmp_path):
     rd = tmp_path / "r"
     train(_cfg(data, rd, max_epochs=1))
-    good = rd / "last.pt"
-    # truncated / corrupted
-    bad = tmp_path / "bad.pt"
-    bad.write_bytes(good.read_bytes()[:2000])
-    with pytest.raises(CheckpointError, match="corrupted"):
-        load_checkpoint(bad)
-    (tmp_path / "text.pt").write_text("hello")
-    with pytest.raises(CheckpointError, match="not a checkpoint"):
-        load_checkpoint(tmp_path / "text.pt")
-    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match="not an ecnn_pyg checkpoint"):
-        load_checkpoint(tmp_path / "other.pt")
-    ck = load_checkpoint(good)
-    ck["package_version"] = "9.9.0"
-    torch.save(ck, tmp_path / "future.pt")
-    with pytest.raises(CheckpointError, match="9.9.0"):
-        load_checkpoint(tmp_path / "future.pt")
-    ck["format_version"] = 99
-    torch.save(ck, tmp_path / "fmt.pt")
-    with pytest.raises(CheckpointError, match="format version"):
-        load_checkpoint(tmp_path / "fmt.pt")
-    with pytest.raises(CheckpointError, match="does not exist"):
-        load_checkpoint(tmp_path / "missing.pt")
-    # a square-lattice model on a triangular graph
-    model = load_model(good)
+    model = load_model(rd / "last.pt")
     with pytest.raises(ModelInputError, match="bond types"):
         model(lattice_graph("triangular", 6, {"t1": 1.0}), torch.randn(36, 3))
 
 
-def test_atomic_save_leaves_no_temp(tmp_path):
-    save_checkpoint(tmp_path / "c.pt", {"model_type": "ecnn", "model_config": {},
-                                        "model_state": {}})
-    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+def test_learning_curve_leaves_the_pyplot_backend_alone(data, tmp_path):
+    """The figure is drawn on its own Agg canvas: a notebook's backend is not switched and
+    no pyplot figure is left open."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+    from ecnn_pyg.training import plot_learning_curve
+    rd = tmp_path / "r"
+    train(_cfg(data, rd, max_epochs=2))
+    before = matplotlib.get_backend()
+    plt.switch_backend("svg")
+    try:
+        figs = plt.get_fignums()
+        png = plot_learning_curve(rd / "log.csv", tmp_path / "curve.png")
+        assert matplotlib.get_backend() == "svg"
+        assert plt.get_fignums() == figs
+    finally:
+        plt.switch_backend(before)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
-
-def test_cli(data, tmp_path, capsys):
-    for cmd in ("train", "evaluate"):
-        with pytest.raises(SystemExit) as e:
-            main([cmd, "--help"])
-        assert e.value.code == 0
-    assert "--resume" in capsys.readouterr().out
-    rd = tmp_path / "run"
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"data: {data}\nrun_dir: {rd}\nmax_epochs: 1\nbatch_size: 3\n"
-                   "optimizer: adam\nmodel_config: {channels: 2, num_blocks: 1, lmax: 1}\n")
-    assert main(["train", "--config", str(cfg), "--quiet", "--set", "plot_every=0"]) == 0
-    assert main(["train", "--config", str(cfg), "--resume", "--quiet",
-                 "--set", "max_epochs=2"]) == 0
-    assert len(_log(rd)) == 2
-    # predictions for spins of shape (n, L1, L2, 3)
-    s = random_spins(36, np.random.default_rng(1), n=3)
-    np.save(tmp_path / "s.npy", s.reshape(3, 6, 6, 3))
-    out = tmp_path / "o.npz"
-    assert main(["evaluate", "--model", str(rd / "best.pt"), "--spins",
-                 str(tmp_path / "s.npy"), "--out", str(out)]) == 0
-    res = np.load(out)
-    assert res["energy"].shape == (3,) and res["field"].shape == (3, 36, 3)
-    # (n, sites, 3) on a larger supercell than trained on, size given
-    s2 = random_spins(64, np.random.default_rng(2), n=2)
-    np.save(tmp_path / "s2.npy", s2)
-    assert main(["evaluate", "--model", str(rd / "best.pt"), "--spins",
-                 str(tmp_path / "s2.npy"), "--out", str(tmp_path / "o2.npz"),
-                 "--size", "8", "8"]) == 0
-    assert np.load(tmp_path / "o2.npz")["field"].shape == (2, 64, 3)
-    # scoring on the data set: metrics and parity plot
-    png = tmp_path / "parity.png"
-    capsys.readouterr()
-    assert main(["evaluate", "--model", str(rd / "best.pt"), "--data", str(data),
-                 "--plot", str(png)]) == 0
-    text = capsys.readouterr().out
-    assert "rmse_field_transverse" in text and png.stat().st_size > 1000
-    # clear errors, exit code 2
-    assert main(["evaluate", "--model", str(tmp_path / "nope.pt"), "--spins",
-                 str(tmp_path / "s.npy"), "--out", str(tmp_path / "o3.npz")]) == 2
-    np.save(tmp_path / "bad.npy", np.ones((2, 36, 3)))
-    assert main(["evaluate", "--model", str(rd / "best.pt"), "--spins",
-                 str(tmp_path / "bad.npy"), "--out", str(tmp_path / "o4.npz")]) == 2
-    assert "unit vectors" in capsys.readouterr().err
-
-
-def test_pretrained_registry(tmp_path):
-    from ecnn_pyg import pretrained
-    assert "square-paper" in pretrained.REGISTRY
-    with pytest.raises(KeyError, match="no pretrained model"):
-        pretrained.path("nope")
-    if "square-paper" not in pretrained.available():
-        pytest.skip("square-paper checkpoint not installed")
-    model = pretrained.load("square-paper")
-    card = pretrained.info("square-paper")
-    assert card["metrics"]["val"]["rmse_field"] < 0.2
-    g = lattice_graph("square", 6, {"t1": 1.0})
-    out = model(g, torch.from_numpy(random_spins(36, np.random.default_rng(0))).float())
-    assert out[K.FIELD].shape == (36, 3)
-    s = random_spins(36, np.random.default_rng(1), n=2).reshape(2, 6, 6, 3)
-    np.save(tmp_path / "s.npy", s)
-    assert main(["evaluate", "--model", "square-paper", "--spins", str(tmp_path / "s.npy"),
-                 "--out", str(tmp_path / "o.npz")]) == 0
-    assert np.load(tmp_path / "o.npz")["field"].shape == (2, 36, 3)
 
 
 def test_several_data_files_concatenate_splits(data, tmp_path):
     """data: [a, b] trains on a's and b's train splits and validates on every val split."""
     from ecnn_pyg.datasets import DataFileError, read_arrays
-    from ecnn_pyg.train import load_training_data
+    from ecnn_pyg.training import load_training_data
     extra = tmp_path / "extra.h5"
     generate({"output": str(extra), "lattice": "square", "size": [4, 4], "hoppings": {"t1": 1.0},
               "J": 7.0, "electrons": 14, "seed": 5, "splits": {"train": 2}}, progress=False)
@@ -258,7 +199,7 @@ def test_data_of_several_supercells_train_together(data, tmp_path, monkeypatch):
     batch is one supercell, an epoch visits every sample once, and the validation metrics
     pool the squared errors of both supercells (checked against evaluate_arrays per
     supercell)."""
-    from ecnn_pyg.train import evaluate_arrays, load_training_data, load_training_parts
+    from ecnn_pyg.training import evaluate_arrays, load_training_data, load_training_parts
     big = tmp_path / "sq8x8.h5"
     generate({"output": str(big), "lattice": "square", "size": [8, 8], "hoppings": {"t1": 1.0},
               "J": 7.0, "electrons": 56, "seed": 2, "splits": {"train": 3, "val": 2}},
@@ -306,24 +247,6 @@ def test_data_of_several_supercells_train_together(data, tmp_path, monkeypatch):
     assert ck["data"]["sizes"] == [[4, 4], [8, 8]]
 
 
-@pytest.mark.parametrize("scale", [1.0, 0.05])
-def test_ship_calibrates_the_energy_constant(data, tmp_path, scale):
-    """After ship, the mean energy error on the training split vanishes, whatever energy_scale."""
-    from ecnn_pyg import pretrained
-    from ecnn_pyg.datasets import read_arrays, read_graph
-    from ecnn_pyg.train import evaluate_arrays
-    cfg = _cfg(data, tmp_path / "r", max_epochs=1)
-    cfg["model_config"] = {**TINY_ECNN, "energy_scale": scale}
-    run = train(cfg)
-    out = pretrained.ship(Path(run) / "best.pt", "tiny", [str(data)], dst_dir=tmp_path)
-    model = load_model(out)
-    assert model.energy_scale == scale
-    a = read_arrays(data, "train")
-    res = evaluate_arrays(model, read_graph(data), torch.from_numpy(a[K.SPIN]),
-                          torch.from_numpy(a[K.FIELD]), torch.from_numpy(a[K.ENERGY]))
-    assert abs(float(np.mean(a[K.ENERGY] - res[K.ENERGY]))) / 16 < 1e-5
-
-
 def test_init_from_fine_tunes_from_a_checkpoint(data, tmp_path):
     """init_from starts from a checkpoint's weights and architecture (fine-tuning)."""
     a = train(_cfg(data, tmp_path / "a", max_epochs=2))
@@ -342,3 +265,12 @@ def test_init_from_fine_tunes_from_a_checkpoint(data, tmp_path):
     with pytest.raises(ConfigError, match="holds a ecnn model"):
         train(_cfg(data, tmp_path / "c", model="ifnn", model_config={},
                    init_from=str(Path(a) / "best.pt")))
+
+
+def test_short_module_name_reexports_the_training_api():
+    """``ecnn_pyg.train`` (README, tutorials, benchmarks) is the same API as ecnn_pyg.training."""
+    import ecnn_pyg.train as short
+    import ecnn_pyg.training as training
+    assert short.train is training.train and short.Trainer is training.Trainer
+    assert short.evaluate_arrays is training.evaluate_arrays
+    assert set(short.__all__) == set(training.__all__)
