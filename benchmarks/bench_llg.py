@@ -48,7 +48,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     import ecnn_pyg
-    from ecnn_pyg.checkpoint import load_model
+    from ecnn_pyg.pretrained import load_model
     from ecnn_pyg.dynamics import SpinSystem, model_field_source, numpy_field_source
     from ecnn_pyg.ed import KondoED
     from ecnn_pyg.spins import random_spins

@@ -114,25 +114,34 @@ def _call(argv: Sequence[str], stdout=None, env: Optional[Mapping[str, str]] = N
 
 
 class _ConfigStage(Stage):
-    """A stage that runs one ``ecnn-pyg`` command on a config file (plus ``--set`` overrides)."""
+    """A stage that runs one ``ecnn-pyg`` command on a config file (plus ``--set`` overrides).
+
+    ``config=None`` runs the command's built-in default (its module's ``DEFAULT_CONFIG``).
+    """
 
     command = ""
 
-    def __init__(self, name: str, config: str, overrides: Optional[Mapping] = None,
+    def __init__(self, name: str, config: Optional[str], overrides: Optional[Mapping] = None,
                  note: str = ""):
         super().__init__(name, note)
         self.config = config
         self.overrides = dict(overrides or {})
 
     @property
-    def config_path(self) -> str:
-        """The config file, relative to the repository root."""
+    def config_path(self) -> Optional[str]:
+        """The config file, relative to the repository root (``None``: the built-in default)."""
+        if self.config is None:
+            return None
         return os.path.relpath(self.exp_dir / self.config, ROOT)
 
     def resolved(self) -> Dict:
         """The config's keys with ``extends`` resolved and the overrides applied (unchecked)."""
-        from ecnn_pyg.config import read_config_file
-        cfg = read_config_file(ROOT / self.config_path)
+        if self.config is None:
+            module = importlib.import_module(f"ecnn_pyg.{self.command}")
+            cfg = dict(module.DEFAULT_CONFIG)
+        else:
+            from ecnn_pyg.config import read_config_file
+            cfg = read_config_file(ROOT / self.config_path)
         cfg.update({k: v for k, v in self.overrides.items() if "." not in k})
         return cfg
 
@@ -142,8 +151,12 @@ class _ConfigStage(Stage):
             return []
         return ["--set", *(f"{k}={_flow(v)}" for k, v in self.overrides.items())]
 
+    def config_args(self) -> List[str]:
+        """``--config FILE`` (empty for the built-in default)."""
+        return [] if self.config is None else ["--config", self.config_path]
+
     def argv(self) -> List[str]:
-        return ["ecnn-pyg", self.command, "--config", self.config_path, *self.set_args()]
+        return ["ecnn-pyg", self.command, *self.config_args(), *self.set_args()]
 
 
 class Generate(_ConfigStage):
@@ -245,7 +258,7 @@ class Train(_ConfigStage):
 
     def argv(self) -> List[str]:
         resume = ["--resume"] if (ROOT / self.run_dir() / "last.pt").exists() else []
-        return ["ecnn-pyg", "train", "--config", self.config_path, *resume, *self.set_args()]
+        return ["ecnn-pyg", "train", *self.config_args(), *resume, *self.set_args()]
 
     def run(self) -> None:
         super().run()

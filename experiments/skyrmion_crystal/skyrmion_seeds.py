@@ -6,7 +6,7 @@ from ``ecnn_pyg.simulate.DEFAULT_CONFIG``), from the random starts of ``ecnn-pyg
 (``--simulate-seeds``) and of the README's API example (``--api-seeds``). Prints n_sk, M_z and the learned energy per site (Zeeman included)
 of every end state. About 2 min per start on one core.
 
-    OMP_NUM_THREADS=1 python benchmarks/skyrmion_seeds.py
+    OMP_NUM_THREADS=1 python experiments/skyrmion_crystal/skyrmion_seeds.py
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def main(argv=None):
                    help="a checkpoint to try instead of the run's model (e.g. before shipping it)")
     a = p.parse_args(argv)
     import ecnn_pyg as ep
-    from ecnn_pyg.checkpoint import load_model
+    from ecnn_pyg.pretrained import load_model
     from ecnn_pyg.dynamics import SIB, SpinSystem, model_field_source, random_spins
     from ecnn_pyg.observables import skyrmion_number
     from ecnn_pyg.simulate import DEFAULT_CONFIG as cfg, _initial

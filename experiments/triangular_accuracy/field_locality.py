@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ecnn_pyg import keys as K
-from ecnn_pyg.checkpoint import load_model
+from ecnn_pyg.pretrained import load_model
 from ecnn_pyg.datasets import read_arrays, read_graph, read_meta
 from ecnn_pyg.ed import KondoED
 

@@ -28,7 +28,9 @@ import math
 import torch
 
 from ecnn_pyg import keys as K
-from ecnn_pyg.checkpoint import build_model, load_checkpoint, load_model, save_checkpoint
+from ecnn_pyg.checkpoint import load_checkpoint, save_checkpoint
+from ecnn_pyg.models import build_model
+from ecnn_pyg.pretrained import load_model
 from ecnn_pyg.graph import lattice_graph
 from ecnn_pyg.testing import random_spins
 

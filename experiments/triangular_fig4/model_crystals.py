@@ -35,7 +35,7 @@ def main(argv=None):
     p.add_argument("--save-states", default=None)
     a = p.parse_args(argv)
     import ecnn_pyg as ep
-    from ecnn_pyg.checkpoint import load_model
+    from ecnn_pyg.pretrained import load_model
     from ecnn_pyg.ed import KondoED
     from ecnn_pyg.observables import skyrmion_number
     sys.path.insert(0, str(Path(__file__).resolve().parent))

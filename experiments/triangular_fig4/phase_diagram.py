@@ -37,7 +37,7 @@ def main(argv=None):
     p.add_argument("--snapshots", type=float, nargs="*", default=[0.002, 0.005, 0.008])
     p.add_argument("--out", default="runs/triangular/figures")
     a = p.parse_args(argv)
-    from ecnn_pyg.checkpoint import load_model
+    from ecnn_pyg.pretrained import load_model
     from ecnn_pyg.datasets import read_graph
     from ecnn_pyg.observables import skyrmion_number
     from ecnn_pyg.plot import phase_diagram, spin_texture
