@@ -34,6 +34,8 @@ def main():
     p.add_argument("--quick", action="store_true")
     p.add_argument("--numpy", action="store_true", help="also time numpy.linalg.eigh")
     args = p.parse_args()
+    from ecnn_pyg.runtime import keep_freed_memory
+    keep_freed_memory()                 # as the command line does; ECNN_PYG_MALLOC=system opts out
     square = [12, 30] if args.quick else [12, 16, 20, 24, 30]
     tri = [12, 36] if args.quick else [12, 18, 24, 30, 36]
     cases = [("square", L, {"t1": 1.0}, dict(J=7.0, filling=0.48)) for L in square] + \

@@ -48,6 +48,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     import ecnn_pyg
+    from ecnn_pyg.runtime import keep_freed_memory
+    keep_freed_memory()                 # as the command line does; ECNN_PYG_MALLOC=system opts out
     from ecnn_pyg.pretrained import load_model
     from ecnn_pyg.dynamics import SpinSystem, model_field_source, numpy_field_source
     from ecnn_pyg.ed import KondoED

@@ -32,6 +32,8 @@ def _rss_mb() -> float:
 def worker(lattice: str, L: int, repeat: int, threads: int, dtype: str, train: bool) -> dict:
     import torch
     import ecnn_pyg
+    from ecnn_pyg.runtime import keep_freed_memory
+    keep_freed_memory()                 # as the command line does; ECNN_PYG_MALLOC=system opts out
     from ecnn_pyg.nn import ECNN
     torch.set_num_threads(threads)
     torch.manual_seed(0)
