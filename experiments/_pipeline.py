@@ -181,7 +181,8 @@ class Generate(_ConfigStage):
         try:
             from ecnn_pyg.datasets import read_meta
             meta = read_meta(path)
-            total = sum(int(v) for v in meta["splits"].values())
+            splits = cfg.get("splits") or meta["splits"]       # what this stage asks for
+            total = sum(int(v) for v in splits.values())
             return DONE if int(meta["n_done"]) >= total else PARTIAL
         except Exception:                                    # unreadable: let generate say why
             return PARTIAL
@@ -299,17 +300,20 @@ class Command(Stage):
         name: stage name.
         argv: the command; ``python`` and ``ecnn-pyg`` run in this interpreter's environment.
         stdout: file that receives the standard output (written as ``stdout.part`` and
-            renamed when the command has succeeded: the stage's completion marker).
+            renamed when the command has succeeded: the stage's completion marker, so a
+            command interrupted after writing its other outputs is not taken as done).
         outputs: other files the command writes (all must exist for the stage to be done).
         inputs: files the command reads.
         env: extra environment variables (e.g. ``OPENBLAS_NUM_THREADS``).
         note: one line for ``--list``.
     """
 
-    def __init__(self, name: str, argv: Sequence[str], stdout: Optional[str] = None,
+    def __init__(self, name: str, argv: Sequence[str], stdout: str,
                  outputs: Iterable[str] = (), inputs: Iterable[str] = (),
                  env: Optional[Mapping[str, str]] = None, note: str = ""):
         super().__init__(name, note)
+        if not stdout:
+            raise ValueError(f"stage {name}: a command needs a stdout file (its completion marker)")
         self._argv = list(argv)
         self.stdout = stdout
         self._outputs = list(outputs)
@@ -322,30 +326,24 @@ class Command(Stage):
     def describe(self) -> str:
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
         cmd = super().describe()
-        out = f" > {shlex.quote(self.stdout)}" if self.stdout else ""
-        return (env + " " if env else "") + cmd + out
+        return (env + " " if env else "") + cmd + f" > {shlex.quote(self.stdout)}"
 
     def inputs(self) -> List[str]:
         return list(self._inputs)
 
     def outputs(self) -> List[str]:
-        return ([self.stdout] if self.stdout else []) + list(self._outputs)
+        return [self.stdout] + list(self._outputs)
 
     def status(self) -> str:
         files = [ROOT / p for p in self.outputs()]
-        if files and all(p.exists() for p in files):
+        if all(p.exists() for p in files):
             return DONE
-        started = any(p.exists() for p in files)
-        if self.stdout and (ROOT / (self.stdout + ".part")).exists():
-            started = True
+        started = any(p.exists() for p in files) or (ROOT / (self.stdout + ".part")).exists()
         return PARTIAL if started else TODO
 
     def run(self) -> None:
         for p in self._outputs:
             (ROOT / p).parent.mkdir(parents=True, exist_ok=True)
-        if not self.stdout:
-            _call(self._argv, env=self.env)
-            return
         out = ROOT / self.stdout
         out.parent.mkdir(parents=True, exist_ok=True)
         part = out.with_name(out.name + ".part")
