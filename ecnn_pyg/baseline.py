@@ -97,7 +97,7 @@ class DescriptorTables:
 
 def descriptor_tables(lattice="square", radius2: float = 26.0,
                       pair_radius2: float = 9.0) -> DescriptorTables:
-    """Neighbour offsets, symmetry shells, pair and chirality slots of a lattice.
+    r"""Neighbour offsets, symmetry shells, pair and chirality slots of a lattice.
 
     Args:
         lattice: a 2D one-site-per-cell lattice (a :class:`~ecnn_pyg.Lattice`,
@@ -275,7 +275,7 @@ class IFNN(ConfigurableModel, torch.nn.Module):
                 raise ModelInputError(f"the IFNN needs the graph's '{key}' (use lattice_graph)")
 
     def descriptors(self, data, spin: Tensor) -> Tensor:
-        """``(N, 554)`` invariant descriptors (bond dot products, then chiralities).
+        r"""``(N, 554)`` invariant descriptors (bond dot products, then chiralities).
 
         Args:
             data: graph (``Data`` or ``Batch``) of :func:`~ecnn_pyg.lattice_graph`.

@@ -70,11 +70,11 @@ Scalar = Union[float, int, Sequence[float], np.ndarray, torch.Tensor]
 
 # ----------------------------------------------------------------- spin helpers
 def check_spins(spins, tol: Optional[float] = None, name: str = "spins") -> torch.Tensor:
-    """Check that ``spins`` is a floating tensor ``(N, 3)`` or ``(R, N, 3)`` of finite unit vectors.
+    r"""Check that ``spins`` is a floating tensor ``(N, 3)`` or ``(R, N, 3)`` of finite unit vectors.
 
     Args:
         spins: torch tensor (numpy arrays are accepted and converted).
-        tol: allowed deviation of :math:`|\\mathbf S|` from 1 (default ``1e-4`` for
+        tol: allowed deviation of :math:`|\mathbf S|` from 1 (default ``1e-4`` for
             float32 and lower precisions, ``1e-8`` for float64); ``float("inf")`` skips
             the norm check.
         name: how the spins are called in the error message.
@@ -286,11 +286,11 @@ def numpy_field_source(fn: Callable[[np.ndarray], np.ndarray]) -> FieldSource:
 
 def model_field_source(model: torch.nn.Module, graph, key: str = "field",
                        per_replica: bool = True) -> FieldSource:
-    """A neural model as a field source.
+    r"""A neural model as a field source.
 
     Assumed signature (duck-typed): ``model(graph, spins)`` with ``spins`` of
     shape ``(N, 3)`` returns a dict whose ``key`` entry (default ``"field"``) is
-    the electronic field :math:`-\\partial E/\\partial \\mathbf S`, shape ``(N, 3)``
+    the electronic field :math:`-\partial E/\partial \mathbf S`, shape ``(N, 3)``
     (as :class:`ecnn_pyg.nn` models do). The model may use autograd
     internally: it is called under :func:`torch.enable_grad`, and the field is
     detached (put the model in ``eval()`` mode so that it does not keep the

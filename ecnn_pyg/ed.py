@@ -115,7 +115,7 @@ def _boundary_bonds(graph):
 
 
 def _add_twist(h: np.ndarray, bonds, twist) -> None:
-    """Multiply the boundary bonds of ``h`` (in place) by :math:`e^{i\theta\cdot n}`."""
+    r"""Multiply the boundary bonds of ``h`` (in place) by :math:`e^{i\theta\cdot n}`."""
     rows, cols, amp, shift = bonds
     theta = np.asarray(twist, dtype=np.float64).reshape(-1)
     if shift.shape[1] != len(theta):
@@ -255,7 +255,7 @@ class KondoED:
 
     # ------------------------------------------------------------------ core
     def hamiltonian(self, spin: np.ndarray, sector: int = 0) -> np.ndarray:
-        """Single-particle matrix ``(2N, 2N)`` for one configuration ``(N, 3)``.
+        r"""Single-particle matrix ``(2N, 2N)`` for one configuration ``(N, 3)``.
 
         Args:
             spin: ``(N, 3)`` spins (not validated).
@@ -365,7 +365,7 @@ class KondoED:
         return e[0] if single else e
 
     def energy_field(self, spins) -> Tuple[np.ndarray, np.ndarray]:
-        """Energy ``(n,)`` and field ``B = -dE/dS`` ``(n, N, 3)`` of spin configurations.
+        r"""Energy ``(n,)`` and field ``B = -dE/dS`` ``(n, N, 3)`` of spin configurations.
 
         Args:
             spins: ``(N, 3)``, ``(n, N, 3)`` or with the sites as the supercell

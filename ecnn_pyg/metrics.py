@@ -47,7 +47,7 @@ def _rmse(a, b) -> float:
 
 
 def field_rmse(pred, target) -> float:
-    """RMSE over all field components.
+    r"""RMSE over all field components.
 
     Args:
         pred: predicted fields (torch or numpy).

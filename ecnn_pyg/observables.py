@@ -251,7 +251,7 @@ def _delaunay_triangles(graph) -> torch.Tensor:
 
 # ----------------------------------------------------------------- topology
 def solid_angles(spins, triangles) -> Union[torch.Tensor, np.ndarray]:
-    """Signed solid angle of every triangle (Berg-Lüscher, atan2 form), ``(T,)`` or ``(R, T)``.
+    r"""Signed solid angle of every triangle (Berg-Lüscher, atan2 form), ``(T,)`` or ``(R, T)``.
 
     Args:
         spins: ``(N, 3)`` or ``(R, N, 3)`` unit spins, torch or numpy.

@@ -99,10 +99,10 @@ def _call(model: Model, graph, spins: Tensor) -> Dict[str, Tensor]:
 
 def rotation_equivariance_error(model: Model, graph, spins: Tensor,
                                 rotation: Optional[Tensor] = None) -> Dict[str, float]:
-    """Global spin rotation :math:`\\mathbf S \\to R\\mathbf S`.
+    r"""Global spin rotation :math:`\mathbf S \to R\mathbf S`.
 
     Energies and local energies must be invariant, the field must rotate,
-    :math:`\\mathbf B(R\\mathbf S) = R\\,\\mathbf B(\\mathbf S)`.
+    :math:`\mathbf B(R\mathbf S) = R\,\mathbf B(\mathbf S)`.
 
     Args:
         model: callable ``model(graph, spins) -> dict`` (see module docstring).
@@ -331,7 +331,7 @@ def batch_error(model: Model, graphs: Sequence, spins: Sequence[Tensor]) -> Dict
 
 
 def time_reversal_error(model: Model, graph, spins: Tensor) -> Dict[str, float]:
-    """:math:`E(-\\mathbf S) = E(\\mathbf S)` and :math:`\\mathbf B(-\\mathbf S) = -\\mathbf B(\\mathbf S)`.
+    r""":math:`E(-\mathbf S) = E(\mathbf S)` and :math:`\mathbf B(-\mathbf S) = -\mathbf B(\mathbf S)`.
 
     Args:
         model: callable ``model(graph, spins) -> dict`` (see module docstring).

@@ -1,16 +1,22 @@
-"""The API reference is complete and of one style (issue 6: docstrings, readable with help()).
+r"""The API reference is complete and of one style (docstrings, readable with help()).
 
 Every public function and class of the package (the names in a module's
 ``__all__``; without ``__all__``, the functions and classes the module defines
 whose names do not start with ``_``) and every public method or property
 defined on those classes must have its own docstring, and no docstring may use
 the NumPy section underline (``Parameters`` / ``----------``): the package
-writes Google style (``Args:``, ``Returns:``, ``Raises:``).
+writes Google style (``Args:``, ``Returns:``, ``Raises:``). Every source file
+compiles without warnings (no invalid escape sequence such as ``\m`` in a
+non-raw string) and no docstring holds a control character (``\theta`` in a
+non-raw string is a tab followed by ``heta``): LaTeX goes in raw strings.
 """
+import ast
 import importlib
 import inspect
 import pkgutil
 import re
+import warnings
+from pathlib import Path
 
 import ecnn_pyg
 
@@ -127,3 +133,46 @@ def test_readable_with_help():
     import pydoc
     for name, obj in API.items():
         assert pydoc.render_doc(obj, renderer=pydoc.plaintext), name
+
+
+PACKAGE_DIR = Path(ecnn_pyg.__file__).resolve().parent
+SOURCES = sorted(PACKAGE_DIR.rglob("*.py"))
+
+
+def test_sources_found():
+    names = {p.relative_to(PACKAGE_DIR).as_posix() for p in SOURCES}
+    assert {"__init__.py", "lattice.py", "ed.py", "nn/__init__.py"} <= names
+
+
+def test_every_source_compiles_without_warnings():
+    # invalid escape sequences warn at compile time (DeprecationWarning up to
+    # Python 3.11, SyntaxWarning from 3.12); a cached .pyc hides them on import
+    bad = []
+    for path in SOURCES:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                compile(path.read_text(encoding="utf-8"), str(path), "exec", dont_inherit=True)
+            except (SyntaxError, SyntaxWarning, DeprecationWarning) as err:
+                bad.append(f"{path.relative_to(PACKAGE_DIR)}:{getattr(err, 'lineno', '?')}: {err}")
+    assert not bad, "use raw strings (r\"\"\"...\"\"\") for backslashes:\n" + "\n".join(bad)
+
+
+#: characters that a LaTeX command becomes in a non-raw string: \a \b \f \r \t \v
+CONTROL = re.compile("[\x07\x08\x0b\x0c\r\t]")
+
+
+def test_no_control_characters_in_docstrings():
+    bad = []
+    for path in SOURCES:
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                                 ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node, clean=False)
+                if doc and CONTROL.search(doc):
+                    line = getattr(node, "lineno", 1)
+                    bad.append(f"{path.relative_to(PACKAGE_DIR)}:{line} "
+                               f"({getattr(node, 'name', 'module')}): {CONTROL.search(doc)!r}")
+    assert not bad, ("docstrings with control characters (a LaTeX \\theta, \\tau, \\frac ... "
+                     "in a non-raw string):\n" + "\n".join(bad))
