@@ -97,7 +97,7 @@ def field_source(cfg: Mapping, graph) -> Callable:
     if cfg["source"] == "model":
         if not cfg["model"]:
             raise ValueError("source 'model' needs model: a pretrained name or checkpoint path")
-        from .checkpoint import load_model        # the training package's loader
+        from .pretrained import load_model        # a shipped name or a checkpoint path
         from .dynamics import model_field_source
         model = load_model(cfg["model"]).to(cfg["device"]).eval()
         return model_field_source(model, graph)
