@@ -3,7 +3,7 @@
 Runs every stage of the reproduction in order, from the repository root, skipping the
 stages already done and continuing an interrupted one (README.md of this folder):
 
-    python experiments/square_fig3/run.py             # everything (about 3.5 h on 2 cores)
+    python experiments/square_fig3/run.py             # everything (about 3 h on 2 cores)
     python experiments/square_fig3/run.py --list      # stages and their status
     python experiments/square_fig3/run.py --dry-run   # the commands still to run
     python experiments/square_fig3/run.py --until eval_ecnn_val
