@@ -18,6 +18,8 @@ import re
 import warnings
 from pathlib import Path
 
+import pytest
+
 import ecnn_pyg
 
 #: modules not imported: ``python -m ecnn_pyg.cli`` runs the CLI on import
@@ -176,3 +178,13 @@ def test_no_control_characters_in_docstrings():
                                f"({getattr(node, 'name', 'module')}): {CONTROL.search(doc)!r}")
     assert not bad, ("docstrings with control characters (a LaTeX \\theta, \\tau, \\frac ... "
                      "in a non-raw string):\n" + "\n".join(bad))
+
+
+def test_own_deprecations_are_errors_in_the_test_run():
+    # setup.cfg's filterwarnings: a DeprecationWarning raised from package code
+    # fails the test run, a third-party one does not
+    with pytest.raises(DeprecationWarning):
+        warnings.warn_explicit("old name", DeprecationWarning, "x.py", 1, module="ecnn_pyg.simulate")
+    with pytest.raises(SyntaxWarning):
+        warnings.warn_explicit("bad escape", SyntaxWarning, "x.py", 1, module="ecnn_pyg.ed")
+    warnings.warn_explicit("old torch API", DeprecationWarning, "x.py", 1, module="torch.jit")
