@@ -7,13 +7,13 @@
 * :mod:`ecnn_pyg.dynamics`, :mod:`ecnn_pyg.observables`, :mod:`ecnn_pyg.plot`:
   stochastic LLG, topological charge and structure factor, pictures;
 * :mod:`ecnn_pyg.pretrained`: the shipped models (``square-paper``, ``triangular-paper``);
-* :mod:`ecnn_pyg.runtime`: glibc keeps freed memory for reuse (half the time of a
-  576 x 576 evaluation on CPU); ``ECNN_PYG_MALLOC=system`` leaves the allocator alone.
+* :mod:`ecnn_pyg.runtime`: an opt-in process setting,
+  :func:`ecnn_pyg.runtime.keep_freed_memory` (glibc keeps freed memory for
+  reuse: half the time of a 576 x 576 evaluation on CPU). Importing the
+  package changes nothing in the process; the ``ecnn-pyg`` command line and
+  the benchmarks call it.
 """
 __version__ = "0.1.0"
-
-from . import runtime
-runtime.keep_freed_memory()     # 2x faster large CPU evaluations; ECNN_PYG_MALLOC=system: off
 
 from .lattice import Bond, Lattice, LatticeError, available_lattices, load_lattice
 from .graph import (lattice_graph, from_networkx, to_networkx, site_permutation,
@@ -22,10 +22,10 @@ from .spins import SpinError
 from .ed import KondoED
 from .datasets import SpinDataset
 from .nn import ECNN
-from . import dynamics, nn, observables, pretrained, testing
+from . import dynamics, nn, observables, pretrained, runtime, testing
 
 __all__ = ["__version__", "Bond", "Lattice", "LatticeError", "available_lattices",
            "load_lattice", "lattice_graph", "from_networkx", "to_networkx",
            "site_permutation", "translation_permutation", "rotation_permutations",
            "SpinError", "KondoED", "SpinDataset", "ECNN", "dynamics", "nn", "observables",
-           "pretrained", "testing"]
+           "pretrained", "runtime", "testing"]

@@ -1,4 +1,12 @@
-"""Process settings that make large CPU evaluations fast: glibc's allocator.
+"""Opt-in process settings that make large CPU evaluations fast: glibc's allocator.
+
+Nothing here runs on ``import ecnn_pyg``: a library does not change the
+process it is imported into. The ``ecnn-pyg`` command line and the benchmark
+scripts call :func:`keep_freed_memory` at start-up; a script or notebook that
+evaluates large supercells on CPU may call it too::
+
+    import ecnn_pyg.runtime
+    ecnn_pyg.runtime.keep_freed_memory()     # before the first large evaluation
 
 A 576 x 576 evaluation allocates and frees tensors of tens to hundreds of MB
 many times per call. glibc serves each of them with a fresh ``mmap`` and
@@ -12,10 +20,10 @@ allocations (``M_MMAP_MAX = 0``), no trimming of the heap below 2 GB of free
 top (``M_TRIM_THRESHOLD``), and a 256 MB growth step (``M_TOP_PAD``). Freed
 tensor memory then stays in the process and is reused; the peak resident
 memory is what the computation needs (+7% at 576 x 576), but it is not given
-back to the system until the process ends. ``import ecnn_pyg`` applies it on
-Linux with glibc unless the environment sets ``ECNN_PYG_MALLOC=system``; the
-environment variables of glibc (``MALLOC_MMAP_MAX_`` ...) still take
-precedence when set, as they are read first.
+back to the system until the process ends. It applies on Linux with glibc
+unless the environment sets ``ECNN_PYG_MALLOC=system``; the environment
+variables of glibc (``MALLOC_MMAP_MAX_`` ...) still take precedence when set,
+as they are read first.
 """
 from __future__ import annotations
 
@@ -30,7 +38,12 @@ _tuned = False
 
 
 def keep_freed_memory() -> bool:
-    """Make glibc keep and reuse freed memory (see the module docstring).
+    """Make glibc keep and reuse freed memory for the rest of the process (opt-in).
+
+    Call it once, early, in a program that evaluates large supercells on CPU
+    (the ``ecnn-pyg`` command does); it affects the whole process, so a
+    library should not call it on a user's behalf. See the module docstring
+    for what it sets and what it costs.
 
     Returns:
         ``True`` if the settings were applied, ``False`` where they do not
@@ -58,5 +71,9 @@ def keep_freed_memory() -> bool:
 
 
 def allocator_tuned() -> bool:
-    """Whether :func:`keep_freed_memory` is in effect in this process."""
+    """Whether :func:`keep_freed_memory` is in effect in this process.
+
+    Returns:
+        ``True`` once :func:`keep_freed_memory` has applied the settings.
+    """
     return _tuned

@@ -66,6 +66,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         The exit status: the command's (0 on success), 0 when no command is
         given (the help is printed), 2 for bad input.
     """
+    from ..runtime import keep_freed_memory
+    keep_freed_memory()     # the command line opts in (ECNN_PYG_MALLOC=system: off)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
