@@ -143,7 +143,9 @@ def parity_plot(pred, target, path, title: str = "", max_points: int = 400_000, 
     """Predicted vs exact field components, coloured by point density (as the paper's Fig. 3).
 
     Each point is coloured by the count of its cell in a ``bins`` x ``bins``
-    2D histogram (cheap density estimate), densest drawn last.
+    2D histogram (cheap density estimate), densest drawn last. The figure is
+    drawn on its own Agg canvas (object API, as :mod:`ecnn_pyg.plot`): pyplot's
+    backend and its open figures are left alone.
 
     Args:
         pred: predicted field components (any shape, flattened).
@@ -155,13 +157,19 @@ def parity_plot(pred, target, path, title: str = "", max_points: int = 400_000, 
 
     Returns:
         ``path``.
+
+    Raises:
+        ValueError: if ``pred`` and ``target`` differ in size or are empty.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure
     x = np.asarray(target, dtype=float).reshape(-1)
     y = np.asarray(pred, dtype=float).reshape(-1)
+    if x.size != y.size or x.size == 0:
+        raise ValueError(f"parity_plot needs pred and target of the same, non-zero size; got "
+                         f"{y.size} predicted and {x.size} exact components")
+    rmse = float(np.sqrt(np.mean((y - x) ** 2)))
     if x.size > max_points:
         sel = np.random.default_rng(0).choice(x.size, max_points, replace=False)
         x, y = x[sel], y[sel]
@@ -173,7 +181,9 @@ def parity_plot(pred, target, path, title: str = "", max_points: int = 400_000, 
     iy = np.clip(np.searchsorted(ye, y) - 1, 0, bins - 1)
     dens = h[ix, iy]
     order = np.argsort(dens)
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig = Figure(figsize=(5, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
     sc = ax.scatter(x[order], y[order], c=dens[order], s=2, cmap="viridis",
                     norm=LogNorm(vmin=1, vmax=max(dens.max(), 2)), rasterized=True)
     ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
@@ -182,10 +192,8 @@ def parity_plot(pred, target, path, title: str = "", max_points: int = 400_000, 
     ax.set_aspect("equal")
     ax.set_xlabel("exact field component (ED)")
     ax.set_ylabel("predicted field component")
-    rmse = float(np.sqrt(np.mean((np.asarray(pred) - np.asarray(target)) ** 2)))
     ax.set_title(title or f"RMSE(B) = {rmse:.4f}", fontsize=10)
     fig.colorbar(sc, ax=ax, label="points per bin")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
-    plt.close(fig)
     return path

@@ -76,3 +76,24 @@ def test_import_is_headless_and_leaves_the_backend_alone():
             "matplotlib.use('svg'); import ecnn_pyg.plot; "
             "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_parity_plot_leaves_pyplot_alone(tmp_path):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from ecnn_pyg.metrics import parity_plot
+    before = matplotlib.get_backend()
+    try:
+        plt.switch_backend("svg")           # a user's backend, not Agg
+        open_figs = plt.get_fignums()
+        rng = np.random.default_rng(0)
+        exact = rng.normal(size=(50, 3))
+        out = parity_plot(exact + 0.01 * rng.normal(size=(50, 3)), exact, tmp_path / "p.png")
+        _png(out)
+        assert matplotlib.get_backend() == "svg"
+        assert plt.get_fignums() == open_figs     # no pyplot figure made or left open
+        with pytest.raises(ValueError, match="same, non-zero size.*4 predicted and 6 exact"):
+            parity_plot(np.zeros(4), np.zeros(6), tmp_path / "q.png")
+    finally:
+        plt.switch_backend(before)
