@@ -55,7 +55,8 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .spins import SpinError  # one error class for bad spins, numpy or torch
+# the package's one spin validation helper and random sampler, re-exported here
+from .spins import SpinError, check_spins, random_spins
 
 __all__ = ["SpinError", "check_spins", "normalize", "random_spins", "llg_rhs",
            "SpinSystem", "numpy_field_source", "model_field_source", "suggest_timestep",
@@ -66,61 +67,10 @@ FieldSource = Callable[[torch.Tensor], torch.Tensor]
 Scalar = Union[float, int, Sequence[float], np.ndarray, torch.Tensor]
 
 
-
-
 # ----------------------------------------------------------------- spin helpers
-def check_spins(spins, tol: Optional[float] = None, name: str = "spins") -> torch.Tensor:
-    r"""Check that ``spins`` is a floating tensor ``(N, 3)`` or ``(R, N, 3)`` of finite unit vectors.
-
-    Args:
-        spins: torch tensor (numpy arrays are accepted and converted).
-        tol: allowed deviation of :math:`|\mathbf S|` from 1 (default ``1e-4`` for
-            float32 and lower precisions, ``1e-8`` for float64); ``float("inf")`` skips
-            the norm check.
-        name: how the spins are called in the error message.
-
-    Returns:
-        the spins as a tensor. Raises :class:`SpinError` with a message saying
-        what is wrong.
-    """
-    if isinstance(spins, np.ndarray):
-        spins = torch.from_numpy(spins)
-    if not isinstance(spins, torch.Tensor):
-        raise SpinError(f"{name} must be a torch tensor of shape (N, 3) or (R, N, 3), "
-                        f"got {type(spins).__name__}")
-    if spins.ndim not in (2, 3) or spins.shape[-1] != 3:
-        raise SpinError(f"{name} must have shape (N, 3) or (R, N, 3) (replicas, sites, "
-                        f"components), got {tuple(spins.shape)}")
-    if not spins.is_floating_point():
-        raise SpinError(f"{name} must be a floating tensor (float32 or float64), got {spins.dtype}")
-    if spins.numel() == 0:
-        raise SpinError(f"{name} is empty (shape {tuple(spins.shape)})")
-    if not bool(torch.isfinite(spins).all()):
-        raise SpinError(f"{name} contain NaN or infinite values")
-    if tol is None:
-        tol = 1e-8 if spins.dtype == torch.float64 else 1e-4
-    if math.isfinite(tol):
-        dev = float((spins.norm(dim=-1) - 1).abs().max())
-        if dev > tol:
-            raise SpinError(f"{name} must be unit vectors: max | |S| - 1 | = {dev:.3g} exceeds "
-                            f"the tolerance {tol:.1g} (use ecnn_pyg.dynamics.normalize)")
-    return spins
-
-
 def normalize(spins: torch.Tensor) -> torch.Tensor:
     """Spins divided by their length (last axis)."""
     return spins / spins.norm(dim=-1, keepdim=True)
-
-
-def random_spins(n_sites: int, n_replicas: Optional[int] = None, *, seed: Optional[int] = None,
-                 generator: Optional[torch.Generator] = None, dtype=torch.float64,
-                 device=None) -> torch.Tensor:
-    """Uniformly random unit spins, ``(n_sites, 3)`` or ``(n_replicas, n_sites, 3)``."""
-    shape = (n_sites, 3) if n_replicas is None else (n_replicas, n_sites, 3)
-    if generator is None and seed is not None:
-        generator = torch.Generator(device=device or "cpu").manual_seed(int(seed))
-    x = torch.randn(shape, generator=generator, dtype=dtype, device=device)
-    return normalize(x)
 
 
 def llg_rhs(spins: torch.Tensor, field: torch.Tensor, alpha=0.0) -> torch.Tensor:

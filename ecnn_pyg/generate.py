@@ -18,7 +18,7 @@ from .datasets import H5Writer, read_meta, terminate_as_interrupt
 from .ed import KondoED
 from .graph import lattice_graph
 from .lattice import load_lattice
-from .spins import random_spins
+from .spins import as_spin_batch, random_spins
 
 __all__ = ["GENERATE_SCHEMA", "SAMPLERS", "DEFAULT_CONFIG", "generate", "build_solver"]
 
@@ -51,7 +51,7 @@ DEFAULT_CONFIG = {
 
 
 def _uniform(n_sites: int, rng: np.random.Generator) -> np.ndarray:
-    return random_spins(n_sites, rng)
+    return random_spins(n_sites, generator=rng)
 
 
 #: sampler name -> function(n_sites, rng) -> (n_sites, 3) spins
@@ -88,16 +88,16 @@ def spins_from_file(path: Union[str, Path], n_sites: int,
     path = Path(path)
     sel = parse_slice(snapshots)
     if path.suffix == ".npy":
-        from .spins import as_spin_batch
         return as_spin_batch(np.load(path, allow_pickle=False), n_sites, normalize=True)[0][sel]
     from .simulate import read_runs
     runs = read_runs(path)
     if not runs:
         raise ValueError(f"trajectory file '{path}' holds no runs")
-    spins = np.concatenate([r["spin"][sel] for r in runs]).astype(np.float64)
-    if spins.shape[1] != n_sites:
-        raise ValueError(f"'{path}' holds spins of {spins.shape[1]} sites, the lattice has {n_sites}")
-    return spins / np.linalg.norm(spins, axis=-1, keepdims=True)   # float32 snapshots
+    spins = np.concatenate([r["spin"][sel] for r in runs])
+    if spins.ndim != 3 or spins.shape[1] != n_sites:
+        raise ValueError(f"'{path}' holds spins of shape {spins.shape[1:]}, the lattice has "
+                         f"{n_sites} sites")
+    return as_spin_batch(spins, n_sites, normalize=True)[0]     # float32 snapshots, renormalized
 
 
 def build_solver(cfg: Mapping):

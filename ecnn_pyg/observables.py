@@ -1,7 +1,7 @@
 r"""Observables of spin configurations: magnetization, topological charge, S(q).
 
 Spins are ``(N, 3)`` or ``(R, N, 3)`` (replicas), torch tensors or numpy
-arrays, finite unit vectors (to 1e-3; :class:`~ecnn_pyg.dynamics.SpinError`
+arrays, finite unit vectors (to 1e-3; :class:`~ecnn_pyg.spins.SpinError`
 otherwise); results come back as the same kind (a leading replica axis is
 kept). For repeated measurements on one lattice, compute
 ``tri = triangulation(graph)`` once and pass ``tri`` in place of the graph.
@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from . import keys as K
-from .dynamics import SpinError, check_spins
+from .spins import check_spins
 
 __all__ = ["magnetization", "triangulation", "solid_angles", "topological_charge",
            "charge_density", "skyrmion_number", "scalar_chirality", "structure_factor",
@@ -58,10 +58,8 @@ TRIPLE_Q_CELL_SITES = 48
 def _spins(spins, graph=None, tol: float = 1e-3) -> Tuple[torch.Tensor, bool]:
     """Validated torch spins and whether the input was numpy."""
     is_np = isinstance(spins, np.ndarray)
-    s = check_spins(torch.from_numpy(spins) if is_np else spins, tol=tol)
-    if graph is not None and hasattr(graph, "num_nodes") and s.shape[-2] != graph.num_nodes:
-        raise SpinError(f"spins have {s.shape[-2]} sites but the graph has {graph.num_nodes}")
-    return s, is_np
+    n_sites = graph.num_nodes if graph is not None and hasattr(graph, "num_nodes") else None
+    return check_spins(spins, tol=tol, n_sites=n_sites), is_np
 
 
 def _out(x: torch.Tensor, is_np: bool):

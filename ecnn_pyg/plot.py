@@ -9,6 +9,7 @@ returned).
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -20,6 +21,7 @@ from matplotlib.tri import Triangulation
 
 from . import keys as K
 from .observables import charge_density, structure_factor
+from .spins import SpinError, check_spins
 
 __all__ = ["spin_texture", "charge_density_map", "structure_factor_map", "phase_diagram"]
 
@@ -33,14 +35,13 @@ def _np(x) -> np.ndarray:
 
 
 def _single(spins, name="spins") -> np.ndarray:
+    """One configuration ``(N, 3)`` of finite spins (any length) as float64 numpy."""
     s = _np(spins)
     if s.ndim == 3 and s.shape[0] == 1:
         s = s[0]
     if s.ndim != 2 or s.shape[1] != 3:
-        raise ValueError(f"{name} must have shape (N, 3) (one configuration), got {s.shape}")
-    if not np.isfinite(s).all():
-        raise ValueError(f"{name} contain NaN or infinite values")
-    return s
+        raise SpinError(f"{name} must have shape (N, 3) (one configuration), got {s.shape}")
+    return check_spins(s, tol=math.inf, name=name).numpy()
 
 
 def _positions(graph, n: int) -> np.ndarray:

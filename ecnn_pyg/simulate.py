@@ -116,7 +116,7 @@ def _initial(cfg, graph):
     n_sites = graph.num_nodes
     init = cfg["initial"]
     if init == "random":
-        return lambda r: random_spins(n_sites, np.random.default_rng([cfg["seed"], r]))
+        return lambda r: random_spins(n_sites, generator=np.random.default_rng([cfg["seed"], r]))
     if init == "ferro":
         spins = ferromagnet(n_sites)
     elif init == "triple-q":

@@ -1,19 +1,97 @@
-"""Spin configurations: validation, reshaping and random sampling.
+"""Spin configurations: the one validation helper, reshaping and random sampling.
 
 Spin arrays are ``(n_samples, n_sites, 3)``; for an ``L1 x L2`` supercell
 ``(n_samples, L1, L2, 3)`` is the same data reshaped (site ``i1 * L2 + i2``).
+Every part of the package checks spins here: :func:`check_spins` for torch
+tensors ``(N, 3)`` / ``(R, N, 3)`` (dynamics, observables, plots) and
+:func:`as_spin_batch` for numpy batches (exact diagonalization, data
+generation); both raise :class:`SpinError` with the same messages.
+:func:`random_spins` is the package's one sampler of random unit spins.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 
-__all__ = ["SpinError", "as_spin_batch", "random_spins", "ferromagnet", "triple_q"]
+__all__ = ["SpinError", "check_spins", "as_spin_batch", "random_spins", "ferromagnet",
+           "triple_q"]
 
 
 class SpinError(ValueError):
     """Spins of the wrong shape, not finite or not of unit length."""
+
+
+def _check_values(s, tol: float, name: str, normalize: bool = False):
+    """Finite, unit-length spins ``(..., 3)`` (numpy or torch); errors name the first bad spin.
+
+    Returns ``s``, divided by its lengths when ``normalize`` (then ``tol`` is not used).
+    """
+    xp_torch = isinstance(s, torch.Tensor)
+
+    def where(mask):
+        idx = (torch.nonzero(mask)[0].tolist() if xp_torch else np.argwhere(mask)[0].tolist())
+        return (f"sample {idx[0]}, site {idx[1]}" if len(idx) == 2 else f"site {idx[0]}") \
+            if idx else "the spin"
+
+    finite = torch.isfinite(s).all(dim=-1) if xp_torch else np.isfinite(s).all(axis=-1)
+    if not bool(finite.all()):
+        raise SpinError(f"{name} contain NaN or inf ({where(~finite)})")
+    norm = s.norm(dim=-1) if xp_torch else np.linalg.norm(s, axis=-1)
+    if normalize:
+        if bool((norm == 0).any()):
+            raise SpinError(f"{name}: a spin of zero length ({where(norm == 0)}) cannot be "
+                            "normalized")
+        return s / norm[..., None]
+    if math.isfinite(tol):
+        dev = (norm - 1).abs() if xp_torch else np.abs(norm - 1)
+        if bool((dev > tol).any()):
+            worst = dev == dev.max()
+            value = float(norm[worst].reshape(-1)[0])
+            raise SpinError(f"{name} must be unit vectors (|S| = 1 within {tol:.1g}); "
+                            f"{where(worst)} has |S| = {value:.6g} (normalize them first)")
+    return s
+
+
+def check_spins(spins, tol: Optional[float] = None, name: str = "spins",
+                n_sites: Optional[int] = None) -> torch.Tensor:
+    r"""Check that ``spins`` is a floating tensor ``(N, 3)`` or ``(R, N, 3)`` of finite unit vectors.
+
+    Args:
+        spins: torch tensor (numpy arrays are accepted and converted).
+        tol: allowed deviation of :math:`|\mathbf S|` from 1 (default ``1e-4`` for
+            float32 and lower precisions, ``1e-8`` for float64); ``float("inf")`` skips
+            the norm check.
+        name: how the spins are called in the error message.
+        n_sites: the number of sites ``N`` the spins must have (``None``: any).
+
+    Returns:
+        The spins as a tensor (the input itself when it is one).
+
+    Raises:
+        SpinError: saying what is wrong: not a tensor, the shape, an integer
+            dtype, empty, NaN/inf, a spin of the wrong length (with its index),
+            or the wrong number of sites.
+    """
+    if isinstance(spins, np.ndarray):
+        spins = torch.from_numpy(spins)
+    if not isinstance(spins, torch.Tensor):
+        raise SpinError(f"{name} must be a torch tensor of shape (N, 3) or (R, N, 3), "
+                        f"got {type(spins).__name__}")
+    if spins.ndim not in (2, 3) or spins.shape[-1] != 3:
+        raise SpinError(f"{name} must have shape (N, 3) or (R, N, 3) (replicas, sites, "
+                        f"components), got {tuple(spins.shape)}")
+    if not spins.is_floating_point():
+        raise SpinError(f"{name} must be a floating tensor (float32 or float64), got {spins.dtype}")
+    if spins.numel() == 0:
+        raise SpinError(f"{name} is empty (shape {tuple(spins.shape)})")
+    if n_sites is not None and spins.shape[-2] != n_sites:
+        raise SpinError(f"{name} have {spins.shape[-2]} sites but the graph has {n_sites}")
+    if tol is None:
+        tol = 1e-8 if spins.dtype == torch.float64 else 1e-4
+    return _check_values(spins, tol, name)
 
 
 def as_spin_batch(spins, n_sites: int, lattice_shape: Optional[Sequence[int]] = None,
@@ -25,7 +103,7 @@ def as_spin_batch(spins, n_sites: int, lattice_shape: Optional[Sequence[int]] = 
     ``(L1, L2, 3)`` or ``(n, L1, L2, 3)``).
 
     Args:
-        spins: array-like of spins.
+        spins: array-like of spins (numpy, torch or nested lists).
         n_sites: number of sites of the lattice.
         lattice_shape: supercell shape whose product is ``n_sites`` (optional).
         tol: allowed deviation of ``|S|`` from 1.
@@ -36,9 +114,16 @@ def as_spin_batch(spins, n_sites: int, lattice_shape: Optional[Sequence[int]] = 
         configuration was given.
 
     Raises:
-        SpinError: with the expected shape, or the offending site, in the message.
+        SpinError: with the expected shape, or the offending sample and site, in
+            the message.
     """
-    s = np.asarray(spins, dtype=np.float64)
+    if isinstance(spins, torch.Tensor):
+        spins = spins.detach().cpu().numpy()
+    try:
+        s = np.asarray(spins, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise SpinError(f"spins must be an array of numbers, got {type(spins).__name__}: "
+                        f"{err}") from err
     expected = f"(n_sites={n_sites}, 3) or (n_samples, {n_sites}, 3)"
     shapes = [(n_sites,)]
     if lattice_shape is not None and tuple(lattice_shape) != (n_sites,):
@@ -57,36 +142,79 @@ def as_spin_batch(spins, n_sites: int, lattice_shape: Optional[Sequence[int]] = 
         raise SpinError(f"spins of shape {s.shape} do not fit a lattice of {n_sites} sites: "
                         f"expected {expected}")
     s = s.reshape(-1, n_sites, 3)
-    bad = ~np.isfinite(s).all(axis=-1)
-    if bad.any():
-        n, i = np.argwhere(bad)[0]
-        raise SpinError(f"spins contain NaN or inf (sample {n}, site {i})")
-    norm = np.linalg.norm(s, axis=-1)
-    if normalize:
-        if (norm == 0).any():
-            raise SpinError("a spin of zero length cannot be normalized")
-        s = s / norm[..., None]
-    elif np.abs(norm - 1).max() > tol:
-        n, i = np.unravel_index(np.argmax(np.abs(norm - 1)), norm.shape)
-        raise SpinError(f"spins must be unit vectors (|S| = 1 within {tol}); sample {n} site {i} "
-                        f"has |S| = {norm[n, i]:.6g}")
-    return s, single
+    return _check_values(s, tol, "spins", normalize=normalize), single
 
 
-def random_spins(n_sites: int, rng: np.random.Generator, n: Optional[int] = None) -> np.ndarray:
-    """Spins drawn uniformly on the unit sphere.
+def random_spins(n_sites: int, n_replicas=None, generator=None, *, seed: Optional[int] = None,
+                 dtype=None, device=None, n: Optional[int] = None):
+    """Spins drawn independently and uniformly on the unit sphere.
+
+    Two kinds of random source, each reproducible from its seed:
+
+    * torch (default): a tensor drawn with :func:`torch.randn` from ``generator``
+      (a :class:`torch.Generator`), from a new generator seeded with ``seed``,
+      or from torch's global generator, in ``dtype`` (default float64) on
+      ``device``;
+    * numpy: with ``generator`` a :class:`numpy.random.Generator`, a float64
+      numpy array drawn with ``generator.standard_normal`` (data generation
+      and the simulation's random starts use this form).
+
+    The short call forms of earlier versions keep working:
+    ``random_spins(n_sites, rng)`` / ``random_spins(n_sites, rng, n=k)`` (numpy)
+    and ``random_spins(n, dtype, generator)`` (torch).
 
     Args:
         n_sites: number of sites.
-        rng: random generator.
-        n: number of configurations; ``None`` for a single one.
+        n_replicas: number of configurations (replicas or samples); ``None``
+            for a single one. A random generator or a torch dtype given here is
+            taken as ``generator`` or ``dtype`` (the short call forms).
+        generator: a :class:`torch.Generator` or a :class:`numpy.random.Generator`.
+        seed: seed of a new torch generator (torch draws only; not with ``generator``).
+        dtype: torch floating dtype of the result (torch draws only).
+        device: torch device of the result (torch draws only).
+        n: former name of ``n_replicas``.
 
     Returns:
-        ``(n_sites, 3)`` if ``n`` is ``None``, else ``(n, n_sites, 3)``.
+        ``(n_sites, 3)``, or ``(n_replicas, n_sites, 3)``: a torch tensor, or a
+        float64 numpy array for a numpy generator.
+
+    Raises:
+        ValueError: if a count is not a positive integer, both ``seed`` and
+            ``generator`` are given, or ``dtype``/``device`` come with a numpy
+            generator.
     """
-    shape = (n_sites, 3) if n is None else (n, n_sites, 3)
-    v = rng.standard_normal(shape)
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+    if isinstance(n_replicas, (np.random.Generator, torch.Generator)):
+        if generator is not None:
+            raise ValueError("random_spins: the generator is given twice")
+        n_replicas, generator = None, n_replicas
+    elif isinstance(n_replicas, torch.dtype):
+        if dtype is not None:
+            raise ValueError("random_spins: the dtype is given twice")
+        n_replicas, dtype = None, n_replicas
+    if n is not None:
+        if n_replicas is not None:
+            raise ValueError("random_spins: give n_replicas or its former name n, not both")
+        n_replicas = n
+    for label, value in (("n_sites", n_sites), ("n_replicas", n_replicas)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                  or value < 1):
+            raise ValueError(f"random_spins: {label} must be a positive integer, got {value!r}")
+    shape = (int(n_sites), 3) if n_replicas is None else (int(n_replicas), int(n_sites), 3)
+    if seed is not None and generator is not None:
+        raise ValueError("random_spins: give a seed or a generator, not both")
+    if isinstance(generator, np.random.Generator):
+        if dtype is not None or device is not None:
+            raise ValueError("random_spins: dtype and device are for torch draws; a numpy "
+                             "generator gives float64 numpy arrays (convert with torch.from_numpy)")
+        v = generator.standard_normal(shape)
+        return v / np.linalg.norm(v, axis=-1, keepdims=True)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"random_spins: generator must be a torch.Generator or a "
+                         f"numpy.random.Generator, got {type(generator).__name__}")
+    if seed is not None:
+        generator = torch.Generator(device=device or "cpu").manual_seed(int(seed))
+    x = torch.randn(shape, generator=generator, dtype=dtype or torch.float64, device=device)
+    return x / x.norm(dim=-1, keepdim=True)
 
 
 def ferromagnet(n_sites: int, direction=(0.0, 0.0, 1.0)) -> np.ndarray:

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from . import keys as K
 from .graph import rotation_permutations, translation_permutation
+from .spins import random_spins     # re-exported: random_spins(n, dtype, generator) works
 
 __all__ = ["random_spins", "random_rotation", "default_tolerance", "relative_error",
            "rotation_equivariance_error", "assert_rotation_equivariant",
@@ -25,23 +26,6 @@ __all__ = ["random_spins", "random_rotation", "default_tolerance", "relative_err
            "batch_error", "time_reversal_error"]
 
 Model = Callable[..., Dict[str, Tensor]]
-
-
-def random_spins(n: int, dtype=torch.float64, generator: Optional[torch.Generator] = None,
-                 device=None) -> Tensor:
-    """``(n, 3)`` independent uniformly random unit spins.
-
-    Args:
-        n: number of spins.
-        dtype: floating dtype.
-        generator: optional torch random generator.
-        device: device of the result (default: CPU).
-
-    Returns:
-        ``(n, 3)`` tensor of unit vectors.
-    """
-    s = torch.randn(n, 3, dtype=dtype, generator=generator)
-    return torch.nn.functional.normalize(s, dim=1).to(device)
 
 
 def random_rotation(dtype=torch.float64, generator: Optional[torch.Generator] = None) -> Tensor:

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -186,6 +187,7 @@ def test_cli_generate_and_help(tmp_path, capsys):
 def test_paper_config_is_valid():
     from ecnn_pyg.config import load_config
     from ecnn_pyg.generate import GENERATE_SCHEMA
-    cfg = load_config("configs/square_paper.yaml", GENERATE_SCHEMA)
+    repo = Path(__file__).resolve().parent.parent
+    cfg = load_config(repo / "experiments" / "square_fig3" / "01_generate.yaml", GENERATE_SCHEMA)
     assert cfg["electrons"] == 864 and cfg["size"] == [30, 30] and cfg["J"] == 7.0
     assert cfg["splits"] == {"train": 100, "val": 50}
