@@ -1,7 +1,7 @@
 r"""Stochastic Landau-Lifshitz-Gilbert dynamics of classical unit spins.
 
-The equation of motion (BRIEF section 5; :math:`\hbar = 1`, time in units of
-:math:`1/t_1`) in Gilbert form, written explicitly:
+The equation of motion (``docs/conventions.md``, "Dynamics"; :math:`\hbar = 1`,
+time in units of :math:`1/t_1`) in Gilbert form, written explicitly:
 
 .. math::
 
@@ -150,8 +150,8 @@ class SpinSystem:
     r"""A field source plus the Zeeman field: :math:`\mathbf B = \mathbf B_{\rm source}(\mathbf S) + H_z\hat z`.
 
     Calling the system, ``system(spins)``, returns the total field. The Zeeman
-    term acts on the localized spins only (BRIEF section 3) and is never part of
-    the learned or exactly diagonalised field.
+    term acts on the localized spins only (``docs/conventions.md``, "Hamiltonian
+    and signs") and is never part of the learned or exactly diagonalised field.
 
     Args:
         source: callable ``spins -> field`` on torch tensors, ``(N, 3)`` or ``(R, N, 3)``
@@ -326,7 +326,7 @@ def suggest_timestep(field: torch.Tensor, alpha: Scalar = 0.0, temperature: Scal
 
 # ----------------------------------------------------------------- integrators
 class LLGIntegrator:
-    r"""Base class of the stochastic LLG integrators (BRIEF section 5).
+    r"""Base class of the stochastic LLG integrators (``docs/conventions.md``, "Dynamics").
 
     Args:
         dt: time step, finite and > 0 (units of :math:`1/t_1`).

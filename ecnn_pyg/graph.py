@@ -67,7 +67,8 @@ def lattice_graph(lattice: Union[str, Lattice], size, hoppings: Optional[Mapping
         periodic: periodic boundaries (per direction or for all); ``False`` gives
             open boundaries (bonds crossing the edge are dropped).
         keep_zero: keep bonds whose amplitude is zero (default: drop them, so
-            the edges are exactly the hopping partners, BRIEF section 2).
+            the edges are exactly the hopping partners; ``docs/conventions.md``,
+            "Lattices and site order").
         min_image: ``"warn"`` (default) or ``"error"`` when a bond meets a
             periodic image of itself (supercell too small for the bond range).
 

@@ -4,7 +4,7 @@ The field's longitudinal part :math:`(\mathbf B\cdot\mathbf S)\mathbf S` is larg
 does not drive the dynamics (:math:`\dot{\mathbf S}` only sees
 :math:`\mathbf S\times\mathbf B`), so the transverse error
 :math:`\mathbf B_\perp = \mathbf B - (\mathbf B\cdot\mathbf S)\mathbf S` is reported
-beside the full one (BRIEF section 3).
+beside the full one.
 
 :class:`ErrorAccumulator` sums squared errors over batches so that the RMSEs of
 a whole split equal those of one concatenated array.

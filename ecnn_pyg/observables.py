@@ -29,7 +29,8 @@ the usual skyrmion in a field along :math:`+z` (core **down**, background up,
 
 **Skyrmion number per magnetic unit cell**: :math:`n_{sk} = Q\,N_{mc}/N` with
 :math:`N_{mc}` the number of sites of the magnetic unit cell (48 for the
-triple-Q states of the triangular-lattice protocol, BRIEF section 3).
+triple-Q states of the triangular-lattice protocol; ``docs/conventions.md``,
+"Topological charge").
 
 **Structure factor**: :math:`S(\mathbf q) = \frac1N\sum_a|\sum_r S^a_r e^{-i\mathbf q\cdot\mathbf r}|^2`
 on the grid :math:`\mathbf q = (k_1/L_1)\mathbf b_1 + (k_2/L_2)\mathbf b_2` of an
@@ -50,7 +51,8 @@ __all__ = ["magnetization", "triangulation", "solid_angles", "topological_charge
            "charge_density", "skyrmion_number", "scalar_chirality", "structure_factor",
            "reciprocal_vectors", "TRIPLE_Q_CELL_SITES"]
 
-#: Sites in the magnetic unit cell of the triangular-lattice triple-Q states (BRIEF section 3).
+#: Sites in the magnetic unit cell of the triangular-lattice triple-Q states
+#: (``docs/conventions.md``, "Topological charge").
 TRIPLE_Q_CELL_SITES = 48
 
 
