@@ -6,8 +6,8 @@ import torch
 import ecnn_pyg
 from ecnn_pyg import keys as K
 from ecnn_pyg import testing as T
-from ecnn_pyg.nn import (ECNN, DEFAULT_CONFIG, ModelInputError, NormActivation, SelfInteraction,
-                         SpinConv, build_neighbors)
+from ecnn_pyg.nn import (ECNN, DEFAULT_CONFIG, ModelInputError, NormActivation, NormSwish,
+                         SelfInteraction, SpinConv, build_neighbors)
 
 HOP = {"square": {"t1": 1.0}, "triangular": {"t1": 1.0, "t3": -0.85}}
 
@@ -174,10 +174,9 @@ def test_grid_conv_equals_gather():
     conv = SpinConv(3, 5, 2, 2, num_weights=18).double()
     x = [torch.randn(2 * l + 1, 3, data.num_nodes, dtype=torch.float64) for l in range(3)]
     sh = torch.randn(3, data.num_nodes, dtype=torch.float64)
-    sw = grid.slot_type + 1
-    for a, b in zip(conv(x, sh, neighbors=grid, slot_weight=sw),
-                    conv(x, sh, neighbors=gather, slot_weight=sw)):
-        assert torch.allclose(a, b, atol=1e-12)
+    assert torch.equal(grid.weight, grid.slot_type + 1)
+    for a, b, c in zip(conv(x, sh, grid), conv(x, sh, gather), conv(x, sh, gather.to_edges())):
+        assert torch.allclose(a, b, atol=1e-12) and torch.allclose(a, c, atol=1e-12)
 
 
 def test_training_field_loss_backpropagates():
@@ -201,15 +200,16 @@ def test_shapes_and_repr():
     assert out[K.FIELD].shape == (n, 3) and out[K.FIELD].dtype == torch.float32
     assert torch.allclose(out[K.ENERGY], out[K.LOCAL_ENERGY].sum())
     conv = model.blocks[1].conv
-    assert repr(conv) == ("SpinConv(8x0e+8x1e+8x2e -> 8x0e+8x1e+8x2e, sh=1x0e+1x1e, "
+    assert repr(conv) == ("SpinConv(8x0e+8x1e+8x2e -> 8x0e+8x1e+8x2e, filter=1x0e+1x1e, "
                           "paths=9, weights=18)")
-    assert "NormActivation(8x0e+8x1e+8x2e" in repr(model.blocks[0].act)
+    assert "NormSwish(8x0e+8x1e+8x2e, swish)" in repr(model.blocks[0].act)
     assert repr(SelfInteraction(8, 4)) == "SelfInteraction(8x0e -> 4x0e)"
     assert "lattice='triangular'" in repr(model)
     assert len(model.blocks) == 4 and not model.blocks[0].skip and model.blocks[1].skip
-    act = NormActivation(2, 2)
-    y = act([torch.randn(1, 2, 5), torch.randn(3, 2, 5), torch.randn(5, 2, 5)])
-    assert [t.shape for t in y] == [(1, 2, 5), (3, 2, 5), (5, 2, 5)]
+    for act in (NormSwish(2, 2), NormActivation(2, 2)):
+        y = act([torch.randn(1, 2, 5), torch.randn(3, 2, 5), torch.randn(5, 2, 5)])
+        assert [t.shape for t in y] == [(1, 2, 5), (3, 2, 5), (5, 2, 5)]
+    assert repr(NormActivation(2, 1)) == "NormActivation(2x0e+2x1e, SiLU, bias=False)"
     assert out[K.ENERGY].shape == model(data, spins.double(), compute_field=False)[K.ENERGY].shape
     conv.reset_parameters()
 
@@ -291,3 +291,144 @@ def test_cuda_matches_cpu(lattice):
     out = model.to("cuda")(batch.to("cuda"), both.to("cuda"))
     assert torch.allclose(out[K.FIELD].cpu(), ref[K.FIELD], atol=1e-10, rtol=1e-10)
     assert torch.allclose(out[K.ENERGY].cpu(), ref[K.ENERGY], atol=1e-10, rtol=1e-10)
+
+
+# ------------------------------------------------ the published architecture (ecnn4klm)
+
+PAPER = dict(neighborhood="paper", activation="norm_nobias", residual="before_activation",
+             sh_normalization="integral")
+
+
+@pytest.mark.parametrize("lattice", ["square", "triangular"])
+def test_paper_architecture_symmetries(lattice):
+    model, data, spins = make(lattice, **PAPER)
+    assert model.blocks[0].conv.weight[0].shape[0] == {"square": 9, "triangular": 13}[lattice]
+    T.assert_rotation_equivariant(model, data, spins)
+    T.assert_translation_equivariant(model, data, spins)
+    a, b = model(data, spins), model(data, spins, fused=False)
+    for key in (K.ENERGY, K.LOCAL_ENERGY, K.FIELD):
+        assert torch.allclose(a[key], b[key], atol=1e-12), key
+    T.assert_field_is_gradient(model, data, spins, tol=1e-7,
+                               generator=torch.Generator().manual_seed(3))
+
+
+def test_paper_architecture_batches_and_grid():
+    torch.manual_seed(0)
+    model = ECNN(lattice="triangular", **PAPER).double()
+    graphs = [ecnn_pyg.lattice_graph("triangular", 4, HOP["triangular"]),
+              ecnn_pyg.lattice_graph("triangular", (6, 5), HOP["triangular"])]
+    err = T.batch_error(model, graphs, [T.random_spins(g.num_nodes) for g in graphs])
+    assert max(err.values()) < 1e-12, err
+    # a 2 x 3 cell, where the offsets of 2 cells wrap around, equals the 6 x 6 lattice tiling it
+    cell = ecnn_pyg.lattice_graph("triangular", (2, 3), {"t1": 1.0})
+    big = ecnn_pyg.lattice_graph("triangular", (6, 6), {"t1": 1.0})
+    spins = T.random_spins(6)
+    tiled = spins.view(2, 3, 3)[torch.arange(6)[:, None] % 2, torch.arange(6)[None, :] % 3]
+    out, out_big = model(cell, spins), model(big, tiled.reshape(-1, 3))
+    assert model.adjacency(cell).grid == (2, 3)
+    torch.testing.assert_close(out[K.ENERGY] * 6, out_big[K.ENERGY], rtol=1e-12, atol=0)
+    torch.testing.assert_close(out[K.FIELD], out_big[K.FIELD].view(6, 6, 3)[:2, :3].reshape(-1, 3),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_paper_neighborhood_slots():
+    """Slot k of site (i1, i2) holds site (i1 + d1, i2 + d2) mod L, one weight per slot,
+    independent of the graph's hoppings."""
+    from ecnn_pyg.nn import PAPER_NEIGHBORHOODS, offset_neighbors
+    for lattice, hop in (("square", {"t1": 1.0, "t2": 0.5}), ("triangular", {"t1": 1.0})):
+        data = ecnn_pyg.lattice_graph(lattice, (5, 4), hop)
+        model = ECNN(lattice=lattice, **PAPER)
+        nb = model.adjacency(data)
+        off = PAPER_NEIGHBORHOODS[lattice]
+        assert nb.grid == (5, 4) and torch.equal(nb.weight, torch.arange(len(off)))
+        for k, (d1, d2) in enumerate(off):
+            for i1, i2 in ((0, 0), (4, 3), (2, 1)):
+                assert int(nb.index[k, i1 * 4 + i2]) == ((i1 + d1) % 5) * 4 + (i2 + d2) % 4
+    assert PAPER_NEIGHBORHOODS["square"][:5] == ((0, 0),) * 5
+    assert set(PAPER_NEIGHBORHOODS["triangular"][7:]) == \
+        {(2 * a, 2 * b) for a, b in PAPER_NEIGHBORHOODS["triangular"][1:7]}
+    # rows of a batch index their own graph
+    cell = torch.tensor([[0, 0], [0, 1], [0, 0], [1, 0]])
+    nb = offset_neighbors(cell, torch.tensor([[1, 2], [2, 1]]), [(0, 1), (1, 0)],
+                          torch.tensor([0, 2, 4]))
+    assert nb.grid is None and nb.index.tolist() == [[1, 0, 2, 3], [0, 1, 3, 2]]
+    with pytest.raises(ValueError, match="row-major"):
+        offset_neighbors(cell.flip(0), torch.tensor([[1, 2], [2, 1]]), [(0, 1)],
+                         torch.tensor([0, 2, 4]))
+    with pytest.raises(ValueError, match="one site per cell"):
+        offset_neighbors(cell, torch.tensor([[3, 3]]), [(0, 1)])
+
+
+def test_paper_architecture_options_refused():
+    with pytest.raises(ValueError, match="neighborhood='paper' is defined for the lattices"):
+        ECNN(lattice="honeycomb", neighborhood="paper")
+    with pytest.raises(ValueError, match="weight_sharing='shell' applies to"):
+        ECNN(lattice="square", neighborhood="paper", weight_sharing="shell")
+    for key, bad in (("activation", "relu"), ("residual", "inside"),
+                     ("sh_normalization", "norm"), ("neighborhood", "ring")):
+        with pytest.raises(ValueError, match=f"{key} must be one of"):
+            ECNN(**{key: bad})
+    model, data, spins = make("square", **PAPER)
+    tri = ecnn_pyg.lattice_graph("triangular", 4, HOP["triangular"])
+    with pytest.raises(ModelInputError, match="built for lattice 'square'.*'triangular'"):
+        model(tri, T.random_spins(tri.num_nodes))
+    # the published neighbourhood needs the cells of a lattice_graph (a custom graph has none)
+    bare = custom_graph().__class__(edge_index=data.edge_index, num_nodes=data.num_nodes,
+                                    bond_type=data[K.BOND_TYPE])
+    with pytest.raises(ModelInputError, match="cell coordinates"):
+        model(bare, spins)
+
+
+def test_paper_architecture_differs_from_default():
+    """Each published choice changes the function (the options are not no-ops)."""
+    torch.manual_seed(0)
+    base, data, spins = make("square")
+    ref = base(data, spins)[K.ENERGY]
+    state = base.state_dict()
+    for key, value in (("activation", "norm_nobias"), ("residual", "before_activation"),
+                       ("sh_normalization", "integral")):
+        other = ECNN(lattice="square", **{key: value}).double()
+        other.load_state_dict(state, strict=False)
+        assert (other(data, spins)[K.ENERGY] - ref).abs().max() > 1e-6, key
+
+
+def test_norm_activation_semantics():
+    """e3nn's NormActivation without bias: a scalar x becomes sign(x) SiLU(|x|), a vector v
+    becomes v SiLU(|v|) / |v|; NormSwish keeps SiLU(x) on scalars."""
+    x = torch.tensor([[[-2.0, 0.5, 0.0]]], dtype=torch.float64)
+    v = torch.tensor([[[3.0]], [[0.0]], [[4.0]]], dtype=torch.float64)
+    y0, y1 = NormActivation(1, 1)([x, v])
+    silu = torch.nn.functional.silu
+    assert torch.allclose(y0, torch.sign(x) * silu(x.abs()))
+    assert torch.allclose(y1, v * silu(torch.tensor(5.0)) / 5.0)
+    assert torch.allclose(NormSwish(1, 1)([x, v])[0], silu(x))
+
+
+def test_adjacency_cache():
+    model, data, spins = make("square", L=4)
+    a = model.adjacency(data)
+    assert model.adjacency(data) is a                      # cached for the same graph
+    other = ecnn_pyg.lattice_graph("square", 4, HOP["square"])
+    assert model.adjacency(other) is not a                 # another graph replaces it
+    data.edge_index[0, 0] = data.edge_index[0, 0]          # in-place change bumps the version
+    assert model.adjacency(data) is not a
+    model.reset_cache()
+    assert model._cached_adj is None
+    uncached = ECNN(lattice="square", cached=False)
+    assert uncached.adjacency(data) is not uncached.adjacency(data)
+    assert "cached" not in uncached.config
+    paper = ECNN(lattice="square", **PAPER)
+    b = paper.adjacency(data)
+    assert paper.adjacency(data) is b
+
+
+def test_architecture_configs():
+    """configs/model_paper.yaml is the package default; configs/model_ecnn4klm.yaml the
+    published architecture (the import's config)."""
+    from ecnn_pyg.ecnn4klm import published_config
+    default = ECNN.from_yaml("configs/model_paper.yaml")
+    assert default.config == ECNN().config
+    for lattice in ("square", "triangular"):
+        pub = ECNN.from_yaml("configs/model_ecnn4klm.yaml", lattice=lattice)
+        assert pub.config == ECNN.from_config(published_config(lattice)).config
+        assert pub.config["neighborhood"] == "paper"

@@ -124,3 +124,48 @@ def tp_matrices(lmax_in: int, lmax_out: int, path_list: Sequence[Sequence[Tuple[
                     A[1:4, lo * lo:(lo + 1) ** 2, col] = cg[mi, :, :]
         mats.append(A.to(dtype))
     return mats
+
+
+def to_e3nn(x: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per-degree features ``(2l+1, C, N)`` in e3nn's layout ``(N, irreps.dim)``.
+
+    The irreps are ``irreps_of(C, len(x) - 1, parity)``: for every degree the
+    ``C`` channels of ``2l+1`` components each (channel-major), degree after
+    degree.
+
+    Args:
+        x: features, per degree ``l = 0..lmax`` a ``(2l+1, C, N)`` tensor.
+
+    Returns:
+        ``(N, sum_l C (2l+1))`` tensor.
+    """
+    return torch.cat([xl.permute(2, 1, 0).reshape(xl.shape[2], -1) for xl in x], 1)
+
+
+def from_e3nn(x: torch.Tensor, channels: int, lmax: int) -> List[torch.Tensor]:
+    """Features in e3nn's layout ``(N, irreps.dim)`` as per-degree ``(2l+1, C, N)`` blocks.
+
+    Inverse of :func:`to_e3nn` for ``irreps_of(channels, lmax, parity)``.
+
+    Args:
+        x: ``(N, channels * (lmax + 1)**2)`` tensor.
+        channels: multiplicity ``C`` of every degree.
+        lmax: largest degree.
+
+    Returns:
+        Per degree ``l = 0..lmax`` a contiguous ``(2l+1, C, N)`` tensor.
+
+    Raises:
+        ValueError: if ``x`` is not ``(N, channels * (lmax + 1)**2)``.
+    """
+    dim = channels * (lmax + 1) ** 2
+    if x.dim() != 2 or x.shape[1] != dim:
+        raise ValueError(f"e3nn features of {channels} channels up to l = {lmax} must have "
+                         f"shape (N, {dim}), got {tuple(x.shape)}")
+    out, start = [], 0
+    for l in range(lmax + 1):
+        width = channels * (2 * l + 1)
+        out.append(x[:, start:start + width].reshape(-1, channels, 2 * l + 1)
+                   .permute(2, 1, 0).contiguous())
+        start += width
+    return out
