@@ -13,7 +13,7 @@
   package changes nothing in the process; the ``ecnn-pyg`` command line and
   the benchmarks call it.
 """
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .lattice import Bond, Lattice, LatticeError, available_lattices, load_lattice
 from .graph import (lattice_graph, from_networkx, to_networkx, site_permutation,

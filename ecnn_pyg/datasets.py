@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data, Dataset
 
-from . import __version__
+from ._version import __version__
 from . import keys as K
 
 __all__ = ["DataFileError", "H5Writer", "SpinDataset", "read_graph", "read_meta",

@@ -30,7 +30,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from . import __version__
+from ._version import __version__
 from .config import REQUIRED, load_config
 from .datasets import DataFileError, _graph_to_group, read_graph, terminate_as_interrupt
 from .dynamics import INTEGRATORS, SpinSystem, make_integrator, numpy_field_source
