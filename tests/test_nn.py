@@ -312,10 +312,11 @@ def test_paper_architecture_symmetries(lattice):
                                generator=torch.Generator().manual_seed(3))
 
 
+@pytest.mark.filterwarnings("ignore::ecnn_pyg.graph.PeriodicImageWarning")   # the 2 x 3 cell
 def test_paper_architecture_batches_and_grid():
     torch.manual_seed(0)
     model = ECNN(lattice="triangular", **PAPER).double()
-    graphs = [ecnn_pyg.lattice_graph("triangular", 4, HOP["triangular"]),
+    graphs = [ecnn_pyg.lattice_graph("triangular", 5, HOP["triangular"]),
               ecnn_pyg.lattice_graph("triangular", (6, 5), HOP["triangular"])]
     err = T.batch_error(model, graphs, [T.random_spins(g.num_nodes) for g in graphs])
     assert max(err.values()) < 1e-12, err
@@ -369,7 +370,7 @@ def test_paper_architecture_options_refused():
         with pytest.raises(ValueError, match=f"{key} must be one of"):
             ECNN(**{key: bad})
     model, data, spins = make("square", **PAPER)
-    tri = ecnn_pyg.lattice_graph("triangular", 4, HOP["triangular"])
+    tri = ecnn_pyg.lattice_graph("triangular", 5, HOP["triangular"])
     with pytest.raises(ModelInputError, match="built for lattice 'square'.*'triangular'"):
         model(tri, T.random_spins(tri.num_nodes))
     # the published neighbourhood needs the cells of a lattice_graph (a custom graph has none)

@@ -8,7 +8,7 @@ __all__ = ["compute_field", "energy_outputs"]
 
 
 def compute_field(energy: Tensor, spin: Tensor, training: bool = False) -> Tensor:
-    """``-dE/dS`` by :func:`torch.autograd.grad` (the full 3-vector, not projected).
+    r"""``-dE/dS`` by :func:`torch.autograd.grad` (the full 3-vector, not projected).
 
     Args:
         energy: energies (any shape; their sum is differentiated).

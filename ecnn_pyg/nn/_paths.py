@@ -57,7 +57,7 @@ def l_slices(lmax: int) -> List[slice]:
 
 def paths(lmax_in: int, lmax_out: int, lmax_filter: int = 1,
           spin_parity: int = 1) -> List[List[Tuple[int, int]]]:
-    """Allowed paths grouped by input degree: ``out[l_i] = [(l_f, l_o), ...]``.
+    r"""Allowed paths grouped by input degree: ``out[l_i] = [(l_f, l_o), ...]``.
 
     Selection rules: :math:`|l_i - l_f| \le l_o \le l_i + l_f` and parity
     :math:`p^{l_i} p^{l_f} = p^{l_o}` with ``p = spin_parity`` (all paths for

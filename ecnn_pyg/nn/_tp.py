@@ -41,19 +41,19 @@ def _blocks(c: int, n: int):
             yield ch * n + n0, ch * n + n1, n0, n1
 
 
-def _forward_blocked(mats, ms, sh, lmax_out, c, n):
+def _forward_blocked(mats, ms, y1, lmax_out, c, n):
     d_out = (lmax_out + 1) ** 2
     pairs = [(a, m.reshape(a.shape[1], c * n)) for a, m in zip(mats, ms) if m is not None]
-    outs = [sh.new_empty(2 * lo + 1, c, n) for lo in range(lmax_out + 1)]
+    outs = [y1.new_empty(2 * lo + 1, c, n) for lo in range(lmax_out + 1)]
     views = [o.view(2 * lo + 1, c * n) for lo, o in enumerate(outs)]
-    zbuf = sh.new_empty(4 * d_out, min(n, BLOCK))
+    zbuf = y1.new_empty(4 * d_out, min(n, BLOCK))
     for j0, j1, n0, n1 in _blocks(c, n):
         z = zbuf[:, :j1 - j0]
         torch.mm(pairs[0][0], pairs[0][1][:, j0:j1], out=z)
         for a, m in pairs[1:]:
             z.addmm_(a, m[:, j0:j1])
         z = z.view(4, d_out, j1 - j0)
-        s = sh[:, n0:n1]
+        s = y1[:, n0:n1]
         for lo, v in enumerate(views):
             r = slice(lo * lo, (lo + 1) ** 2)
             dst = v[:, j0:j1]
@@ -62,7 +62,7 @@ def _forward_blocked(mats, ms, sh, lmax_out, c, n):
     return outs
 
 
-def _backward_blocked(mats, ms, sh, g, lmax_out, c, n, need_sh, need_m):
+def _backward_blocked(mats, ms, y1, g, lmax_out, c, n, need_y1, need_m):
     d_out = (lmax_out + 1) ** 2
     gv = g.view(d_out, c * n)
     pairs = [(a, m.reshape(a.shape[1], c * n)) if m is not None else (a, None)
@@ -71,12 +71,12 @@ def _backward_blocked(mats, ms, sh, g, lmax_out, c, n, need_sh, need_m):
              for m, need in zip(ms, need_m)]
     gviews = [gm.view(gm.shape[0] * gm.shape[1] // c, c * n) if gm is not None else None
               for gm in grads]
-    grad_sh = sh.new_zeros(3, n) if need_sh else None
-    hbuf = sh.new_empty(4, d_out, min(n, BLOCK))
-    zbuf = sh.new_empty(4 * d_out, min(n, BLOCK))
+    grad_y1 = y1.new_zeros(3, n) if need_y1 else None
+    hbuf = y1.new_empty(4, d_out, min(n, BLOCK))
+    zbuf = y1.new_empty(4 * d_out, min(n, BLOCK))
     for j0, j1, n0, n1 in _blocks(c, n):
         w = j1 - j0
-        s = sh[:, n0:n1]
+        s = y1[:, n0:n1]
         gb = gv[:, j0:j1]
         h = hbuf[:, :, :w]
         h[0].copy_(gb)
@@ -86,7 +86,7 @@ def _backward_blocked(mats, ms, sh, g, lmax_out, c, n, need_sh, need_m):
         for (a, m), gm in zip(pairs, gviews):
             if gm is not None:
                 gm[:, j0:j1].copy_(torch.mm(a.t(), h2))
-        if grad_sh is not None:
+        if grad_y1 is not None:
             z = zbuf[:, :w]
             first = True
             for a, m in pairs:
@@ -98,39 +98,39 @@ def _backward_blocked(mats, ms, sh, g, lmax_out, c, n, need_sh, need_m):
                 else:
                     z.addmm_(a, m[:, j0:j1])
             z = z.view(4, d_out, w)[1:]
-            grad_sh[:, n0:n1] += (z * gb.unsqueeze(0)).sum(1)
-    return grad_sh, grads
+            grad_y1[:, n0:n1] += (z * gb.unsqueeze(0)).sum(1)
+    return grad_y1, grads
 
 
 class _CentralTP(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, meta, sh: Tensor, *ms: Optional[Tensor]):
+    def forward(ctx, meta, y1: Tensor, *ms: Optional[Tensor]):
         mats, lmax_out, c = meta
-        n = sh.shape[-1]
+        n = y1.shape[-1]
         with torch.no_grad():
-            outs = _forward_blocked(mats, ms, sh, lmax_out, c, n)
+            outs = _forward_blocked(mats, ms, y1, lmax_out, c, n)
         ctx.meta = meta
-        ctx.save_for_backward(sh, *ms)
+        ctx.save_for_backward(y1, *ms)
         return tuple(outs)
 
     @staticmethod
     def backward(ctx, *gouts):
         mats, lmax_out, c = ctx.meta
-        sh, *ms = ctx.saved_tensors
-        n = sh.shape[-1]
+        y1, *ms = ctx.saved_tensors
+        n = y1.shape[-1]
         d_out = (lmax_out + 1) ** 2
         g = torch.cat([go if go is not None else
-                       sh.new_zeros(2 * lo + 1, c, n) for lo, go in enumerate(gouts)], 0)
+                       y1.new_zeros(2 * lo + 1, c, n) for lo, go in enumerate(gouts)], 0)
         if not torch.is_grad_enabled():          # plain backward: blocked, no graph
-            grad_sh, grads = _backward_blocked(mats, ms, sh, g, lmax_out, c, n,
+            grad_y1, grads = _backward_blocked(mats, ms, y1, g, lmax_out, c, n,
                                                ctx.needs_input_grad[1], ctx.needs_input_grad[2:])
-            return (None, grad_sh, *grads)
+            return (None, grad_y1, *grads)
         # create_graph (training on the field): the same with recorded operations
         z = _z(mats, ms, c, n).view(4, d_out, c, n)[1:]
-        grad_sh = None
+        grad_y1 = None
         if ctx.needs_input_grad[1]:
-            grad_sh = torch.stack([(g * z[f]).sum((0, 1)) for f in range(3)])
-        h = torch.stack([g, g * sh[0], g * sh[1], g * sh[2]])
+            grad_y1 = torch.stack([(g * z[f]).sum((0, 1)) for f in range(3)])
+        h = torch.stack([g, g * y1[0], g * y1[1], g * y1[2]])
         h = h.view(4 * d_out, c * n)
         grads = []
         for i, (a, m) in enumerate(zip(mats, ms)):
@@ -138,22 +138,22 @@ class _CentralTP(torch.autograd.Function):
                 grads.append(None)
             else:
                 grads.append(torch.mm(a.t(), h).view(m.shape))
-        return (None, grad_sh, *grads)
+        return (None, grad_y1, *grads)
 
 
-def central_tensor_product(mats: Sequence[Tensor], lmax_out: int, channels: int, sh: Tensor,
+def central_tensor_product(mats: Sequence[Tensor], lmax_out: int, channels: int, y1: Tensor,
                            ms: Sequence[Optional[Tensor]]) -> List[Tensor]:
-    """Tensor product of the mixtures ``ms`` with the central harmonics.
+    r"""Tensor product of the mixtures ``ms`` with the central harmonics.
 
     Args:
         mats: per input degree, ``(4 D_out, (2 l_i + 1) P_i)`` matrices (rows
-            ``f * D_out + d``, ``f = 0`` for :math:`Y_0`, ``1..3`` for ``sh``).
+            ``f * D_out + d``, ``f = 0`` for :math:`Y_0`, ``1..3`` for ``y1``).
         lmax_out: largest output degree.
         channels: output channels ``C``.
-        sh: ``(3, N)`` :math:`\\sqrt 3\\,\\mathbf S^T`.
+        y1: ``(3, N)`` :math:`\sqrt 3\,\mathbf S^T`.
         ms: per input degree ``((2 l_i + 1), P_i C, N)`` or ``None``.
 
     Returns:
         Per output degree ``(2 l_o + 1, C, N)``.
     """
-    return list(_CentralTP.apply((list(mats), int(lmax_out), int(channels)), sh, *ms))
+    return list(_CentralTP.apply((list(mats), int(lmax_out), int(channels)), y1, *ms))
