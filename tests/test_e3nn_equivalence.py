@@ -206,6 +206,7 @@ def test_gradcheck_central_tensor_product(parity, block, monkeypatch):
     assert torch.autograd.gradgradcheck(f, (y1, *present))
 
 
+@pytest.mark.filterwarnings("ignore::ecnn_pyg.graph.PeriodicImageWarning")   # a 3 x 2 cell
 def test_gradcheck_spinconv_layer():
     """The layer, both forms, with respect to features, spins and weights."""
     data = ecnn_pyg.lattice_graph("square", (3, 2), {"t1": 1.0})
