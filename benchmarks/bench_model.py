@@ -108,7 +108,7 @@ def main(argv=None):
                                                           ["killed"])[-1]}
         return json.loads(r.stdout.strip().splitlines()[-1])
 
-    print(f"ECNN (paper defaults, {args.dtype}, {args.threads} threads): energy + field "
+    print(f"ECNN (package default, {args.dtype}, {args.threads} threads): energy + field "
           "of one configuration")
     head = f"{'lattice':<11}{'L':>5}{'N':>9}{'graph s':>9}{'first s':>9}{'best s':>9}" \
            f"{'us/site':>9}{'peak RSS MB':>13}{'(+ model)':>11}"

@@ -28,14 +28,13 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Mapping, Tuple, Union
 
 import torch
 
-from . import __version__
+from ._version import __version__
 
 __all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "REQUIRED_KEYS", "save_checkpoint",
            "load_checkpoint", "validate_checkpoint"]
@@ -191,19 +190,3 @@ def load_checkpoint(path: Union[str, Path], strict_version: bool = True) -> Dict
         raise CheckpointError(f"'{path}' is not a readable checkpoint (corrupted or truncated): "
                               f"{_first_line(err)}") from None
     return validate_checkpoint(ckpt, source=str(path), strict_version=strict_version)
-
-
-#: names that moved to the modules above this one; ``from ecnn_pyg.checkpoint import NAME``
-#: still finds them (with a DeprecationWarning) until the last callers are updated
-_MOVED = {"load_model": "ecnn_pyg.pretrained", "load_model_and_checkpoint": "ecnn_pyg.pretrained",
-          "build_model": "ecnn_pyg.models", "check_model_config": "ecnn_pyg.models",
-          "model_from_checkpoint": "ecnn_pyg.models", "MODEL_TYPES": "ecnn_pyg.models"}
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        import importlib
-        warnings.warn(f"ecnn_pyg.checkpoint.{name} moved to {_MOVED[name]}.{name}",
-                      DeprecationWarning, stacklevel=2)
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

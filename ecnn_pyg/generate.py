@@ -1,7 +1,7 @@
 """Data-set generation: sample spin configurations, solve them exactly, append to HDF5.
 
 ``generate(config)`` is what ``ecnn-pyg generate --config FILE.yaml`` runs. The
-config keys are :data:`GENERATE_SCHEMA` (see ``configs/square_paper.yaml``).
+config keys are :data:`GENERATE_SCHEMA` (see ``configs/square_generate.yaml``).
 """
 from __future__ import annotations
 

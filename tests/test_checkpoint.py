@@ -150,16 +150,3 @@ def test_validate_checkpoint_names_what_is_missing():
         validate_checkpoint([1, 2])
     ok = {**base, "model_type": "ecnn", "model_config": {}, "model_state": {}}
     assert validate_checkpoint(ok) is ok
-
-
-def test_moved_names_still_resolve_with_a_warning():
-    """Names that moved up the stack (to ecnn_pyg.models / ecnn_pyg.pretrained) resolve from
-    here with a DeprecationWarning until the last callers are updated; others do not."""
-    import ecnn_pyg.checkpoint as ckpt_module
-    from ecnn_pyg import models, pretrained
-    with pytest.warns(DeprecationWarning, match="moved to ecnn_pyg.pretrained.load_model"):
-        assert ckpt_module.load_model is pretrained.load_model
-    with pytest.warns(DeprecationWarning, match="moved to ecnn_pyg.models.build_model"):
-        assert ckpt_module.build_model is models.build_model
-    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
-        ckpt_module.nothing

@@ -200,9 +200,6 @@ def _describe(cycles):
         "\n".join("  " + " -> ".join(c) for c in cycles)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ecnn_pyg -> ecnn_pyg.pretrained -> ecnn_pyg.checkpoint -> ecnn_pyg: checkpoint.py "
-    "imports the package root for __version__ (fix: from ._version import __version__)"))
 def test_import_graph_has_no_cycle():
     cycles = find_cycles(import_graph())
     assert not cycles, _describe(cycles)

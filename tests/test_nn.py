@@ -61,7 +61,7 @@ def test_periodic_cell_equals_tiled_lattice(lattice):
     """Message passing on a periodic 6 x 6 cell equals it on the 18 x 12 lattice tiling it.
 
     (Even though 4 blocks reach beyond the cell: the basis of training on a small cell with
-    labels of the tiled lattice, configs/triangular_ecnn_96.yaml.)
+    labels of the tiled lattice, experiments/triangular_fig4/30_train_stage4.yaml.)
     """
     model, data, spins = make(lattice, L=6)
     big = ecnn_pyg.lattice_graph(lattice, (18, 12), HOP[lattice])
@@ -96,7 +96,7 @@ def test_field_is_minus_gradient(lattice):
 @pytest.mark.parametrize("num_blocks", [1, 2])
 def test_field_is_strictly_local(num_blocks):
     # num_blocks + 1 convolutions of one hop each: the field at a site depends on the spins
-    # within 2 (num_blocks + 1) hops and on none beyond (benchmarks/field_locality.py)
+    # within 2 (num_blocks + 1) hops and on none beyond (experiments/triangular_accuracy/field_locality.py)
     L, reach = 16, 2 * (num_blocks + 1)
     model, data, spins = make("square", L=L, channels=4, num_blocks=num_blocks)
     i, j = torch.arange(L * L) // L, torch.arange(L * L) % L

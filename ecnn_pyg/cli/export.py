@@ -13,7 +13,7 @@ source checkout and register the name in ecnn_pyg/pretrained/__init__.py.
 Example:
     ecnn-pyg export --checkpoint runs/square_ecnn/best.pt --data data/square_paper.h5 \\
         --name square-paper --out exported \\
-        --command "ecnn-pyg train --config configs/square_ecnn.yaml" --notes "best.pt, ..."
+        --command "ecnn-pyg train --config experiments/square_fig3/02_train_ecnn.yaml" --notes "best.pt, ..."
 """
 
 

@@ -9,8 +9,8 @@ Without --config the built-in default runs: a 12 x 12 square lattice
 written to data/square_12x12.h5.
 
 Example:
-    ecnn-pyg generate --config configs/square_paper.yaml
-    ecnn-pyg generate --config configs/square_paper.yaml --set output=data/x.h5 seed=3
+    ecnn-pyg generate --config configs/square_generate.yaml
+    ecnn-pyg generate --config configs/square_generate.yaml --set output=data/x.h5 seed=3
 """
 from ..config import parse_overrides
 
@@ -21,7 +21,7 @@ def add_arguments(parser):
     Args:
         parser: the :class:`argparse.ArgumentParser` of the subcommand.
     """
-    parser.add_argument("--config", help="YAML config (keys: see configs/square_paper.yaml)")
+    parser.add_argument("--config", help="YAML config (keys: see configs/square_generate.yaml)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override config keys, values parsed as YAML")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

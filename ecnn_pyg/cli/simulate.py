@@ -12,7 +12,7 @@ picture runs/skyrmion_crystal_run_000.png.
 
 Example:
     ecnn-pyg simulate
-    ecnn-pyg simulate --config configs/triangular_sweep_random.yaml
+    ecnn-pyg simulate --config configs/triangular_sweep.yaml
     ecnn-pyg simulate --config configs/triangular_ed_llg.yaml
     ecnn-pyg simulate --config configs/triangular_ed_llg.yaml --set n_steps=2000
 """

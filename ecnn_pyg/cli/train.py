@@ -6,10 +6,10 @@ run (Ctrl-C, SIGTERM, a crash) loses at most the epoch in flight: rerun the
 same command with --resume to continue it exactly.
 
 Example:
-    ecnn-pyg train --config configs/square_ecnn.yaml
-    ecnn-pyg train --config configs/square_ecnn.yaml --set batch_size=4 lr=0.003
-    ecnn-pyg train --config configs/square_ecnn.yaml --set model_config.channels=16
-    ecnn-pyg train --config configs/square_ecnn.yaml --resume --set max_epochs=3000
+    ecnn-pyg train --config configs/square_train.yaml
+    ecnn-pyg train --config configs/square_train.yaml --set batch_size=4 lr=0.003
+    ecnn-pyg train --config configs/square_train.yaml --set model_config.channels=16
+    ecnn-pyg train --config configs/square_train.yaml --resume --set max_epochs=3000
     ecnn-pyg train --resume --set run_dir=runs/square_ecnn
 """
 from ..config import parse_overrides
@@ -22,7 +22,7 @@ def add_arguments(parser):
         parser: the :class:`argparse.ArgumentParser` of the subcommand.
     """
     parser.add_argument("--config", help="YAML training config (keys: see "
-                                         "configs/square_ecnn.yaml); optional with --resume")
+                                         "configs/square_train.yaml); optional with --resume")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override config keys (values parsed as YAML); "
                              "model_config.KEY=VALUE sets one model key")

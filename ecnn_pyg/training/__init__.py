@@ -1,7 +1,7 @@
 """Training of the ECNN (and of the IFNN baseline) on ED data sets.
 
 ``train(config)`` is what ``ecnn-pyg train --config FILE.yaml`` runs; the keys
-are :data:`TRAIN_SCHEMA` (every one commented in ``configs/square_ecnn.yaml``).
+are :data:`TRAIN_SCHEMA` (every one commented in ``configs/square_train.yaml``).
 One concept per module:
 
 * :mod:`.schema`: the training config (:data:`TRAIN_SCHEMA`, :func:`load_train_config`);

@@ -1,6 +1,6 @@
 """The training config: its schema and the checks beyond key types.
 
-Every key is commented in ``configs/square_ecnn.yaml``; ``model_config`` is
+Every key is commented in ``configs/square_train.yaml``; ``model_config`` is
 checked against the schema of the model type (:mod:`ecnn_pyg.models`).
 """
 from __future__ import annotations

@@ -21,7 +21,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
 from .. import keys as K
 from ..augment import RotationAugment
 from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
