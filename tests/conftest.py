@@ -15,3 +15,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+#: a 5 x 5 triangular data set of 6 exact samples (4 train, 2 val), seconds to generate
+SMALL_DATA = {"lattice": "triangular", "size": [5, 5], "hoppings": {"t1": 1.0, "t3": -0.4},
+              "J": -1.0, "mu": -1.5, "seed": 7, "splits": {"train": 4, "val": 2}}
+
+
+@pytest.fixture
+def small_config(tmp_path):
+    """Generate config of :data:`SMALL_DATA` writing ``tmp_path / "d.h5"``."""
+    return {**SMALL_DATA, "output": str(tmp_path / "d.h5")}
+
+
+@pytest.fixture
+def small_dataset(small_config):
+    """Path of the generated :data:`SMALL_DATA` set."""
+    from ecnn_pyg.generate import generate
+    return generate(small_config, progress=False)

@@ -8,7 +8,10 @@ import torch
 import yaml
 
 import ecnn_pyg
+import ecnn_pyg as ep
 from ecnn_pyg import keys as K
+from ecnn_pyg.ed import KondoED
+from ecnn_pyg.spins import random_spins
 from ecnn_pyg.checkpoint import load_checkpoint
 from ecnn_pyg.cli import COMMANDS, main
 from ecnn_pyg.datasets import read_arrays, read_graph
@@ -195,3 +198,42 @@ def test_export_refuses_the_installed_package_and_bad_input(run, data, tmp_path,
         main(["export", "--checkpoint", str(run / "best.pt"), "--data", str(data),
               "--name", "x"])
     assert e.value.code == 2
+
+
+def test_cli_ed_matches_solver(tmp_path, rng, capsys):
+    spins = random_spins(20, rng, n=2).reshape(2, 4, 5, 3)
+    np.save(tmp_path / "s.npy", spins)
+    out = tmp_path / "o.npz"
+    args = ["ed", "--lattice", "square", "--size", "4", "5", "--t1", "1", "--J", "7",
+            "--electrons", "19", "--spins", str(tmp_path / "s.npy"), "--out", str(out)]
+    assert main(args) == 0
+    res = np.load(out)
+    e, b = KondoED(ep.lattice_graph("square", (4, 5)), J=7.0, electrons=19).energy_field(spins)
+    assert np.allclose(res["energy"], e) and np.allclose(res["field"], b)
+    assert res["field"].shape == (2, 20, 3)
+    # existing output is not overwritten; bad spins give a one-line error
+    assert main(args) == 2
+    assert "exists" in capsys.readouterr().err
+    np.save(tmp_path / "s.npy", spins[..., :2])
+    assert main(args[:-1] + [str(tmp_path / "o2.npz")]) == 2
+    assert "spins must have shape" in capsys.readouterr().err
+    # a single configuration (L1, L2, 3)
+    np.save(tmp_path / "s1.npy", spins[0])
+    assert main(args[:-3] + [str(tmp_path / "s1.npy"), "--out", str(tmp_path / "o3.npz")]) == 0
+    assert np.allclose(np.load(tmp_path / "o3.npz")["energy"], e[:1])
+
+
+def test_cli_generate_and_help(tmp_path, capsys, small_config):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(small_config))
+    assert main(["generate", "--config", str(cfg), "--quiet", "--set", "seed=7"]) == 0
+    out = capsys.readouterr().out
+    assert "samples 6 of 6" in out and "d.h5" in out
+    assert main(["generate", "--config", str(cfg), "--quiet", "--set", "sede=1"]) == 2
+    assert "did you mean 'seed'" in capsys.readouterr().err
+    for cmd in ([], ["generate"], ["ed"], ["lattices"]):
+        with pytest.raises(SystemExit) as exc:
+            main(cmd + ["--help"])
+        assert exc.value.code == 0
+    assert main(["lattices", "triangular"]) == 0
+    assert "t3" in capsys.readouterr().out
