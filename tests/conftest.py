@@ -33,3 +33,14 @@ def small_dataset(small_config):
     """Path of the generated :data:`SMALL_DATA` set."""
     from ecnn_pyg.generate import generate
     return generate(small_config, progress=False)
+
+
+@pytest.fixture(scope="session")
+def square_data(tmp_path_factory):
+    """A 4 x 4 square data set (J = 7, 14 electrons; 6 train, 3 val) for training tests."""
+    from ecnn_pyg.generate import generate
+    path = tmp_path_factory.mktemp("data") / "sq6.h5"
+    generate({"output": str(path), "lattice": "square", "size": [4, 4], "hoppings": {"t1": 1.0},
+              "J": 7.0, "electrons": 14, "seed": 1, "splits": {"train": 6, "val": 3}},
+             progress=False)
+    return path

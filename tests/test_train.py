@@ -27,12 +27,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "sq6.h5"
-    generate({"output": str(path), "lattice": "square", "size": [4, 4], "hoppings": {"t1": 1.0},
-              "J": 7.0, "electrons": 14, "seed": 1, "splits": {"train": 6, "val": 3}},
-             progress=False)
-    return path
+def data(square_data):
+    return square_data
 
 
 def _cfg(data, run_dir, **kw):
