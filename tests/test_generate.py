@@ -67,6 +67,7 @@ def test_generate_with_twists_labels_the_tiled_lattice(tmp_path):
 SLOW = """
 import sys, time
 from ecnn_pyg import generate as G
+from ecnn_pyg.cli import main
 G.SAMPLERS["slow"] = lambda n, rng: (time.sleep(0.05), G.SAMPLERS["uniform"](n, rng))[1]
 sys.exit(main(sys.argv[1:]))
 """
