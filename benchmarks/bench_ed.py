@@ -48,7 +48,7 @@ def main():
         if "filling" in kw:
             kw = dict(J=kw["J"], electrons=int(round(kw["filling"] * 2 * g.num_nodes)))
         ed = KondoED(g, **kw)
-        s = random_spins(g.num_nodes, rng)
+        s = random_spins(g.num_nodes, generator=rng)
         h = ed.hamiltonian(s)
         t_ed = best(lambda: ed.energy_field(s), args.repeat)
         t_bare = best(lambda: scipy.linalg.eigh(h.copy(), driver="evr", check_finite=False,

@@ -59,14 +59,14 @@ def main(argv=None):
     rows = []
     for L in a.model_sizes:
         g = ecnn_pyg.lattice_graph("triangular", L, HOP)
-        s = torch.from_numpy(random_spins(g.num_nodes, np.random.default_rng(L))).to(dtype)
+        s = torch.from_numpy(random_spins(g.num_nodes, generator=np.random.default_rng(L))).to(dtype)
         system = SpinSystem(model_field_source(model, g), zeeman=0.005)
         rows.append({"source": "model", "L": L, "N": g.num_nodes,
                      "step_s": time_steps(system, s, a.repeat)})
     for L in a.ed_sizes:
         g = ecnn_pyg.lattice_graph("triangular", L, HOP)
         ed = KondoED(g, J=-1.0, mu=-3.5)
-        s = torch.from_numpy(random_spins(g.num_nodes, np.random.default_rng(L)))
+        s = torch.from_numpy(random_spins(g.num_nodes, generator=np.random.default_rng(L)))
         system = SpinSystem(numpy_field_source(lambda x: ed.energy_field(x)[1]), zeeman=0.005)
         rows.append({"source": "ED", "L": L, "N": g.num_nodes,
                      "step_s": time_steps(system, s, max(1, a.repeat - 1))})

@@ -37,7 +37,7 @@ import torch
 from ._version import __version__
 
 __all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "REQUIRED_KEYS", "save_checkpoint",
-           "load_checkpoint", "validate_checkpoint"]
+           "read_torch_file", "load_checkpoint", "validate_checkpoint"]
 
 FORMAT = "ecnn_pyg-checkpoint"
 FORMAT_VERSION = 1
@@ -144,6 +144,56 @@ def save_checkpoint(path: Union[str, Path], state: Mapping[str, Any]) -> Path:
     return path
 
 
+def read_torch_file(path: Union[str, Path], what: str = "checkpoint") -> Any:
+    """Load a ``torch.save`` file safely: tensors and plain containers only (``weights_only``).
+
+    Checks, in order: the file exists and is a file, it is a zip archive, the
+    checksums of its entries match (``torch.load`` does not check them, so
+    damaged weights would load), and it unpickles with ``weights_only=True``.
+
+    Args:
+        path: the file.
+        what: what the file should be, for the error messages.
+
+    Returns:
+        The loaded object (tensors on the CPU).
+
+    Raises:
+        CheckpointError: if the file is missing, a directory, not a
+            ``torch.save`` file, truncated or corrupted, or holds Python
+            objects other than tensors and plain containers.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{what} '{path}' does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"{what} '{path}' is a directory, not a file")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":
+        raise CheckpointError(f"'{path}' is not a {what}: not a torch.save file (corrupted, "
+                              f"or a file of another format)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise CheckpointError(f"'{path}' is not a readable {what} (corrupted or truncated): "
+                              f"{_first_line(err)}") from None
+    if damaged is not None:
+        raise CheckpointError(f"'{path}' is corrupted: the checksum of its entry '{damaged}' "
+                              f"does not match its contents")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"'{path}' is not a {what}: it holds Python objects other than "
+                              f"tensors and plain containers (refused, weights_only: "
+                              f"{_first_line(err)})") from None
+    except (EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError, AttributeError,
+            IndexError, KeyError) as err:
+        raise CheckpointError(f"'{path}' is not a readable {what} (corrupted or truncated): "
+                              f"{_first_line(err)}") from None
+
+
 def load_checkpoint(path: Union[str, Path], strict_version: bool = True) -> Dict[str, Any]:
     """Read and check a checkpoint (tensors and plain containers only: ``weights_only``).
 
@@ -156,37 +206,8 @@ def load_checkpoint(path: Union[str, Path], strict_version: bool = True) -> Dict
         The checkpoint dict (tensors on the CPU).
 
     Raises:
-        CheckpointError: if the file is missing, truncated, corrupted (a
-            checksum of the archive does not match), not an ecnn_pyg
-            checkpoint, or fails :func:`validate_checkpoint`.
+        CheckpointError: if the file cannot be read (see :func:`read_torch_file`)
+            or fails :func:`validate_checkpoint`.
     """
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint '{path}' does not exist")
-    if path.is_dir():
-        raise CheckpointError(f"checkpoint '{path}' is a directory, not a file")
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic != b"PK\x03\x04":
-        raise CheckpointError(f"'{path}' is not a checkpoint: not a torch.save file (corrupted, "
-                              f"or a file of another format)")
-    try:        # torch.load does not check the CRCs of the archive: damaged weights would load
-        with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
-        raise CheckpointError(f"'{path}' is not a readable checkpoint (corrupted or truncated): "
-                              f"{_first_line(err)}") from None
-    if damaged is not None:
-        raise CheckpointError(f"'{path}' is corrupted: the checksum of its entry '{damaged}' "
-                              f"does not match its contents")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(f"'{path}' is not an ecnn_pyg checkpoint: it holds Python objects "
-                              f"other than tensors and plain containers ({_first_line(err)})"
-                              ) from None
-    except (EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError, AttributeError,
-            IndexError, KeyError) as err:
-        raise CheckpointError(f"'{path}' is not a readable checkpoint (corrupted or truncated): "
-                              f"{_first_line(err)}") from None
+    ckpt = read_torch_file(path)
     return validate_checkpoint(ckpt, source=str(path), strict_version=strict_version)

@@ -37,20 +37,23 @@ from __future__ import annotations
 
 import copy
 import math
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 
-from .checkpoint import CheckpointError, save_checkpoint
+from .checkpoint import CheckpointError, read_torch_file, save_checkpoint
 
-__all__ = ["PROTOCOLS", "published_config", "read_ecnn4klm", "ecnn4klm_model",
+__all__ = ["PROTOCOLS", "PUBLISHED_OPTIONS", "published_config", "read_ecnn4klm", "ecnn4klm_model",
            "import_ecnn4klm"]
 
 #: The paper's ED protocol of each lattice, recorded as the ``data`` entry of an
 #: imported checkpoint (the electronic model the published weights were trained on).
+#: the model options that make the package's ECNN the published network
+PUBLISHED_OPTIONS: Dict[str, str] = {"neighborhood": "paper", "activation": "norm_nobias",
+                                     "residual": "before_activation",
+                                     "sh_normalization": "integral"}
+
 PROTOCOLS: Dict[str, Dict[str, Any]] = {
     "square": {
         "lattice": "square", "size": [30, 30], "hoppings": {"t1": 1.0, "t2": 0.0},
@@ -85,11 +88,8 @@ def published_config(lattice: str) -> Dict[str, Any]:
     if lattice not in PROTOCOLS:
         raise ValueError(f"the published models are for the lattices {sorted(PROTOCOLS)}, "
                          f"got {lattice!r}")
-    return {"lattice": lattice, "weight_sharing": "type", "channels": 8, "lmax": 2,
-            "lmax_filter": 1, "num_blocks": 4, "output_channels": [8, 4, 2, 1],
-            "time_reversal": False, "avg_num_neighbors": None, "energy_scale": 1.0,
-            "energy_shift": 0.0, "neighborhood": "paper", "activation": "norm_nobias",
-            "residual": "before_activation", "sh_normalization": "integral"}
+    from .nn import DEFAULT_CONFIG          # the hyperparameters are the package's defaults
+    return {**copy.deepcopy(DEFAULT_CONFIG), "lattice": lattice, **PUBLISHED_OPTIONS}
 
 
 def read_ecnn4klm(path: Union[str, Path]) -> Dict[str, Any]:
@@ -107,25 +107,7 @@ def read_ecnn4klm(path: Union[str, Path]) -> Dict[str, Any]:
             truncated or corrupted, holds Python objects other than tensors
             and containers, or is not a state dict of the published network.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"published checkpoint '{path}' does not exist")
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic != b"PK\x03\x04":
-        raise CheckpointError(f"'{path}' is not a published ecnn4klm checkpoint: not a "
-                              f"torch.save file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"'{path}' holds Python objects other than tensors and plain "
-                              f"containers; refused (weights_only): {first}") from None
-    except (EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError, AttributeError,
-            IndexError, KeyError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"'{path}' is not a readable torch file (corrupted or "
-                              f"truncated): {first}") from None
+    obj = read_torch_file(path, "published ecnn4klm checkpoint")
     state = obj.get("model_state_dict", obj) if isinstance(obj, Mapping) else None
     expected = [f"{c}.tp.weight" for c in _CONVS] + \
         [f"{n}.selfinteract.{p}" for n in _LINEARS for p in ("weight", "bias")]

@@ -31,12 +31,10 @@ import numpy as np
 import yaml
 
 __all__ = ["Bond", "Lattice", "LatticeError", "load_lattice", "available_lattices",
-           "LATTICES_DIR", "GRAPHS_DIR"]
+           "LATTICES_DIR"]
 
 #: Folder holding the built-in lattice definitions (inside the installed package).
 LATTICES_DIR = Path(__file__).resolve().parent / "lattices"
-#: Former name of :data:`LATTICES_DIR`, kept for existing scripts.
-GRAPHS_DIR = LATTICES_DIR
 
 
 class LatticeError(ValueError):

@@ -145,8 +145,8 @@ def as_spin_batch(spins, n_sites: int, lattice_shape: Optional[Sequence[int]] = 
     return _check_values(s, tol, "spins", normalize=normalize), single
 
 
-def random_spins(n_sites: int, n_replicas=None, generator=None, *, seed: Optional[int] = None,
-                 dtype=None, device=None, n: Optional[int] = None):
+def random_spins(n_sites: int, n_replicas: Optional[int] = None, *, generator=None,
+                 seed: Optional[int] = None, dtype=None, device=None):
     """Spins drawn independently and uniformly on the unit sphere.
 
     Two kinds of random source, each reproducible from its seed:
@@ -159,20 +159,14 @@ def random_spins(n_sites: int, n_replicas=None, generator=None, *, seed: Optiona
       numpy array drawn with ``generator.standard_normal`` (data generation
       and the simulation's random starts use this form).
 
-    The short call forms of earlier versions keep working:
-    ``random_spins(n_sites, rng)`` / ``random_spins(n_sites, rng, n=k)`` (numpy)
-    and ``random_spins(n, dtype, generator)`` (torch).
-
     Args:
         n_sites: number of sites.
         n_replicas: number of configurations (replicas or samples); ``None``
-            for a single one. A random generator or a torch dtype given here is
-            taken as ``generator`` or ``dtype`` (the short call forms).
+            for a single one.
         generator: a :class:`torch.Generator` or a :class:`numpy.random.Generator`.
         seed: seed of a new torch generator (torch draws only; not with ``generator``).
         dtype: torch floating dtype of the result (torch draws only).
         device: torch device of the result (torch draws only).
-        n: former name of ``n_replicas``.
 
     Returns:
         ``(n_sites, 3)``, or ``(n_replicas, n_sites, 3)``: a torch tensor, or a
@@ -183,18 +177,6 @@ def random_spins(n_sites: int, n_replicas=None, generator=None, *, seed: Optiona
             ``generator`` are given, or ``dtype``/``device`` come with a numpy
             generator.
     """
-    if isinstance(n_replicas, (np.random.Generator, torch.Generator)):
-        if generator is not None:
-            raise ValueError("random_spins: the generator is given twice")
-        n_replicas, generator = None, n_replicas
-    elif isinstance(n_replicas, torch.dtype):
-        if dtype is not None:
-            raise ValueError("random_spins: the dtype is given twice")
-        n_replicas, dtype = None, n_replicas
-    if n is not None:
-        if n_replicas is not None:
-            raise ValueError("random_spins: give n_replicas or its former name n, not both")
-        n_replicas = n
     for label, value in (("n_sites", n_sites), ("n_replicas", n_replicas)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
                                   or value < 1):

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from . import keys as K
 from .graph import rotation_permutations, translation_permutation
-from .spins import random_spins     # re-exported: random_spins(n, dtype, generator) works
+from .spins import random_spins     # re-exported for tests of user models
 
 __all__ = ["random_spins", "random_rotation", "default_tolerance", "relative_error",
            "rotation_equivariance_error", "assert_rotation_equivariant",

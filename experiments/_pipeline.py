@@ -116,15 +116,17 @@ def _call(argv: Sequence[str], stdout=None, env: Optional[Mapping[str, str]] = N
 class _ConfigStage(Stage):
     """A stage that runs one ``ecnn-pyg`` command on a config file (plus ``--set`` overrides).
 
-    ``config=None`` runs the command's built-in default (its module's ``DEFAULT_CONFIG``).
+    The config file is ``<name>.yaml`` in the experiment folder unless ``config``
+    names another; ``config=None`` runs the command's built-in default (its
+    module's ``DEFAULT_CONFIG``).
     """
 
     command = ""
 
-    def __init__(self, name: str, config: Optional[str], overrides: Optional[Mapping] = None,
-                 note: str = ""):
+    def __init__(self, name: str, config: Optional[str] = "{name}.yaml",
+                 overrides: Optional[Mapping] = None, note: str = ""):
         super().__init__(name, note)
-        self.config = config
+        self.config = None if config is None else config.format(name=name)
         self.overrides = dict(overrides or {})
 
     @property

@@ -197,7 +197,7 @@ def test_export_refuses_the_installed_package_and_bad_input(run, data, tmp_path,
 
 
 def test_cli_ed_matches_solver(tmp_path, rng, capsys):
-    spins = random_spins(20, rng, n=2).reshape(2, 4, 5, 3)
+    spins = random_spins(20, 2, generator=rng).reshape(2, 4, 5, 3)
     np.save(tmp_path / "s.npy", spins)
     out = tmp_path / "o.npz"
     args = ["ed", "--lattice", "square", "--size", "4", "5", "--t1", "1", "--J", "7",

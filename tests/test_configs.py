@@ -39,11 +39,8 @@ MODEL_CARD_KEYS = {"name", "model_type", "model_config", "dtype", "trained_on", 
 
 
 def train_config_loader():
-    """``load_train_config`` of the training package (or of the module it was split from)."""
-    try:
-        from ecnn_pyg.training import load_train_config
-    except ImportError:                                   # before the split of ecnn_pyg/train.py
-        from ecnn_pyg.train import _load_train_config as load_train_config
+    """``load_train_config`` of the training package."""
+    from ecnn_pyg.training import load_train_config
     return load_train_config
 
 
@@ -496,11 +493,11 @@ def test_pipeline_status_of_generate_simulate_and_train_stages(tmp_path, monkeyp
                                  "electrons: 14\ndt: 0.1\nn_steps: 2\nsave_every: 1\n"
                                  "zeeman: [0.0, 0.1]\n")
     write(tmp_path / "tr.yaml", "data: d.h5\nrun_dir: r\n")
-    gen = P.Generate("gen", "gen.yaml").bind(tmp_path)
+    gen = P.Generate("gen").bind(tmp_path)
     more = P.Generate("more", "gen.yaml", {"splits": {"train": 3}}).bind(tmp_path)
-    sim = P.Simulate("sim", "sim.yaml").bind(tmp_path)
+    sim = P.Simulate("sim").bind(tmp_path)
     longer = P.Simulate("longer", "sim.yaml", {"n_steps": 4}).bind(tmp_path)
-    tr = P.Train("tr", "tr.yaml").bind(tmp_path)
+    tr = P.Train("tr").bind(tmp_path)
     assert (gen.status(), sim.status(), tr.status()) == ("todo", "todo", "todo")
     generate("gen.yaml")
     assert gen.status() == "done" and more.status() == "partial"

@@ -33,7 +33,7 @@ def test_J0_is_tight_binding_band_sum(lattice, size, hop, rng):
     g = ep.lattice_graph(lattice, size, hop)
     n = g.num_nodes
     levels = np.sort(np.repeat(bloch_bands(lattice, size, hop), 2))      # spin degenerate
-    spins = random_spins(n, rng)
+    spins = random_spins(n, generator=rng)
     for ne in (0, n // 2, n, 2 * n - 1):
         assert KondoED(g, J=0.0, electrons=ne).energy(spins) == pytest.approx(levels[:ne].sum(), abs=1e-9)
     mu = -0.37
@@ -64,7 +64,7 @@ ENSEMBLES = [dict(electrons=30), dict(mu=-1.2), dict(mu=-1.2, temperature=0.2),
 def test_field_is_minus_gradient(kw, rng):
     g = ep.lattice_graph("triangular", (5, 6), {"t1": 1.0, "t3": -0.5})
     ed = KondoED(g, J=2.5, **kw)
-    s = random_spins(g.num_nodes, rng)
+    s = random_spins(g.num_nodes, generator=rng)
     _, b = ed.energy_field(s)
     h = 1e-5
     for site in rng.choice(g.num_nodes, 4, replace=False):
@@ -93,7 +93,7 @@ def test_field_is_full_vector_J_s():
 def test_rotation_translation_time_reversal(kw, rng):
     g = ep.lattice_graph("square", (4, 6), {"t1": 1.0, "t2": -0.3})
     ed = KondoED(g, J=5.0, **kw)
-    s = random_spins(g.num_nodes, rng)
+    s = random_spins(g.num_nodes, generator=rng)
     e, b = ed.energy_field(s)
     R = Rotation.random(random_state=7).as_matrix()
     e_r, b_r = ed.energy_field(s @ R.T)
@@ -116,7 +116,7 @@ def test_spin_mirror_makes_skyrmion_and_antiskyrmion_degenerate(rng):
     g = ep.lattice_graph("triangular", 12, {"t1": 1.0, "t3": -0.85})
     mirror = np.diag([-1.0, 1.0, 1.0])
     ed = KondoED(g, J=-1.0, mu=-3.5, zeeman=0.005)
-    for s in (random_spins(g.num_nodes, rng), triple_q(g, m=0.5)):
+    for s in (random_spins(g.num_nodes, generator=rng), triple_q(g, m=0.5)):
         e, b = ed.energy_field(s)
         e_m, b_m = ed.energy_field(s @ mirror)
         assert e_m == pytest.approx(e, abs=1e-9)
@@ -129,7 +129,7 @@ def test_spin_mirror_makes_skyrmion_and_antiskyrmion_degenerate(rng):
 def test_point_group_invariance(rng):
     g = ep.lattice_graph("triangular", 6, {"t1": 1.0, "t3": -0.85})
     ed = KondoED(g, J=-1.0, mu=-3.5)
-    s = random_spins(g.num_nodes, rng)
+    s = random_spins(g.num_nodes, generator=rng)
     e, b = ed.energy_field(s)
     for _, perm in ep.rotation_permutations(g):
         e_p, b_p = ed.energy_field(s[perm.numpy()])
@@ -138,7 +138,7 @@ def test_point_group_invariance(rng):
 
 def test_canonical_equals_grand_canonical_in_gap(rng):
     g = ep.lattice_graph("square", 6)
-    s = random_spins(g.num_nodes, rng)
+    s = random_spins(g.num_nodes, generator=rng)
     ne = 31
     can = KondoED(g, J=7.0, electrons=ne)
     w = np.linalg.eigvalsh(can.hamiltonian(s))
@@ -154,7 +154,7 @@ def test_canonical_equals_grand_canonical_in_gap(rng):
 
 def test_zeeman_term(rng):
     g = ep.lattice_graph("square", 4)
-    s = random_spins(g.num_nodes, rng)
+    s = random_spins(g.num_nodes, generator=rng)
     e0, b0 = KondoED(g, J=2.0, electrons=10).energy_field(s)
     e1, b1 = KondoED(g, J=2.0, electrons=10, zeeman=0.7).energy_field(s)
     assert e1 == pytest.approx(e0 - 0.7 * s[:, 2].sum())
@@ -164,7 +164,7 @@ def test_zeeman_term(rng):
 def test_batch_and_lattice_shape(rng):
     g = ep.lattice_graph("square", (3, 4))
     ed = KondoED(g, J=3.0, filling=0.5)
-    s = random_spins(12, rng, n=3)
+    s = random_spins(12, 3, generator=rng)
     e, b = ed.energy_field(s)
     e2, b2 = ed.energy_field(s.reshape(3, 3, 4, 3))
     assert e.shape == (3,) and b.shape == (3, 12, 3)
@@ -182,7 +182,7 @@ def test_twisted_sectors_equal_the_tiled_lattice(kw, rng):
     """twists=(2, 3) on 6 x 6 is the ED of the 12 x 18 lattice with the configuration tiled."""
     hop = {"t1": 1.0, "t3": -0.85}
     g, big = ep.lattice_graph("triangular", (6, 6), hop), ep.lattice_graph("triangular", (12, 18), hop)
-    s = random_spins(36, rng).reshape(6, 6, 3)
+    s = random_spins(36, generator=rng).reshape(6, 6, 3)
     tiled = s[np.arange(12)[:, None] % 6, np.arange(18)[None, :] % 6].reshape(-1, 3)
     kw_big = dict(kw, electrons=6 * kw["electrons"]) if "electrons" in kw else kw
     e, b = KondoED(g, J=-1.0, twists=(2, 3), **kw).energy_field(s.reshape(-1, 3))
@@ -202,11 +202,11 @@ def test_bad_input(rng):
         ed.energy(np.ones((15, 3)))
     with pytest.raises(SpinError, match="must have shape"):
         ed.energy(np.ones((16, 2)))
-    s = random_spins(16, rng)
+    s = random_spins(16, generator=rng)
     s[3] = np.nan
     with pytest.raises(SpinError, match="NaN.*site 3"):
         ed.energy(s)
-    s = random_spins(16, rng)
+    s = random_spins(16, generator=rng)
     s[5] *= 1.1
     with pytest.raises(SpinError, match="unit vectors.*site 5"):
         ed.energy(s)

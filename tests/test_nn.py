@@ -38,7 +38,7 @@ def make(lattice, L=6, dtype=torch.float64, seed=0, **kw):
         data = ecnn_pyg.lattice_graph(lattice, L, HOP[lattice])
         model = ECNN(lattice=lattice, **kw)
     model = model.to(dtype)
-    spins = T.random_spins(data.num_nodes, dtype, torch.Generator().manual_seed(seed + 1))
+    spins = T.random_spins(data.num_nodes, dtype=dtype, generator=torch.Generator().manual_seed(seed + 1))
     return model, data, spins
 
 
@@ -101,7 +101,7 @@ def test_field_is_strictly_local(num_blocks):
     model, data, spins = make("square", L=L, channels=4, num_blocks=num_blocks)
     i, j = torch.arange(L * L) // L, torch.arange(L * L) % L
     hops = torch.minimum(i, L - i) + torch.minimum(j, L - j)       # from site 0, periodic
-    other = T.random_spins(L * L, torch.float64, torch.Generator().manual_seed(9))
+    other = T.random_spins(L * L, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
     b0 = model(data, spins)[K.FIELD][0]
     far = torch.where((hops > reach)[:, None], other, spins)
     torch.testing.assert_close(model(data, far)[K.FIELD][0], b0, rtol=0, atol=1e-13)

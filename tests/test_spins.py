@@ -38,11 +38,10 @@ def test_numpy_draws_are_those_of_the_generator():
     # data sets and simulation starts are reproducible from their seeds
     v = np.random.default_rng(7).standard_normal((3, 10, 3))
     expected = v / np.linalg.norm(v, axis=-1, keepdims=True)
-    for got in (random_spins(10, 3, generator=np.random.default_rng(7)),
-                random_spins(10, np.random.default_rng(7), n=3)):
-        assert isinstance(got, np.ndarray) and got.dtype == np.float64
-        assert np.array_equal(got, expected)
-    assert random_spins(10, np.random.default_rng(7)).shape == (10, 3)
+    got = random_spins(10, 3, generator=np.random.default_rng(7))
+    assert isinstance(got, np.ndarray) and got.dtype == np.float64
+    assert np.array_equal(got, expected)
+    assert random_spins(10, generator=np.random.default_rng(7)).shape == (10, 3)
 
 
 def test_torch_draws():
@@ -55,8 +54,8 @@ def test_torch_draws():
     assert torch.equal(a, x / x.norm(dim=-1, keepdim=True))
     b = random_spins(20, 2, seed=3, dtype=torch.float32)
     assert b.dtype == torch.float32 and b.shape == (2, 20, 3)
-    # the former testing form: random_spins(n, dtype, generator)
-    c = random_spins(20, torch.float64, torch.Generator().manual_seed(3))
+    # a torch generator draws what the same seed draws
+    c = random_spins(20, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, c)
 
 
@@ -66,7 +65,6 @@ def test_torch_draws():
     (dict(n_sites=4, seed=1, generator=torch.Generator()), "a seed or a generator"),
     (dict(n_sites=4, generator=np.random.default_rng(0), dtype=torch.float32), "torch draws"),
     (dict(n_sites=4, generator="rng"), "torch.Generator or a numpy"),
-    (dict(n_sites=4, n_replicas=2, n=2), "not both"),
 ])
 def test_random_spins_refuses_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -102,7 +102,7 @@ def test_augmentation_preserves_ed_energies():
     ed = KondoED(g, J=3.0, electrons=14)
     aug = RotationAugment(g)
     assert len(aug) == 4                      # C4
-    s = random_spins(16, np.random.default_rng(0), n=2)
+    s = random_spins(16, 2, generator=np.random.default_rng(0))
     e, f = ed.energy_field(s)
     k = torch.arange(4)
     sr, fr = aug.apply(k[:2] + 1, torch.from_numpy(s), torch.from_numpy(f))

@@ -109,7 +109,7 @@ def main(argv=None):
         print(f"{a.dst}: written; a model of a custom graph is not compared (no built-in lattice)")
         return
     graph = lattice_graph(config["lattice"], 12, keep_zero=True)   # every bond type it knows
-    spins = random_spins(graph.num_nodes, torch.float64, torch.Generator().manual_seed(0))
+    spins = random_spins(graph.num_nodes, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     o1, o2 = before(graph, spins), after(graph, spins)
     d_e = float((o1[K.ENERGY] - o2[K.ENERGY]).detach().abs()) / graph.num_nodes
     d_b = float((o1[K.FIELD] - o2[K.FIELD]).detach().pow(2).mean().sqrt())

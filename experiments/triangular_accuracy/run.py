@@ -70,7 +70,7 @@ STAGES = [
                {"twists": 1, "spins_from": f"data/triangular_36_eq_llg_h{h}.h5",
                 "output": f"data/triangular_36_eq_36_h{h}.h5"},
                note="36 x 36 labels (the paper's protocol)") for h in FIELDS),
-    Generate("05_label_test_36_72", "05_label_test_36_72.yaml", note="72 x 72 labels (~9 min)"),
+    Generate("05_label_test_36_72", note="72 x 72 labels (~9 min)"),
     script("accuracy_table", "accuracy_table.py",
            ["--models", *MODELS,
             "--sets", *(f"{name}={files}:{split}" for name, (files, split) in SETS.items())],
@@ -94,7 +94,7 @@ STAGES = [
              stdout=f"{TABLES}/grow_{g}.txt", outputs=[f"runs/triangular_stage9_{g}.pt"],
              inputs=["runs/triangular_stage9.pt"], note="a bigger model, same function")
       for g, args in GROWN.items()),
-    Train("07_train_capacity", "07_train_capacity.yaml", note="fine-tune stage 9 on 24 x 24 (8 min cap)"),
+    Train("07_train_capacity", note="fine-tune stage 9 on 24 x 24 (8 min cap)"),
     *(Train(f"07_train_capacity_{g}", "07_train_capacity.yaml",
             {"init_from": f"runs/triangular_stage9_{g}.pt",
              "run_dir": f"runs/triangular_24_capacity_{g}"},
