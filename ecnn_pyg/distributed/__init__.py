@@ -1,0 +1,23 @@
+r"""Running beyond one process: tiled fields, domain-decomposed LLG, sweeps across ranks.
+
+* :mod:`ecnn_pyg.distributed.comm` (re-exported here): the process group of
+  :mod:`torch.distributed` started from ``torchrun``'s environment variables,
+  rank helpers and collectives with a timeout that fail with one clear
+  :class:`DistributedError` when a peer rank dies.
+* :mod:`ecnn_pyg.distributed.tiling`: the exact energy and field of a large
+  lattice computed region by region with halos (one process, bounded memory).
+* :mod:`ecnn_pyg.distributed.llg`: LLG with the lattice split into slabs over
+  the ranks (halo exchange at every field evaluation), and the runs of a sweep
+  spread over the ranks.
+
+See ``docs/distributed.md``.
+"""
+from .comm import (DEFAULT_TIMEOUT, DistributedError, all_gather_object, all_reduce_sum,
+                   backend_for, barrier, broadcast_object, broadcast_tensor, env_rank_world,
+                   gather_object, guard, init, is_active, is_main, launched, local_device,
+                   local_rank, rank, session, shutdown, timeout_seconds, world_size)
+
+__all__ = ["DEFAULT_TIMEOUT", "DistributedError", "all_gather_object", "all_reduce_sum",
+           "backend_for", "barrier", "broadcast_object", "broadcast_tensor", "env_rank_world",
+           "gather_object", "guard", "init", "is_active", "is_main", "launched", "local_device",
+           "local_rank", "rank", "session", "shutdown", "timeout_seconds", "world_size"]
