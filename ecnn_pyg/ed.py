@@ -38,6 +38,7 @@ matrices are built when needed, so memory stays that of one supercell.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from typing import Optional, Tuple
 
@@ -45,9 +46,40 @@ import numpy as np
 import scipy.linalg
 
 from . import keys as K
+from .runtime import check_memory
 from .spins import as_spin_batch
 
-__all__ = ["KondoED", "EDError", "hopping_matrix"]
+__all__ = ["KondoED", "EDError", "hopping_matrix", "ed_memory_bytes"]
+
+#: dense 2N x 2N matrices alive at the peak of building a KondoED and of one call
+#: (3.5 to 3.6 measured with tracemalloc at N = 196 to 900; see ed_memory_bytes)
+_ED_PEAK_MATRICES = 4
+
+
+def ed_memory_bytes(n_sites: int, dtype=np.complex128, *, sectors: int = 1,
+                    keep_sectors: bool = False) -> int:
+    r"""Estimated peak memory of one :class:`KondoED` evaluation, in bytes.
+
+    The single-particle matrix is :math:`2N \times 2N`; at the peak of a call
+    up to four such matrices are alive (the stored hopping matrix, the
+    configuration's matrix, LAPACK's copy of it and the eigenvectors; 3.5 to
+    3.6 measured with ``tracemalloc``). A canonical run with ``twists`` keeps
+    every sector's eigenvectors until the levels of all sectors are ordered
+    (``keep_sectors=True``: one matrix more per sector; 7.2 measured with 4
+    sectors, estimated 8).
+
+    Args:
+        n_sites: number of lattice sites :math:`N`.
+        dtype: element type of the matrix (complex128, as :class:`KondoED` uses).
+        sectors: number of twist (Bloch) sectors.
+        keep_sectors: whether all sectors' eigenvectors are held at once.
+
+    Returns:
+        The estimate in bytes.
+    """
+    matrix = float(np.dtype(dtype).itemsize) * (2 * int(n_sites)) ** 2
+    held = _ED_PEAK_MATRICES + (max(int(sectors), 1) if keep_sectors else 0)
+    return int(held * matrix)
 
 
 class EDError(ValueError):
@@ -126,6 +158,16 @@ def _add_twist(h: np.ndarray, bonds, twist) -> None:
         np.add.at(h, (rows + s, cols + s), d)
 
 
+def _real(v, name: str) -> float:
+    """``v`` as a finite float; a bool, a complex number or a string is refused, not converted."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise EDError(f"{name} must be a finite real number, got {v!r} "
+                      f"({type(v).__name__})")
+    if not math.isfinite(float(v)):
+        raise EDError(f"{name} must be a finite number, got {v}")
+    return float(v)
+
+
 def _degenerate_at_fermi_level(w: np.ndarray, ne: int) -> bool:
     """Whether the ``ne``-th and ``ne + 1``-th of the ascending levels ``w`` coincide."""
     return 0 < ne < len(w) and w[ne] - w[ne - 1] < 1e-10 * max(1.0, abs(w[ne]))
@@ -146,6 +188,8 @@ class KondoED:
         mu: chemical potential (grand canonical ensemble).
         temperature: electron temperature (grand canonical only; default 0).
         zeeman: field :math:`H_z` on the localized spins (energy :math:`-H_z\sum S^z`).
+        ignore_memory_check: build even when :func:`ed_memory_bytes` exceeds
+            the available memory (see :func:`ecnn_pyg.runtime.check_memory`).
         twists: ``(m1, m2, ...)`` (or one int for every dimension): energy and
             field of the configuration tiled ``m1 x m2`` times, from that many
             twisted-boundary (Bloch) sectors; the energy is per copy of the
@@ -160,6 +204,9 @@ class KondoED:
             temperature is asked for in the canonical ensemble, or the hopping
             matrix is invalid (see :func:`hopping_matrix`), or ``twists`` are
             not positive integers, one per lattice dimension.
+        InsufficientMemoryError: if the estimated memory of one evaluation
+            (:func:`ed_memory_bytes`) exceeds the machine's available memory
+            and ``ignore_memory_check`` is not set.
 
     Example::
 
@@ -170,13 +217,13 @@ class KondoED:
 
     def __init__(self, graph, J: float, electrons: Optional[int] = None,
                  filling: Optional[float] = None, mu: Optional[float] = None,
-                 temperature: float = 0.0, zeeman: float = 0.0, twists=None):
+                 temperature: float = 0.0, zeeman: float = 0.0, twists=None,
+                 ignore_memory_check: bool = False):
         self.graph = graph
         self.n_sites = int(graph.num_nodes)
         n_orb = 2 * self.n_sites
         for name, v in (("J", J), ("temperature", temperature), ("zeeman", zeeman)):
-            if v is None or not math.isfinite(float(v)):
-                raise EDError(f"{name} must be a finite number, got {v}")
+            _real(v, name)
         self.J, self.temperature, self.zeeman = float(J), float(temperature), float(zeeman)
         if self.temperature < 0:
             raise EDError(f"temperature must be >= 0, got {temperature}")
@@ -185,7 +232,7 @@ class KondoED:
             raise EDError("give exactly one of electrons, filling (canonical) or mu "
                           "(grand canonical)")
         if filling is not None:
-            f = float(filling)
+            f = _real(filling, "filling")
             if not 0.0 <= f <= 1.0:
                 raise EDError(f"filling must lie in [0, 1] (electrons per spin-orbital), got {f}")
             ne = f * n_orb
@@ -194,18 +241,24 @@ class KondoED:
                               f"it must give an integer (e.g. electrons={round(ne)})")
             electrons = int(round(ne))
         if electrons is not None:
-            if int(electrons) != electrons or not 0 <= int(electrons) <= n_orb:
+            ne = _real(electrons, "electrons")
+            if int(ne) != ne or not 0 <= int(ne) <= n_orb:
                 raise EDError(f"electrons must be an integer in [0, {n_orb}] "
                               f"(2 x {self.n_sites} sites), got {electrons}")
             if self.temperature > 0:
                 raise EDError("a finite electron temperature is supported in the grand "
                               "canonical ensemble (mu) only")
-            self.electrons, self.mu = int(electrons), None
+            self.electrons, self.mu = int(ne), None
         else:
-            if not math.isfinite(float(mu)):
-                raise EDError(f"mu must be finite, got {mu}")
-            self.electrons, self.mu = None, float(mu)
+            self.electrons, self.mu = None, _real(mu, "mu")
         self.twists = self._twist_counts(graph, twists)
+        n_sec = int(np.prod(self.twists)) if self.twists else 1
+        check_memory(ed_memory_bytes(self.n_sites, sectors=n_sec,
+                                     keep_sectors=self.canonical and n_sec > 1),
+                     f"exact diagonalization of {self.n_sites} sites"
+                     + (f" ({n_sec} twist sectors)" if n_sec > 1 else ""),
+                     allow=ignore_memory_check,
+                     override="ignore_memory_check=True (command line: --ignore-memory-check)")
         grids = np.meshgrid(*[np.arange(m) / m for m in self.twists or (1,)], indexing="ij")
         thetas = 2 * np.pi * np.stack([g.ravel() for g in grids], axis=-1)
         self._thetas = None if self.twists is None else thetas

@@ -1,4 +1,4 @@
-"""Opt-in process settings that make large CPU evaluations fast: glibc's allocator.
+"""Process settings and guards: glibc's allocator (opt-in) and the memory guard.
 
 Nothing here runs on ``import ecnn_pyg``: a library does not change the
 process it is imported into. The ``ecnn-pyg`` command line and the benchmark
@@ -24,14 +24,24 @@ back to the system until the process ends. It applies on Linux with glibc
 unless the environment sets ``ECNN_PYG_MALLOC=system``; the environment
 variables of glibc (``MALLOC_MMAP_MAX_`` ...) still take precedence when set,
 as they are read first.
+
+:func:`check_memory` refuses a computation whose estimated peak memory exceeds
+what the machine has available (``MemAvailable`` of ``/proc/meminfo``, and the
+cgroup limit where one is set), before anything large is allocated: with the
+estimate, the available figure and the option that overrides in the message::
+
+    from ecnn_pyg.runtime import check_memory
+    check_memory(ed_memory_bytes(n_sites), "ED of 20000 sites")  # InsufficientMemoryError
 """
 from __future__ import annotations
 
 import ctypes
 import os
 import sys
+from typing import Optional
 
-__all__ = ["keep_freed_memory", "allocator_tuned"]
+__all__ = ["keep_freed_memory", "allocator_tuned", "InsufficientMemoryError",
+           "available_memory", "check_memory", "format_bytes"]
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
 _tuned = False
@@ -77,3 +87,114 @@ def allocator_tuned() -> bool:
         ``True`` once :func:`keep_freed_memory` has applied the settings.
     """
     return _tuned
+
+
+class InsufficientMemoryError(MemoryError):
+    """A computation was refused because its estimated memory exceeds what is available.
+
+    Attributes:
+        needed: the estimate in bytes.
+        available: the machine's available memory in bytes.
+        what: what was to be computed.
+    """
+
+    def __init__(self, message: str, needed: int, available: int, what: str):
+        super().__init__(message)
+        self.needed, self.available, self.what = needed, available, what
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in the largest binary unit that keeps it >= 1 (``"6.4 GiB"``).
+
+    Args:
+        n: a number of bytes.
+
+    Returns:
+        The figure with one decimal and its unit.
+    """
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"     # pragma: no cover
+
+
+def _meminfo_available() -> Optional[int]:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024        # the figure is in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_available() -> Optional[int]:
+    """Room left under a cgroup v2 (or v1) memory limit, ``None`` without one."""
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(limit_file) as f:
+                limit = f.read().strip()
+            with open(usage_file) as f:
+                usage = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or not limit.isdigit() or int(limit) >= 2 ** 60:
+            return None
+        return max(int(limit) - usage, 0)
+    return None
+
+
+def available_memory() -> Optional[int]:
+    """Memory the machine can give a new allocation now, in bytes.
+
+    ``MemAvailable`` of ``/proc/meminfo`` (Linux), else the free physical pages
+    (``os.sysconf``); the room under a cgroup memory limit when that is smaller.
+
+    Returns:
+        Bytes, or ``None`` where no figure can be read.
+    """
+    avail = _meminfo_available()
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            avail = None
+    cg = _cgroup_available()
+    if cg is not None:
+        avail = cg if avail is None else min(avail, cg)
+    return avail
+
+
+def check_memory(needed_bytes: float, what: str, *, allow: bool = False,
+                 override: str = "allow=True (command line: --ignore-memory-check)") -> Optional[int]:
+    """Refuse a computation whose estimated peak memory exceeds the available memory.
+
+    Call it before allocating. Nothing is checked with ``allow=True`` or where
+    :func:`available_memory` has no figure.
+
+    Args:
+        needed_bytes: the estimated peak, in bytes.
+        what: what is to be computed, for the message (``"ED of 10000 sites"``).
+        allow: run anyway (the user's override).
+        override: how the user overrides, for the message.
+
+    Returns:
+        The available memory in bytes (``None`` if unknown or not checked).
+
+    Raises:
+        InsufficientMemoryError: if ``needed_bytes`` exceeds the available
+            memory; its message gives both figures and ``override``.
+    """
+    if allow:
+        return None
+    avail = available_memory()
+    if avail is None or needed_bytes <= avail:
+        return avail
+    raise InsufficientMemoryError(
+        f"{what} needs about {format_bytes(needed_bytes)} of memory, but this machine has "
+        f"{format_bytes(avail)} available; use a smaller size, free memory, or pass "
+        f"{override} to run anyway", int(needed_bytes), int(avail), what)

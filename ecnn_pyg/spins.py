@@ -115,15 +115,20 @@ def as_spin_batch(spins, n_sites: int, lattice_shape: Optional[Sequence[int]] = 
 
     Raises:
         SpinError: with the expected shape, or the offending sample and site, in
-            the message.
+            the message; also for complex, boolean or non-numeric arrays
+            (never converted with a loss).
     """
     if isinstance(spins, torch.Tensor):
         spins = spins.detach().cpu().numpy()
     try:
-        s = np.asarray(spins, dtype=np.float64)
+        raw = np.asarray(spins)
     except (TypeError, ValueError) as err:
         raise SpinError(f"spins must be an array of numbers, got {type(spins).__name__}: "
                         f"{err}") from err
+    if raw.dtype.kind not in "fiu":     # complex, bool, object, strings: not converted silently
+        raise SpinError(f"spins must be real numbers (float); got an array of dtype {raw.dtype}"
+                        + (" (the imaginary part would be lost)" if raw.dtype.kind == "c" else ""))
+    s = raw.astype(np.float64, copy=False)
     expected = f"(n_sites={n_sites}, 3) or (n_samples, {n_sites}, 3)"
     shapes = [(n_sites,)]
     if lattice_shape is not None and tuple(lattice_shape) != (n_sites,):

@@ -55,8 +55,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``ecnn-pyg``: parse the arguments and run the command.
 
     Bad input (:class:`ValueError`, :class:`FileNotFoundError`,
-    :class:`KeyError` from the command) is reported as one line on stderr,
-    without a traceback.
+    :class:`KeyError` from the command) and a computation refused by the
+    memory guard (:class:`~ecnn_pyg.runtime.InsufficientMemoryError`) are
+    reported as one line on stderr, without a traceback.
 
     Args:
         argv: command-line arguments without the program name; default
@@ -66,7 +67,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         The exit status: the command's (0 on success), 0 when no command is
         given (the help is printed), 2 for bad input.
     """
-    from ..runtime import keep_freed_memory
+    from ..runtime import InsufficientMemoryError, keep_freed_memory
     keep_freed_memory()     # the command line opts in (ECNN_PYG_MALLOC=system: off)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -75,7 +76,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    except (ValueError, FileNotFoundError, KeyError, InsufficientMemoryError) as err:
         # bad input: one clear line, no traceback
         print(f"ecnn-pyg {args.command}: error: {err}", file=sys.stderr)
         return 2

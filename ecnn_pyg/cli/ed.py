@@ -1,8 +1,14 @@
 """Energy and effective field of given spin configurations by exact diagonalization.
 
-Reads spins of shape (n, L1, L2, 3) or (n, sites, 3) (or a single
-configuration) from a .npy file and writes an .npz with `energy` (n,) and
-`field` (n, sites, 3), site order i1 * L2 + i2.
+Reads spins from a .npy file and writes an .npz with `energy` (n,) and
+`field` (n, sites, 3). The spins are (sites, 3) or (n, sites, 3) with
+sites = L1 * L2 * (sites per cell) for the given --size, site order
+(i1 * L2 + i2) * (sites per cell) + b; the site axis may also be written as
+the supercell shape (L1, L2) or, with a basis, (L1, L2, sites per cell).
+
+The output path is checked first; a size whose exact diagonalization needs
+more memory than the machine has available is refused at once, with the
+estimate (--ignore-memory-check runs it anyway).
 
 Examples:
     ecnn-pyg ed --lattice square --size 30 30 --t1 1 --J 7 --electrons 864 \\
@@ -36,6 +42,8 @@ def add_arguments(parser):
     parser.add_argument("--spins", required=True, help=".npy file of spins")
     parser.add_argument("--out", required=True, help="output .npz")
     parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    parser.add_argument("--ignore-memory-check", action="store_true",
+                        help="run even if the estimated memory exceeds what is available")
 
 
 def run(args):
@@ -51,30 +59,51 @@ def run(args):
         ValueError: if ``--out`` exists (without ``--force``) or does not end in
             ``.npz``, the spins cannot be read or do not fit the lattice, or
             the lattice or ED parameters are invalid.
+        InsufficientMemoryError: if the ED would need more memory than is
+            available (without ``--ignore-memory-check``).
     """
     import numpy as np
     from ..ed import KondoED
     from ..graph import lattice_graph
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise ValueError(f"'{out}' exists; use --force to overwrite it")
-    if not str(out).endswith(".npz"):
-        raise ValueError(f"--out must end in .npz, got '{out}'")
+    from ._outputs import check_output
+    out = check_output(args.out, force=args.force, suffix=".npz")
     hop = {t: getattr(args, t) for t in ("t1", "t2", "t3") if getattr(args, t) is not None}
     for item in args.hopping:
         k, _, v = item.partition("=")
-        hop[k] = float(v)
+        try:
+            hop[k] = float(v)
+        except ValueError:
+            raise ValueError(f"--hopping takes SHELL=T with a number T, got '{item}'") from None
     graph = lattice_graph(args.lattice, args.size if len(args.size) > 1 else args.size[0], hop)
     ed = KondoED(graph, J=args.J, electrons=args.electrons, filling=args.filling, mu=args.mu,
-                 temperature=args.temperature, zeeman=args.zeeman)
-    try:
-        spins = np.load(args.spins, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"cannot read spins from '{args.spins}' (expected a .npy array): {err}")
-    spins = spins.reshape((1,) + spins.shape) if spins.ndim in (2,) or \
-        (spins.ndim == 3 and spins.shape[:2] == tuple(args.size)) else spins
+                 temperature=args.temperature, zeeman=args.zeeman,
+                 ignore_memory_check=args.ignore_memory_check)
+    spins = load_spins(args.spins)
     energy, field = ed.energy_field(spins)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, energy=np.atleast_1d(energy), field=field.reshape(-1, graph.num_nodes, 3))
     print(f"{ed}: {len(np.atleast_1d(energy))} configurations -> {out}")
     return 0
+
+
+def load_spins(path):
+    """Read a ``.npy`` array of spins (shapes are checked by the caller against the lattice).
+
+    Args:
+        path: the ``.npy`` file.
+
+    Returns:
+        The array.
+
+    Raises:
+        ValueError: if the file cannot be read as a ``.npy`` array or is empty.
+    """
+    import numpy as np
+    try:
+        s = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"cannot read spins from '{path}' (expected a .npy array): {err}") \
+            from None
+    if s.size == 0:
+        raise ValueError(f"'{path}' holds no spins (an empty array of shape {s.shape})")
+    return s
