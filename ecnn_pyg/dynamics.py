@@ -50,6 +50,7 @@ Example::
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
@@ -60,8 +61,8 @@ from .spins import SpinError, check_spins, random_spins
 
 __all__ = ["SpinError", "check_spins", "normalize", "random_spins", "llg_rhs",
            "SpinSystem", "numpy_field_source", "model_field_source", "suggest_timestep",
-           "LLGIntegrator", "Heun", "DepondtMertens", "SIB", "INTEGRATORS", "make_integrator",
-           "run"]
+           "check_timestep", "TimestepWarning", "LLGIntegrator", "Heun", "DepondtMertens", "SIB",
+           "INTEGRATORS", "make_integrator", "run"]
 
 FieldSource = Callable[[torch.Tensor], torch.Tensor]
 Scalar = Union[float, int, Sequence[float], np.ndarray, torch.Tensor]
@@ -235,7 +236,8 @@ def numpy_field_source(fn: Callable[[np.ndarray], np.ndarray]) -> FieldSource:
 
 
 def model_field_source(model: torch.nn.Module, graph, key: str = "field",
-                       per_replica: bool = True) -> FieldSource:
+                       per_replica: bool = True, max_sites: Optional[int] = None,
+                       tiles: Optional[Sequence[int]] = None) -> FieldSource:
     r"""A neural model as a field source.
 
     Assumed signature (duck-typed): ``model(graph, spins)`` with ``spins`` of
@@ -252,7 +254,14 @@ def model_field_source(model: torch.nn.Module, graph, key: str = "field",
     Args:
         per_replica: for ``(R, N, 3)`` spins, call the model once per replica
             (default); ``False`` hands the whole batch to a model that accepts it.
+        max_sites: evaluate region by region with halos, at most this many
+            sites (region plus halo) at once: the same field in bounded memory
+            (:mod:`ecnn_pyg.distributed.tiling`; strictly local models only).
+        tiles: parts per axis of a periodic supercell instead of ``max_sites``.
     """
+    if max_sites is not None or tiles is not None:
+        from .distributed.tiling import tiled_field_source
+        return tiled_field_source(model, graph, max_sites=max_sites, tiles=tiles)
     params = list(model.parameters()) if hasattr(model, "parameters") else []
     p_dtype = params[0].dtype if params else None
     p_device = params[0].device if params else None
@@ -322,6 +331,40 @@ def suggest_timestep(field: torch.Tensor, alpha: Scalar = 0.0, temperature: Scal
         raise ValueError("the field and the temperature are zero: no time scale to suggest a "
                          "time step from")
     return math.sqrt(tol) / rate
+
+
+class TimestepWarning(UserWarning):
+    """The time step is large against the field's time scale (see :func:`check_timestep`)."""
+
+
+def check_timestep(dt: float, field: torch.Tensor, alpha: Scalar = 0.0,
+                   temperature: Scalar = 0.0, tol: float = 1e-2, factor: float = 10.0) -> float:
+    r"""Warn (:class:`TimestepWarning`) when ``dt`` exceeds ``factor`` x :func:`suggest_timestep`.
+
+    With the defaults the limit is one radian of precession per step
+    (:math:`dt\,\omega > 1`): beyond it no integrator follows the motion, the
+    spins jump, and the run looks fine but is not the LLG trajectory.
+
+    Args:
+        dt: the time step (units of :math:`1/t_1`, :math:`\hbar = 1`).
+        field, alpha, temperature, tol: as for :func:`suggest_timestep`.
+        factor: how many suggested steps ``dt`` may be before the warning.
+
+    Returns:
+        The suggested step (``inf`` when the field and temperature are zero,
+        which sets no time scale).
+    """
+    try:
+        suggested = suggest_timestep(field, alpha, temperature, tol)
+    except ValueError:          # zero field at T = 0: any dt
+        return math.inf
+    if float(dt) > factor * suggested:
+        warnings.warn(f"dt = {float(dt):g} (units of 1/t1) is {float(dt) / suggested:.3g} times "
+                      f"the step suggest_timestep gives for this field ({suggested:.3g}, tol "
+                      f"{tol:g}): ~{float(dt) * math.sqrt(tol) / suggested:.3g} rad of precession "
+                      f"per step, the dynamics is not resolved; use dt <= "
+                      f"{factor * suggested:.3g}", TimestepWarning, stacklevel=2)
+    return suggested
 
 
 # ----------------------------------------------------------------- integrators
@@ -403,23 +446,34 @@ class LLGIntegrator:
         raise NotImplementedError
 
     def run(self, spins: torch.Tensor, field, n_steps: int, callback=None,
-            every: int = 1) -> torch.Tensor:
+            every: int = 1, progress: bool = False) -> torch.Tensor:
         """``n_steps`` steps; ``callback(step_index, time, spins)`` after every ``every`` steps.
 
-        The callback may return ``True`` to stop early. Returns the final spins
-        (checked to be finite unit vectors).
+        The callback may return ``True`` to stop early. ``progress=True`` shows a
+        progress bar (tqdm: steps done, steps per second, time left). Returns the
+        final spins (checked to be finite unit vectors).
         """
         if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 0:
             raise ValueError(f"n_steps must be an integer >= 0, got {n_steps!r}")
         if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
             raise ValueError(f"every must be an integer >= 1, got {every!r}")
+        if not isinstance(progress, (bool, np.bool_)):
+            raise TypeError(f"progress must be True or False, got {progress!r}")
         spins = check_spins(spins)
         system = _as_system(field)
-        for k in range(1, int(n_steps) + 1):
-            spins = self._advance(spins, system)
-            if callback is not None and k % every == 0:
-                if callback(k, k * self.dt, spins):
-                    break
+        bar = _progress_bar(int(n_steps), f"{type(self).__name__} dt={self.dt:g}") \
+            if progress else None
+        try:
+            for k in range(1, int(n_steps) + 1):
+                spins = self._advance(spins, system)
+                if bar is not None:
+                    bar.update(1)
+                if callback is not None and k % every == 0:
+                    if callback(k, k * self.dt, spins):
+                        break
+        finally:
+            if bar is not None:
+                bar.close()
         return check_spins(spins, tol=1e-3 if spins.dtype != torch.float64 else 1e-6,
                            name="spins after the run")
 
@@ -522,8 +576,15 @@ def make_integrator(name: str, dt: float, **kwargs) -> LLGIntegrator:
 
 
 def run(spins: torch.Tensor, field, integrator: LLGIntegrator, n_steps: int, callback=None,
-        every: int = 1) -> torch.Tensor:
+        every: int = 1, progress: bool = False) -> torch.Tensor:
     """Functional form of :meth:`LLGIntegrator.run`."""
     if not isinstance(integrator, LLGIntegrator):
         raise TypeError(f"integrator must be an LLGIntegrator, got {type(integrator).__name__}")
-    return integrator.run(spins, field, n_steps, callback=callback, every=every)
+    return integrator.run(spins, field, n_steps, callback=callback, every=every,
+                          progress=progress)
+
+
+def _progress_bar(total: int, desc: str):
+    """A tqdm progress bar of ``total`` steps (tqdm is imported only when one is asked for)."""
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit="step")

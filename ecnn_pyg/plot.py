@@ -195,13 +195,14 @@ def structure_factor_map(spins, graph, path: PathLike = None, ax=None, log: bool
 
 def phase_diagram(fields: Sequence[float], n_sk: Sequence[float], m_z: Sequence[float],
                   path: PathLike = None, ax=None, n_sk_err=None, m_z_err=None,
-                  title: Optional[str] = None, figsize=(6, 4)) -> Figure:
+                  title: Optional[str] = None, figsize=(6, 4), quantity: str = "n_sk") -> Figure:
     r""":math:`|n_{sk}|` (left axis) and :math:`|M_z|` (right axis) against :math:`H_z` (paper Fig. 4a).
 
     Args:
         fields: :math:`H_z` values.
         n_sk: skyrmion number per magnetic cell, one per field (absolute values
-            are drawn).
+            are drawn); with ``quantity="Q"`` the topological charge of the
+            whole lattice (where the magnetic cell is unknown).
         m_z: magnetization per site, one per field (absolute values are drawn).
         path: if given, also write a PNG there (parent folders are created).
         ax: draw into this matplotlib axes instead of a new figure.
@@ -209,14 +210,19 @@ def phase_diagram(fields: Sequence[float], n_sk: Sequence[float], m_z: Sequence[
         m_z_err: optional error bars of ``m_z``.
         title: axes title.
         figsize: size of a new figure, in inches.
+        quantity: ``"n_sk"`` or ``"Q"``: what ``n_sk`` holds, for the labels.
 
     Returns:
         The :class:`~matplotlib.figure.Figure` (that of ``ax`` if given).
 
     Raises:
         ValueError: if ``fields``, ``n_sk`` and ``m_z`` are empty or of
-            different lengths.
+            different lengths, or ``quantity`` is neither ``"n_sk"`` nor ``"Q"``.
     """
+    labels = {"n_sk": r"$|n_{sk}|$", "Q": r"$|Q|$"}
+    if quantity not in labels:
+        raise ValueError(f"quantity must be 'n_sk' or 'Q', got {quantity!r}")
+    label = labels[quantity]
     h, n, m = _np(fields).ravel(), _np(n_sk).ravel(), _np(m_z).ravel()
     if not (len(h) == len(n) == len(m)) or len(h) == 0:
         raise ValueError(f"fields, n_sk and m_z must be non-empty and of equal length, got "
@@ -225,16 +231,16 @@ def phase_diagram(fields: Sequence[float], n_sk: Sequence[float], m_z: Sequence[
     fig, ax = _figure(ax, figsize)
     ne = None if n_sk_err is None else _np(n_sk_err).ravel()[order]
     me = None if m_z_err is None else _np(m_z_err).ravel()[order]
-    ax.errorbar(h[order], np.abs(n[order]), yerr=ne, marker="o", color="C0", label=r"$|n_{sk}|$")
+    ax.errorbar(h[order], np.abs(n[order]), yerr=ne, marker="o", color="C0", label=label)
     ax.set_xlabel(r"$H_z$")
-    ax.set_ylabel(r"$|n_{sk}|$", color="C0")
+    ax.set_ylabel(label, color="C0")
     ax.set_ylim(-0.1, max(2.5, float(np.abs(n).max()) + 0.5))
     ax2 = ax.twinx()
     ax2.errorbar(h[order], np.abs(m[order]), yerr=me, marker="s", color="C3", label=r"$|M_z|$")
     ax2.set_ylabel(r"$|M_z|$", color="C3")
     ax2.set_ylim(bottom=0)
     lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(lines, [r"$|n_{sk}|$", r"$|M_z|$"], loc="upper right")
+    ax.legend(lines, [label, r"$|M_z|$"], loc="upper right")
     if title:
         ax.set_title(title)
     return _finish(fig, path)
