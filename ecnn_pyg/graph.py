@@ -30,10 +30,11 @@ import torch
 from torch_geometric.data import Data
 
 from . import keys as K
-from .lattice import Lattice, LatticeError, load_lattice
+from .lattice import Lattice, LatticeError, SymmetryOp, load_lattice
 
 __all__ = ["lattice_graph", "from_networkx", "to_networkx", "site_permutation",
-           "translation_permutation", "rotation_permutations", "PeriodicImageWarning"]
+           "translation_permutation", "symmetry_permutation", "symmetry_permutations",
+           "rotation_permutations", "PeriodicImageWarning"]
 
 
 class PeriodicImageWarning(UserWarning):
@@ -344,29 +345,92 @@ def translation_permutation(data: Data, shift) -> torch.Tensor:
     return site_permutation(data, translation=shift)
 
 
-def rotation_permutations(data: Data, lattice: Union[str, Lattice, None] = None):
+def symmetry_permutation(data: Data, op: SymmetryOp) -> torch.Tensor:
+    """Site permutation of a lattice symmetry operation on a periodic supercell.
+
+    The transformed configuration is ``spins[perm]``: basis site ``b`` of
+    cell ``n`` moves to basis site ``op.sublattice[b]`` of cell
+    ``op.matrix @ n + op.shifts[b]`` (modulo the supercell), so the new site
+    there carries the spin of the old one. Works for any number of sites per
+    cell.
+
+    Args:
+        data: a periodic lattice graph from :func:`lattice_graph`.
+        op: a :class:`~ecnn_pyg.lattice.SymmetryOp` of the graph's lattice
+            (:meth:`~ecnn_pyg.lattice.Lattice.symmetries`).
+
+    Returns:
+        ``(N,)`` long tensor ``perm``.
+
+    Raises:
+        LatticeError: if the supercell is not invariant under ``op.matrix``.
+    """
+    L = data[K.SIZE].view(-1).cpu().numpy().astype(np.int64)
+    cells = data[K.CELL].cpu().numpy().astype(np.int64)
+    sub = data[K.SUBLATTICE].cpu().numpy().astype(np.int64)
+    M = np.asarray(op.matrix, np.int64)
+    if ((M @ np.diag(L)) % L[:, None]).any():
+        raise LatticeError(f"the supercell {tuple(int(x) for x in L)} is not invariant under "
+                           f"{M.tolist()}")
+    nb = len(op.sublattice)
+    new_cells = (cells @ M.T + np.asarray(op.shifts, np.int64)[sub]) % L
+    new_sub = np.asarray(op.sublattice, np.int64)[sub]
+    forward = (new_cells @ _strides(L)) * nb + new_sub
+    perm = np.empty_like(forward)
+    perm[forward] = np.arange(len(forward))
+    return torch.from_numpy(perm)
+
+
+def _graph_lattice(data: Data, lattice) -> Lattice:
+    return load_lattice(lattice if lattice is not None else data[K.LATTICE])
+
+
+def symmetry_permutations(data: Data, lattice: Union[str, Lattice, Mapping, None] = None,
+                          proper_only: bool = False):
+    """The lattice's symmetry operations that fit the supercell, with their site permutations.
+
+    Args:
+        data: a periodic lattice graph from :func:`lattice_graph`.
+        lattice: the lattice (a :class:`Lattice`, name, path or definition);
+            default: the graph's ``lattice`` name (a built-in lattice).
+        proper_only: keep the rotations only (no reflections).
+
+    Returns:
+        List of ``(op, perm)`` (:class:`~ecnn_pyg.lattice.SymmetryOp` and
+        :func:`symmetry_permutation`) for the operations of
+        :meth:`Lattice.symmetries` under which the periodic supercell is
+        invariant; the identity is first.
+
+    Raises:
+        LatticeError: if the lattice cannot be loaded.
+    """
+    lat = _graph_lattice(data, lattice)
+    out = []
+    for op in lat.symmetries():
+        if proper_only and not op.proper:
+            continue
+        try:
+            out.append((op, symmetry_permutation(data, op)))
+        except LatticeError:
+            continue
+    return out
+
+
+def rotation_permutations(data: Data, lattice: Union[str, Lattice, Mapping, None] = None):
     """Site permutations of the lattice point-group rotations that fit the supercell.
 
     Args:
         data: a periodic lattice graph from :func:`lattice_graph`.
-        lattice: the lattice (a :class:`Lattice`, name or path); default: the
-            graph's ``lattice`` name.
+        lattice: the lattice (a :class:`Lattice`, name, path or definition);
+            default: the graph's ``lattice`` name (a built-in lattice).
 
     Returns:
         List of ``(matrix, perm)`` for the rotations of
         :meth:`Lattice.point_group` under which the periodic supercell is
         invariant (e.g. C4 for an L x L square supercell, C6 for an L x L
-        triangular one); the identity is first.
+        triangular, honeycomb or kagome one); the identity is first.
 
     Raises:
-        LatticeError: if the lattice cannot be loaded or is not a 2D lattice
-            with one site per cell.
+        LatticeError: if the lattice cannot be loaded.
     """
-    lat = load_lattice(lattice if lattice is not None else data[K.LATTICE])
-    out = []
-    for M in lat.point_group():
-        try:
-            out.append((M, site_permutation(data, matrix=M)))
-        except LatticeError:
-            continue
-    return out
+    return [(op.matrix, perm) for op, perm in symmetry_permutations(data, lattice, True)]

@@ -22,6 +22,7 @@ order").
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,8 @@ from typing import Dict, List, Mapping, Optional, Tuple, Union
 import numpy as np
 import yaml
 
-__all__ = ["Bond", "Lattice", "LatticeError", "load_lattice", "available_lattices",
-           "LATTICES_DIR"]
+__all__ = ["Bond", "SymmetryOp", "Lattice", "LatticeError", "load_lattice", "available_lattices",
+           "is_builtin", "lattice_reference", "LATTICES_DIR"]
 
 #: Folder holding the built-in lattice definitions (inside the installed package).
 LATTICES_DIR = Path(__file__).resolve().parent / "lattices"
@@ -65,6 +66,45 @@ class Bond:
             the negated ``offset``.
         """
         return Bond(self.shell, self.target, self.source, tuple(-o for o in self.offset))
+
+
+@dataclass(frozen=True, eq=False)
+class SymmetryOp:
+    """A symmetry operation ``x -> R x + t`` of a lattice (see :meth:`Lattice.symmetries`).
+
+    In fractional coordinates it maps ``f -> matrix @ f + translation``: basis
+    site ``b`` of cell ``n`` goes to basis site ``sublattice[b]`` of cell
+    ``matrix @ n + shifts[b]``.
+
+    Attributes:
+        matrix: integer ``(dim, dim)`` matrix on cell coordinates.
+        rotation: the orthogonal ``(dim, dim)`` Cartesian matrix ``R``.
+        translation: ``(dim,)`` fractional translation ``t``.
+        sublattice: image of every basis site.
+        shifts: ``(n_basis, dim)`` integer cell shift of every basis site's image.
+    """
+
+    matrix: np.ndarray
+    rotation: np.ndarray
+    translation: np.ndarray
+    sublattice: Tuple[int, ...]
+    shifts: np.ndarray
+
+    @property
+    def proper(self) -> bool:
+        """Whether the operation is a rotation (``det R = +1``), not a reflection."""
+        return bool(np.linalg.det(self.rotation) > 0)
+
+    @property
+    def is_identity(self) -> bool:
+        """Whether the operation maps every site onto itself."""
+        return bool((self.matrix == np.eye(len(self.matrix), dtype=np.int64)).all()
+                    and self.sublattice == tuple(range(len(self.sublattice)))
+                    and not self.shifts.any())
+
+    def __repr__(self) -> str:
+        kind = "identity" if self.is_identity else ("rotation" if self.proper else "reflection")
+        return f"SymmetryOp({kind}, matrix={self.matrix.tolist()}, sublattice={self.sublattice})"
 
 
 class Lattice:
@@ -237,46 +277,115 @@ class Lattice:
         frac = np.asarray(bond.offset, float) + self.basis[bond.target] - self.basis[bond.source]
         return frac @ self.vectors
 
-    def point_group(self, tol: float = 1e-8) -> List[np.ndarray]:
-        """Rotations about the z axis (2D) that map the lattice and its bonds to itself.
+    def structure(self, decimals: int = 9) -> tuple:
+        """What the lattice is, without its name and default amplitudes.
 
-        The 12 rotations by multiples of 30 degrees are tried; a rotation is
-        kept when it is an integer matrix in cell coordinates and maps every
-        shell's set of bond offsets to itself. Used for symmetry augmentation
-        and point-group tests.
+        Two lattice definitions with equal structures give the same graphs
+        (up to the hopping amplitudes), so a model trained on one applies to
+        the other.
 
         Args:
-            tol: tolerance for the rotation to be an integer matrix in cell
-                coordinates.
+            decimals: rounding of the vectors and basis coordinates.
 
         Returns:
-            Integer ``(2, 2)`` matrices ``M`` acting on fractional cell
-            coordinates (``n' = M n``); the identity is first.
-
-        Raises:
-            LatticeError: unless the lattice is 2D with one site per cell.
+            A hashable tuple of the rounded vectors and basis, the shell names
+            and the bonds.
         """
-        if self.dim != 2 or self.n_basis != 1:
-            raise LatticeError("point_group() is implemented for 2D Bravais lattices with one "
-                               "site per cell")
-        A = self.vectors.T                      # columns a1, a2
-        Ainv = np.linalg.inv(A)
-        shells = {}
-        for b in self.bonds:
-            shells.setdefault(b.shell, set()).add(b.offset)
+        r = lambda a: tuple(np.round(a, decimals).ravel().tolist())
+        return (self.dim, r(self.vectors), r(self.basis), tuple(self.shells),
+                tuple((b.shell, b.source, b.target, b.offset) for b in self.bonds))
+
+    def _bravais_matrices(self, tol: float) -> List[np.ndarray]:
+        # integer M (column convention, f -> M f) with M^T G M = G: the orthogonal maps of the
+        # Bravais lattice onto itself; column i of M is the image of a_i, a lattice vector of
+        # the same length
+        A = self.vectors.T
+        G = A.T @ A
+        bound = int(math.ceil(np.sqrt(np.diag(G)).max()
+                              * np.linalg.norm(np.linalg.inv(A), axis=1).max() + tol))
+        grid = np.stack(np.meshgrid(*[np.arange(-bound, bound + 1)] * self.dim, indexing="ij"),
+                        -1).reshape(-1, self.dim)
+        norms = np.einsum("ni,ij,nj->n", grid, G, grid)
+        cand = [grid[np.abs(norms - G[i, i]) < tol * max(1.0, G[i, i])] for i in range(self.dim)]
         out = []
-        for k in range(12):
-            th = 2 * math.pi * k / 12
-            R = np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
-            M = Ainv @ R @ A
-            Mi = np.rint(M)
-            if np.abs(M - Mi).max() > tol:
-                continue
-            Mi = Mi.astype(np.int64)
-            if all({tuple(int(x) for x in Mi @ np.array(o)) for o in offs} == offs
-                   for offs in shells.values()):
-                out.append(Mi)
+        for cols in itertools.product(*cand):
+            M = np.stack(cols, axis=1)
+            if np.abs(M.T @ G @ M - G).max() < tol * max(1.0, np.abs(G).max()) \
+                    and abs(round(np.linalg.det(M))) == 1:
+                out.append(M.astype(np.int64))
         return out
+
+    def symmetries(self, tol: float = 1e-6) -> List["SymmetryOp"]:
+        """The point-group operations of the lattice, derived from its definition.
+
+        An operation ``x -> R x + t`` (``R`` orthogonal) is kept when it maps
+        the Bravais lattice, the basis (up to lattice translations) and every
+        hopping shell's bonds onto themselves, so the tight-binding model (and
+        every model trained on it) is invariant under it. ``R`` runs over the
+        orthogonal maps of the Bravais lattice; ``t`` may be a fraction of a
+        cell (the 60 degree rotation of the honeycomb lattice is about a
+        hexagon centre). One operation is listed per ``R`` and image of basis
+        site 0 (the space group modulo lattice translations).
+
+        Args:
+            tol: tolerance on coordinates (fractions of a cell).
+
+        Returns:
+            The :class:`SymmetryOp` list: the identity first, then the other
+            rotations (by angle in 2D), then the reflections (improper
+            operations). A lattice whose list holds the identity only has no
+            symmetry to augment with.
+        """
+        f = self.basis                                     # (n_basis, dim) fractional
+        nb = len(f)
+        bonds = {(b.shell, b.source, b.target, b.offset) for b in self.bonds}
+        A = self.vectors.T
+        ops = []
+        for M in self._bravais_matrices(tol):
+            for image0 in range(nb):
+                tau = f[image0] - M @ f[0]
+                sigma, shifts = [], []
+                for b in range(nb):
+                    g = M @ f[b] + tau
+                    match = [c for c in range(nb)
+                             if np.abs(g - f[c] - np.rint(g - f[c])).max() < tol]
+                    if len(match) != 1:
+                        break
+                    sigma.append(match[0])
+                    shifts.append(np.rint(g - f[match[0]]).astype(np.int64))
+                if len(sigma) != nb or len(set(sigma)) != nb:
+                    continue
+                ok = all((b.shell, sigma[b.source], sigma[b.target],
+                          tuple(int(x) for x in shifts[b.target] + M @ np.array(b.offset)
+                                - shifts[b.source])) in bonds for b in self.bonds)
+                if ok:
+                    R = A @ M @ np.linalg.inv(A)
+                    ops.append(SymmetryOp(matrix=M, rotation=R, translation=tau,
+                                          sublattice=tuple(sigma),
+                                          shifts=np.stack(shifts).astype(np.int64)))
+
+        def order(op):
+            ident = op.is_identity
+            angle = 0.0
+            if self.dim == 2:
+                angle = math.atan2(op.rotation[1, 0], op.rotation[0, 0]) % (2 * math.pi)
+                angle = round(angle, 6) % round(2 * math.pi, 6)
+            return (not ident, not op.proper, angle, op.matrix.ravel().tolist(), op.sublattice)
+        return sorted(ops, key=order)
+
+    def point_group(self, tol: float = 1e-6) -> List[np.ndarray]:
+        """Integer matrices of the lattice's rotations (proper operations of :meth:`symmetries`).
+
+        Args:
+            tol: tolerance on coordinates (fractions of a cell).
+
+        Returns:
+            Integer ``(dim, dim)`` matrices ``M`` acting on fractional cell
+            coordinates (``n' = M n``), one per rotation of :meth:`symmetries`
+            (4 on the square lattice, 6 on the triangular one); the identity is
+            first.
+        """
+        return [op.matrix for op in self.symmetries(tol) if op.proper]
 
     def __repr__(self) -> str:
         return (f"Lattice({self.name!r}, dim={self.dim}, n_basis={self.n_basis}, "
@@ -292,12 +401,13 @@ def available_lattices() -> List[str]:
     return sorted(p.stem for p in LATTICES_DIR.glob("*.yaml"))
 
 
-def load_lattice(name_or_path: Union[str, Path, Lattice]) -> Lattice:
+def load_lattice(name_or_path: Union[str, Path, Lattice, Mapping]) -> Lattice:
     """Load a built-in lattice by name (``"square"``) or a lattice file by path.
 
     Args:
         name_or_path: a built-in name (no file suffix), the path of a ``.yaml``
-            lattice file, or a :class:`Lattice` (returned unchanged).
+            lattice file, a lattice definition (the mapping of such a file, as
+            model checkpoints carry it) or a :class:`Lattice` (returned unchanged).
 
     Returns:
         The :class:`Lattice`.
@@ -308,6 +418,11 @@ def load_lattice(name_or_path: Union[str, Path, Lattice]) -> Lattice:
     """
     if isinstance(name_or_path, Lattice):
         return name_or_path
+    if isinstance(name_or_path, Mapping):
+        return Lattice.from_dict(name_or_path)
+    if not isinstance(name_or_path, (str, Path)):
+        raise LatticeError(f"a lattice is a built-in name, the path of a .yaml file or a "
+                           f"lattice definition (mapping), got {type(name_or_path).__name__}")
     path = Path(name_or_path)
     if not path.suffix:
         builtin = LATTICES_DIR / f"{name_or_path}.yaml"
@@ -325,3 +440,38 @@ def load_lattice(name_or_path: Union[str, Path, Lattice]) -> Lattice:
         return Lattice.from_dict(spec)
     except LatticeError as err:
         raise LatticeError(f"{path}: {err}") from err
+
+
+def is_builtin(lattice: Lattice) -> bool:
+    """Whether ``lattice`` is the built-in lattice of its name (same structure).
+
+    Args:
+        lattice: a :class:`Lattice`.
+
+    Returns:
+        ``True`` if a built-in lattice of that name exists and has the same
+        :meth:`~Lattice.structure` (vectors, basis, shells, bonds).
+    """
+    path = LATTICES_DIR / f"{lattice.name}.yaml"
+    if not path.is_file():
+        return False
+    return load_lattice(lattice.name).structure() == lattice.structure()
+
+
+def lattice_reference(lattice: Union[str, Path, Lattice, Mapping]) -> Union[str, dict]:
+    """How a model config refers to a lattice so that it can be rebuilt anywhere.
+
+    A built-in lattice is referred to by its name; any other (a file given by
+    path, a definition) by its definition, since a path may move.
+
+    Args:
+        lattice: a built-in name, a lattice file path, a definition or a :class:`Lattice`.
+
+    Returns:
+        The built-in name, or the definition mapping (:meth:`Lattice.to_dict`).
+
+    Raises:
+        LatticeError: if the lattice cannot be loaded.
+    """
+    lat = load_lattice(lattice)
+    return lat.name if is_builtin(lat) else lat.to_dict()

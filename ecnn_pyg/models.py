@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import copy
 import importlib
+import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import torch
 
@@ -44,15 +45,20 @@ class ModelType:
         name: the type's name in configs and checkpoints (``model: ecnn``).
         target: ``"module:Class"`` of the model class, imported on first use.
         nullable: ``{key: type}`` of the config keys that may also be
-            ``None`` (``type`` is their type otherwise).
+            ``None`` (``type``, or a tuple of types, is their type otherwise;
+            an ECNN's ``lattice`` is a built-in name or a lattice definition).
         default_dtype: ``"float32"`` or ``"float64"``, the training dtype
             when the training config leaves ``dtype`` unset.
+        ranges: ``{key: (test, description)}``: the values a numeric key
+            accepts (``None`` passes where the key is nullable); checked by
+            :func:`check_model_config` before a model is built.
     """
 
     name: str
     target: str
     nullable: Mapping[str, type] = field(default_factory=dict)
     default_dtype: str = "float32"
+    ranges: Mapping[str, Tuple[Callable[[Any], bool], str]] = field(default_factory=dict)
 
     @property
     def cls(self) -> type:
@@ -74,13 +80,35 @@ class ModelType:
         return schema_from_defaults(self.defaults, self.nullable)
 
 
+def _positive_ints(v) -> bool:
+    return len(v) > 0 and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1
+                              for x in v)
+
+
+_FINITE = (lambda v: True, "finite")
+_COUNT = (lambda v: v >= 1, ">= 1 (or null: from the lattice)")
+
 #: model type name -> :class:`ModelType`
 MODEL_TYPES: Dict[str, ModelType] = {
     "ecnn": ModelType("ecnn", "ecnn_pyg.nn:ECNN",
-                      nullable={"lattice": str, "num_bond_types": int, "num_shells": int,
+                      nullable={"lattice": (str, dict), "num_bond_types": int, "num_shells": int,
                                 "avg_num_neighbors": float},
-                      default_dtype="float32"),
-    "ifnn": ModelType("ifnn", "ecnn_pyg.baseline:IFNN", default_dtype="float64"),
+                      default_dtype="float32",
+                      ranges={"num_bond_types": _COUNT, "num_shells": _COUNT,
+                              "channels": (lambda v: v >= 1, ">= 1"),
+                              "lmax": (lambda v: v >= 1, ">= 1"),
+                              "lmax_filter": (lambda v: v in (0, 1), "0 or 1"),
+                              "num_blocks": (lambda v: v >= 1, ">= 1"),
+                              "output_channels": (_positive_ints,
+                                                  "a non-empty list of integers >= 1"),
+                              "avg_num_neighbors": (lambda v: v > 0,
+                                                    "> 0 and finite (or null)"),
+                              "energy_scale": _FINITE, "energy_shift": _FINITE}),
+    "ifnn": ModelType("ifnn", "ecnn_pyg.baseline:IFNN", default_dtype="float64",
+                      ranges={"radius2": (lambda v: v > 0, "> 0 and finite"),
+                              "pair_radius2": (lambda v: v > 0, "> 0 and finite"),
+                              "hidden": (_positive_ints, "a non-empty list of integers >= 1"),
+                              "energy_scale": _FINITE, "energy_shift": _FINITE}),
 }
 
 
@@ -123,7 +151,8 @@ def schema_from_defaults(defaults: Mapping[str, Any], nullable: Optional[Mapping
     schema = {}
     for key, value in defaults.items():
         if key in nullable:
-            types = (nullable[key], _NONE)
+            t = nullable[key]
+            types = (*t, _NONE) if isinstance(t, tuple) else (t, _NONE)
         elif value is None:
             types = (object, bool, _NONE)           # undeclared: the model checks the value
         else:
@@ -164,8 +193,9 @@ def check_model_config(model_type: str, config: Optional[Mapping[str, Any]]) -> 
         Every constructor argument of the model type, defaults filled in.
 
     Raises:
-        ConfigError: if the model type is unknown, or a key is unknown or of
-            the wrong type (see :func:`model_schema`).
+        ConfigError: if the model type is unknown, a key is unknown or of
+            the wrong type (see :func:`model_schema`), or a number is out of
+            its range (:attr:`ModelType.ranges`, e.g. ``channels >= 1``).
     """
     schema = model_schema(model_type)
     if config is not None and not isinstance(config, Mapping):
@@ -175,6 +205,13 @@ def check_model_config(model_type: str, config: Optional[Mapping[str, Any]]) -> 
         cfg = load_config(dict(config or {}), schema)
     except ConfigError as err:
         raise ConfigError(f"model_config ({model_type}): {err}") from None
+    for key, (test, desc) in _model_type(model_type).ranges.items():
+        value = cfg.get(key)
+        if value is None:
+            continue
+        if (isinstance(value, float) and not math.isfinite(value)) or not test(value):
+            raise ConfigError(f"model_config ({model_type}): config key '{key}' must be "
+                              f"{desc}, got {value!r}")
     return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
 
 

@@ -5,6 +5,7 @@ checked against the schema of the model type (:mod:`ecnn_pyg.models`).
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, Mapping, Optional
 
 import torch
@@ -12,7 +13,7 @@ import torch
 from ..config import REQUIRED, ConfigError, load_config
 from ..models import check_model_config
 
-__all__ = ["TRAIN_SCHEMA", "RESUME_MUTABLE", "DTYPES", "load_train_config"]
+__all__ = ["TRAIN_SCHEMA", "RANGES", "RESUME_MUTABLE", "DTYPES", "load_train_config"]
 
 _NONE = type(None)
 #: key -> (type(s), default); REQUIRED keys have no default
@@ -43,11 +44,36 @@ TRAIN_SCHEMA = {
     "early_stopping_patience": ((int, _NONE), 100),
     "min_delta": (float, 0.0),
     "max_time": ((float, _NONE), None),
-    "augment": (bool, False),
+    "augment": ((bool, str), False),   # true = "rotations"; "point_group": mirrors too
     "val_batch_size": ((int, _NONE), None),
     "plot_every": (int, 10),           # 0: no learning-curve plot
     "progress": (bool, True),
 }
+
+#: the values each numeric key accepts: key -> (test, description); ``null`` passes
+#: where the schema allows it
+RANGES = {
+    "max_train_samples": (lambda v: v >= 1, ">= 1 (or null: every sample)"),
+    "seed": (lambda v: v >= 0, ">= 0"),
+    "num_threads": (lambda v: v >= 1, ">= 1 (or null: torch's default)"),
+    "batch_size": (lambda v: v >= 1, ">= 1"),
+    "energy_weight": (lambda v: v >= 0, ">= 0 and finite (0: fields only)"),
+    "lr": (lambda v: v > 0, "> 0 and finite"),
+    "weight_decay": (lambda v: v >= 0, ">= 0 and finite"),
+    "grad_clip": (lambda v: v > 0, "> 0 and finite (or null: no clipping)"),
+    "lr_factor": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "lr_patience": (lambda v: v >= 0, ">= 0"),
+    "min_lr": (lambda v: v >= 0, ">= 0 and finite"),
+    "max_epochs": (lambda v: v >= 1, ">= 1"),
+    "early_stopping_patience": (lambda v: v >= 0, ">= 0 (0 or null: no early stopping)"),
+    "min_delta": (lambda v: v >= 0, ">= 0 and finite"),
+    "max_time": (lambda v: v > 0, "> 0 seconds and finite (or null: no limit)"),
+    "val_batch_size": (lambda v: v >= 1, ">= 1 (or null: from batch_size)"),
+    "plot_every": (lambda v: v >= 0, ">= 0 (0: no plot)"),
+}
+
+#: the values of ``augment``: true is "rotations"
+AUGMENT = ("rotations", "point_group")
 
 #: keys that may differ when a run is resumed (they do not change the path of the run)
 RESUME_MUTABLE = ("max_epochs", "max_time", "early_stopping_patience", "progress", "plot_every",
@@ -73,8 +99,9 @@ def load_train_config(config, overrides: Optional[Mapping[str, Any]] = None) -> 
     Raises:
         ConfigError: if a key is unknown or of the wrong type, a required key
             is missing, ``optimizer`` / ``scheduler`` / ``dtype`` has an
-            unknown value, ``batch_size < 1``, or the model type or its config
-            is invalid.
+            unknown value, a number is out of its range (:data:`RANGES`: e.g.
+            ``lr`` must be finite and > 0, ``energy_weight`` finite and >= 0),
+            or the model type or its config is invalid.
     """
     overrides = dict(overrides or {})
     if isinstance(config, Mapping):
@@ -93,9 +120,30 @@ def load_train_config(config, overrides: Optional[Mapping[str, Any]] = None) -> 
     if cfg["dtype"] is not None and cfg["dtype"] not in DTYPES:
         raise ConfigError(f"config key 'dtype' must be one of {list(DTYPES)} or null, "
                           f"got {cfg['dtype']!r}")
-    if cfg["batch_size"] < 1:
-        raise ConfigError(f"config key 'batch_size' must be >= 1, got {cfg['batch_size']}")
+    _check_ranges(cfg)
+    if isinstance(cfg["augment"], str) and cfg["augment"] not in AUGMENT:
+        raise ConfigError(f"config key 'augment' must be true, false, 'rotations' or "
+                          f"'point_group', got {cfg['augment']!r}")
+    for key in ("train_split", "val_split", "run_dir"):
+        if not cfg[key].strip():
+            raise ConfigError(f"config key '{key}' must not be empty")
+    data = cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]]
+    if not data or not all(isinstance(d, str) and d.strip() for d in data):
+        raise ConfigError(f"config key 'data' must be a data file path or a non-empty list of "
+                          f"them, got {cfg['data']!r}")
     given = set(cfg["model_config"])
     cfg["model_config"] = check_model_config(cfg["model"], cfg["model_config"])
     cfg["_given_model_keys"] = sorted(given)
     return cfg
+
+
+def _check_ranges(cfg: Mapping[str, Any]) -> None:
+    """Refuse numbers outside :data:`RANGES` (NaN and infinities included)."""
+    for key, (test, desc) in RANGES.items():
+        value = cfg.get(key)
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"config key '{key}' must be {desc}, got {value!r}")
+        if not test(value):
+            raise ConfigError(f"config key '{key}' must be {desc}, got {value!r}")

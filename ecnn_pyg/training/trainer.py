@@ -10,7 +10,9 @@ atomically after each epoch; ``log.csv`` and the learning curve
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import math
 import time
 from pathlib import Path
@@ -26,15 +28,22 @@ from .. import keys as K
 from ..augment import RotationAugment
 from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..config import REQUIRED, ConfigError, load_config
+from ..lattice import Lattice, LatticeError, lattice_reference, load_lattice
+from ..locking import check_writable, output_lock
 from ..metrics import ErrorAccumulator
 from ..models import MODEL_TYPES, build_model
 from .data import GraphBatcher, load_training_parts
 from .evaluate import evaluate_parts
 from .log import plot_learning_curve, write_log_row
 from .loss import field_energy_loss
+from ..distributed.train import data_parallel
 from .schema import DTYPES, RESUME_MUTABLE, TRAIN_SCHEMA, load_train_config
 
-__all__ = ["Trainer", "train"]
+__all__ = ["Trainer", "train", "TrainingDivergedError"]
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss or the weights became non-finite (NaN or infinite) during training."""
 
 
 class Trainer:
@@ -69,7 +78,16 @@ class Trainer:
             last = rd / "last.pt"
             if not last.exists():
                 raise CheckpointError(f"cannot resume: '{last}' does not exist")
-            ckpt = load_checkpoint(last)
+            try:
+                ckpt = load_checkpoint(last)
+                if not all(k in ckpt for k in ("train_config", "optimizer_state", "epoch")):
+                    raise CheckpointError(f"'{last}' is a model checkpoint without the "
+                                          "training state a resume needs")
+            except CheckpointError as err:
+                raise CheckpointError(
+                    f"cannot resume: {err}. The best epoch's checkpoint may be intact: resume "
+                    f"from it with 'cp {rd / 'best.pt'} {last}' and --resume, or start a new "
+                    f"run with init_from: {rd / 'best.pt'}") from None
             stored = ckpt["train_config"]
             base = dict(stored) if config is None else load_train_config(config)
             base = {k: v for k, v in base.items() if not k.startswith("_")}
@@ -104,6 +122,9 @@ class Trainer:
         if not resume and (self.run_dir / "last.pt").exists():
             raise ConfigError(f"run directory '{self.run_dir}' already holds a run (last.pt); "
                               "pass --resume to continue it or choose another run_dir")
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise ConfigError(f"run_dir '{self.run_dir}' exists and is not a directory")
+        check_writable(self.run_dir / "last.pt", "run directory")   # before any work
         if cfg["num_threads"]:
             torch.set_num_threads(cfg["num_threads"])
         self.dtype = DTYPES[cfg["dtype"] or MODEL_TYPES[cfg["model"]].default_dtype]
@@ -122,12 +143,31 @@ class Trainer:
                 left -= len(part.train[K.ENERGY])
         if sum(len(p.train[K.ENERGY]) for p in parts) == 0:
             raise ValueError(f"'{path}' has no complete samples in split '{cfg['train_split']}'")
+        self.lattice = _data_lattice(self.meta, path)
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(self.dtype)
+        self.notes = []
         for part in parts:
             part.train = {k: t(v) for k, v in part.train.items()}
             part.val = {k: t(v) for k, v in part.val.items()}
             part.batcher = GraphBatcher(part.graph)
-            part.augment = RotationAugment(part.graph) if cfg["augment"] else None
+            part.augment = None
+            if cfg["augment"] and self.lattice is not None:
+                part.augment = RotationAugment(part.graph, self.lattice,
+                                               reflections=cfg["augment"] == "point_group")
+        if cfg["augment"]:
+            kind = "symmetry operations" if cfg["augment"] == "point_group" else "rotations"
+            if self.lattice is None:
+                self.notes.append(f"augment: the data ('{path}') do not record their lattice, "
+                                  "so there is no symmetry to augment with; augmentation is off")
+            elif all(p.augment.trivial for p in parts):
+                self.notes.append(
+                    f"augment: lattice '{self.lattice.name}' has no {kind} other than the "
+                    f"identity that map it (basis and hopping shells) and the supercell"
+                    f"{'s' if len(parts) > 1 else ''} {', '.join(str(p.size) for p in parts)} "
+                    "onto themselves; augmentation is off")
+            for part in parts:
+                if part.augment is not None and part.augment.trivial:
+                    part.augment = None
         self.parts = parts
 
     @property
@@ -146,10 +186,11 @@ class Trainer:
                                   f"model, the config trains a {cfg['model']}")
             mc = dict(init["model_config"])         # the architecture of the initial weights
             cfg["model_config"] = mc
-        elif self.resume_state is None and cfg["auto_energy_shift"] and \
-                "energy_shift" not in (self._given_model_keys or ()):
-            mc["energy_shift"] = float(torch.cat([p.train[K.ENERGY].double() / p.n_sites
-                                                  for p in self.parts]).mean())
+        elif self.resume_state is None:
+            self._resolve_model_lattice(mc)
+            if cfg["auto_energy_shift"] and "energy_shift" not in (self._given_model_keys or ()):
+                mc["energy_shift"] = float(torch.cat([p.train[K.ENERGY].double() / p.n_sites
+                                                      for p in self.parts]).mean())
             cfg["model_config"] = mc
         torch.manual_seed(cfg["seed"])
         self.model = build_model(cfg["model"], mc).to(self.dtype)
@@ -174,6 +215,9 @@ class Trainer:
         if self.resume_state is not None:
             ck = self.resume_state
             self.model.load_state_dict(ck["model_state"])
+            shift = (ck.get("model_config") or {}).get("energy_shift")
+            if shift is not None and self.calibrates_energy:
+                self._set_energy_shift(float(shift))        # as calibrated after that epoch
             self.optimizer.load_state_dict(ck["optimizer_state"])
             if self.scheduler is not None and ck.get("scheduler_state") is not None:
                 self.scheduler.load_state_dict(ck["scheduler_state"])
@@ -182,10 +226,80 @@ class Trainer:
             self.bad_epochs = int(ck["bad_epochs"])
             self.wall_time = float(ck.get("wall_time", 0.0))
             torch.set_rng_state(ck["rng_state"])
+        self.dp = data_parallel(self)       # under torchrun: DDP, batches split over the ranks
 
     @property
     def _given_model_keys(self):
         return self.cfg.get("_given_model_keys")
+
+    def _resolve_model_lattice(self, mc: Dict[str, Any]) -> None:
+        """Fill the model's lattice in from the data's (unless the config set it), and check it.
+
+        A built-in lattice stays a name; a lattice of one's own becomes its
+        definition, so the checkpoint rebuilds the model without the file.
+        """
+        if "lattice" not in mc or self.lattice is None:
+            return
+        given = "lattice" in (self._given_model_keys or ())
+        if not given:
+            mc["lattice"] = lattice_reference(self.lattice)
+        elif mc["lattice"] is None:          # a model for graphs of this lattice, by counts
+            for key, count in (("num_bond_types", len(self.lattice.bonds)),
+                               ("num_shells", len(self.lattice.shells))):
+                if key in mc and mc[key] is None:
+                    mc[key] = count
+        else:
+            try:
+                lat = load_lattice(mc["lattice"])
+            except LatticeError as err:
+                raise ConfigError(f"model_config.lattice: {err}") from None
+            if lat.structure() != self.lattice.structure():
+                raise ConfigError(
+                    f"model_config.lattice {lat.name!r} is not the lattice of the data "
+                    f"({self.lattice.name!r}: vectors, basis, shells or bonds differ); leave "
+                    "model_config.lattice out to take the data's lattice")
+            mc["lattice"] = lattice_reference(lat)
+
+    # ------------------------------------------------------------ energy
+    @property
+    def calibrates_energy(self) -> bool:
+        """Whether the energy's constant is calibrated after every epoch (``energy_weight: 0``).
+
+        A loss on fields alone leaves the constant of the energy free; it is
+        then set after every epoch so that the mean of ``(E_ED - E_model) / N``
+        over the training split is zero (as ``ecnn-pyg export`` does).
+        """
+        return self.cfg["energy_weight"] == 0 and hasattr(self.model, "energy_shift")
+
+    def _set_energy_shift(self, shift: float) -> None:
+        self.model.energy_shift = float(shift)
+        self.model._config["energy_shift"] = float(shift)
+
+    def calibrate_energy_shift(self) -> float:
+        """Move the model's ``energy_shift`` so that its mean training energy error is zero.
+
+        Returns:
+            The change of the shift (per site).
+        """
+        model, bs = self.model, max(self.cfg["val_batch_size"] or self.cfg["batch_size"], 4)
+        was_training = model.training
+        model.eval()
+        errors = []
+        try:
+            with torch.no_grad():
+                for part in self.parts:
+                    spin, energy = part.train[K.SPIN], part.train[K.ENERGY]
+                    for i in range(0, len(energy), bs):
+                        b = part.batcher(spin[i:i + bs])
+                        out = model(b, b[K.SPIN], compute_field=False, training=False)
+                        errors.append((energy[i:i + bs].double()
+                                       - out[K.ENERGY].detach().double()) / part.n_sites)
+        finally:
+            model.train(was_training)
+        delta = float(torch.cat(errors).mean())
+        if math.isfinite(delta):
+            self._set_energy_shift(model.energy_shift + delta)
+        return delta
 
     # ------------------------------------------------------------ checkpoint
     def state(self, metrics: Dict[str, float]) -> Dict[str, Any]:
@@ -206,7 +320,12 @@ class Trainer:
             "model_config": self.model.config,
             "model_state": self.model.state_dict(),
             "dtype": str(self.dtype).replace("torch.", ""),
+            "energy_calibration": ("energy_shift set after every epoch to the mean "
+                                   "(E_ED - E_model)/N of the training split (energies not "
+                                   "trained: energy_weight 0)") if self.calibrates_energy
+            else None,
             "data": {"path": str(self.cfg["data"]), "lattice": self.meta.get("lattice"),
+                     "lattice_definition": self.lattice.to_dict() if self.lattice else None,
                      "size": self.meta.get("size"), "hoppings": self.meta.get("hoppings"),
                      "model": self.meta.get("model"), "n_sites": self.parts[0].n_sites,
                      **({"sizes": [p.size for p in self.parts]} if len(self.parts) > 1 else {})},
@@ -249,29 +368,35 @@ class Trainer:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
         acc = ErrorAccumulator()
         self.model.train()
-        bar = tqdm(batches, disable=not cfg["progress"], leave=False,
+        bar = tqdm(batches, disable=not (cfg["progress"] and self.dp.is_main), leave=False,
                    desc=f"epoch {epoch}", unit="batch")
         for part, idx, rot in bar:
+            idx, rot, weight, real = self.dp.shard(idx, rot)
             arr = part.train
             spin, field, energy = arr[K.SPIN][idx], arr[K.FIELD][idx], arr[K.ENERGY][idx]
             if rot is not None:
                 spin, field = part.augment.apply(rot, spin, field)
             b = part.batcher(spin, field, energy)
             nn_ = torch.full((len(idx),), float(part.n_sites), dtype=self.dtype)
-            out = self.model(b, b[K.SPIN], compute_field=True, training=True)
+            out = self.dp.model(b, b[K.SPIN], compute_field=True, training=True)
             loss = field_energy_loss(out[K.FIELD], b[K.FIELD], out[K.ENERGY], energy, nn_,
                                      cfg["energy_weight"])
+            if not torch.isfinite(loss.detach()):
+                raise TrainingDivergedError(
+                    f"the training loss became {float(loss.detach())} in epoch {epoch}"
+                    + self._diverged_advice())
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if weight == 1.0 else loss * weight).backward()
             if cfg["grad_clip"]:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg["grad_clip"])
             self.optimizer.step()
             loss_value = float(loss.detach())
-            acc.update(out[K.FIELD], b[K.FIELD], b[K.SPIN], out[K.ENERGY], energy, nn_,
-                       loss_value)
+            if real:
+                acc.update(out[K.FIELD], b[K.FIELD], b[K.SPIN], out[K.ENERGY], energy, nn_,
+                           loss_value)
             if cfg["progress"]:
                 bar.set_postfix(loss=f"{loss_value:.3g}")
-        return acc.compute()
+        return self.dp.reduce_metrics(acc)
 
     def validate(self) -> Dict[str, float]:
         """Loss and RMSEs (field, transverse field, E per site) on the validation split.
@@ -282,23 +407,68 @@ class Trainer:
         if sum(p.val[K.ENERGY].shape[0] for p in self.parts) == 0:
             return {k: float("nan") for k in ("loss", "rmse_field", "rmse_field_transverse",
                                                "rmse_energy_per_site")}
+        if self.dp.active:       # the validation samples split over the ranks
+            return self.dp.validate(self.parts, self.cfg["val_batch_size"]
+                                    or max(self.cfg["batch_size"], 4), self.cfg["energy_weight"])
         return evaluate_parts(self.model, self.parts, "val",
                               batch_size=self.cfg["val_batch_size"] or max(self.cfg["batch_size"], 4),
                               energy_weight=self.cfg["energy_weight"])["metrics"]
 
+    def _diverged_advice(self) -> str:
+        best = self.run_dir / "best.pt"
+        kept = (f"the last good checkpoint, {best} (epoch {self.best['epoch']}), is kept"
+                if best.exists() else "no checkpoint was written")
+        return (f"; training stopped ({kept}). Lower lr (now "
+                f"{self.optimizer.param_groups[0]['lr']:.3g}), set grad_clip, or check the data")
+
+    def _remove_orphans(self) -> None:
+        # temporary files of checkpoint writes that a killed process left behind (this
+        # process holds the run directory's lock, so no other writer owns them)
+        for name in ("best.pt", "last.pt"):
+            for tmp in self.run_dir.glob(f".{name}.*.tmp"):
+                try:
+                    tmp.unlink()
+                    print(f"removed {tmp}, left by an interrupted checkpoint write", flush=True)
+                except OSError:
+                    pass
+
     def run(self) -> Path:
         """Train until ``max_epochs``, early stopping or ``max_time``.
 
+        Takes the run directory's lock (:func:`ecnn_pyg.locking.output_lock`)
+        for the whole run: a second run in the same directory is refused.
+
         Returns:
             The run directory.
+
+        Raises:
+            OutputLockedError: if another process trains in the run directory.
+            TrainingDivergedError: if the loss or the weights become
+                non-finite; the checkpoints of the last good epoch are kept.
         """
-        cfg = self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if self.resume_state is None:
+        if not self.dp.is_main:     # under torchrun: rank 0 holds the lock, writes and prints
+            with contextlib.redirect_stdout(io.StringIO()):
+                return self._run()
+        with output_lock(self.run_dir, what="run directory"):
+            return self._run()
+
+    def _run(self) -> Path:
+        cfg = self.cfg
+        main = self.dp.is_main
+        if main:
+            self._remove_orphans()
+        if self.resume_state is None and main:
             (self.run_dir / "config.yaml").write_text(
                 f"# ecnn_pyg {__version__} training config (resolved)\n"
                 + yaml.safe_dump({k: v for k, v in cfg.items() if not k.startswith("_")},
                                  sort_keys=False))
+        for note in self.notes:
+            print(note, flush=True)
+        if self.calibrates_energy:
+            print("energy_weight = 0: the loss has fields only, so energies are not trained; "
+                  "the constant of the energy is calibrated on the training split after every "
+                  "epoch (mean (E_ED - E_model)/N = 0)", flush=True)
         t_start = time.time()
         reason = "max_epochs"
         if self.bad_epochs >= (cfg["early_stopping_patience"] or math.inf):
@@ -307,8 +477,16 @@ class Trainer:
             epoch = self.epoch + 1
             t0 = time.time()
             tr = self.train_epoch(epoch)
+            if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+                raise TrainingDivergedError(f"the weights became non-finite in epoch {epoch}"
+                                            + self._diverged_advice())
+            if self.calibrates_energy:
+                self.calibrate_energy_shift()
             va = self.validate()
             val_loss = va["loss"] if not math.isnan(va["loss"]) else tr["loss"]
+            if not math.isfinite(val_loss):
+                raise TrainingDivergedError(f"the validation loss became {val_loss} in epoch "
+                                            f"{epoch}" + self._diverged_advice())
             if self.scheduler is not None:
                 self.scheduler.step(val_loss)
             dt = time.time() - t0
@@ -325,27 +503,34 @@ class Trainer:
                 self.bad_epochs = 0
             else:
                 self.bad_epochs += 1
-            write_log_row(self.run_dir / "log.csv", row)
-            state = self.state(row)
-            if improved:
-                save_checkpoint(self.run_dir / "best.pt", state)
-            save_checkpoint(self.run_dir / "last.pt", state)
-            print(f"epoch {epoch:5d}  train RMSE(B) {tr['rmse_field']:.5f}  val RMSE(B) "
-                  f"{va['rmse_field']:.5f} (transverse {va['rmse_field_transverse']:.5f})  "
-                  f"val RMSE(E/N) {va['rmse_energy_per_site']:.3e}  lr {row['lr']:.3g}  "
-                  f"{dt:.1f} s" + ("  *" if improved else ""), flush=True)
-            if cfg["plot_every"] and epoch % cfg["plot_every"] == 0:
-                plot_learning_curve(self.run_dir / "log.csv", self.run_dir / "learning_curve.png")
+            if main:           # under torchrun: rank 0 writes
+                write_log_row(self.run_dir / "log.csv", row)
+                state = self.state(row)
+                if improved:
+                    save_checkpoint(self.run_dir / "best.pt", state)
+                save_checkpoint(self.run_dir / "last.pt", state)
+                print(f"epoch {epoch:5d}  train RMSE(B) {tr['rmse_field']:.5f}  val RMSE(B) "
+                      f"{va['rmse_field']:.5f} (transverse {va['rmse_field_transverse']:.5f})  "
+                      f"val RMSE(E/N) {va['rmse_energy_per_site']:.3e}  lr {row['lr']:.3g}  "
+                      f"{dt:.1f} s" + ("  *" if improved else ""), flush=True)
+                if cfg["plot_every"] and epoch % cfg["plot_every"] == 0:
+                    plot_learning_curve(self.run_dir / "log.csv",
+                                        self.run_dir / "learning_curve.png")
             if cfg["early_stopping_patience"] and self.bad_epochs >= cfg["early_stopping_patience"]:
                 reason = "early stopping"
-            elif cfg["max_time"] is not None and time.time() - t_start >= cfg["max_time"]:
+            elif cfg["max_time"] is not None and \
+                    self.dp.agree(time.time() - t_start >= cfg["max_time"]):
                 reason = "max_time"
-        if cfg["plot_every"] and (self.run_dir / "log.csv").exists():
+        if main and cfg["plot_every"] and (self.run_dir / "log.csv").exists():
             plot_learning_curve(self.run_dir / "log.csv", self.run_dir / "learning_curve.png")
         self.stop_reason = reason
         print(f"stopped after epoch {self.epoch} ({reason}); best val loss "
               f"{self.best['val_loss']:.6g} at epoch {self.best['epoch']}; run dir {self.run_dir}",
               flush=True)
+        if self.calibrates_energy:
+            print(f"energies were not trained (energy_weight 0): their constant was calibrated "
+                  f"on the training split (energy_shift {self.model.energy_shift:.6g} per site)",
+                  flush=True)
         return self.run_dir
 
 
@@ -366,3 +551,17 @@ def train(config=None, overrides: Optional[Mapping] = None, resume: bool = False
         DataFileError: if the data cannot be read.
     """
     return Trainer(config, overrides, resume=resume).run()
+
+
+def _data_lattice(meta: Mapping[str, Any], path) -> Optional[Lattice]:
+    """The lattice of a data file: its stored definition, else its built-in name, else ``None``."""
+    text = meta.get("lattice_yaml")
+    try:
+        if text:
+            return Lattice.from_dict(yaml.safe_load(text))
+        if meta.get("lattice"):
+            return load_lattice(str(meta["lattice"]))
+    except (LatticeError, yaml.YAMLError) as err:
+        raise ValueError(f"'{path}': the lattice stored with the data cannot be read: "
+                         f"{err}") from None
+    return None
