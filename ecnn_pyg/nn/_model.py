@@ -12,7 +12,7 @@ from e3nn import o3
 from torch import Tensor
 
 from .. import keys as K
-from ..lattice import LatticeError, load_lattice
+from ..lattice import LatticeError, lattice_reference, load_lattice
 from ._blocks import ACTIVATIONS, RESIDUALS, InteractionBlock, OutputBlock
 from ._configurable import ConfigurableModel
 from ._conv import Adjacency
@@ -99,9 +99,11 @@ class ECNN(ConfigurableModel, torch.nn.Module):
     loads its published weights into it.
 
     Args:
-        lattice (str, optional): lattice the model is built for (a built-in name
-            or file); fixes the number of bond types and shells. ``None`` for a
-            custom graph (then give ``num_bond_types`` / ``num_shells``).
+        lattice (str or dict, optional): lattice the model is built for (a
+            built-in name, a file, or a lattice definition mapping); fixes the
+            number of bond types and shells. A file is kept in :attr:`config` as
+            its definition. ``None`` for a custom graph (then give
+            ``num_bond_types`` / ``num_shells``).
         num_bond_types (int, optional): bond types (directed offset classes).
         num_shells (int, optional): hopping shells.
         weight_sharing (str, optional): ``"type"`` (one weight per bond type, the
@@ -167,8 +169,13 @@ class ECNN(ConfigurableModel, torch.nn.Module):
                                      ("sh_normalization", sh_normalization, SH_NORMALIZATIONS)):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+        reference = lattice
         if lattice is not None:
             lat = load_lattice(lattice)
+            # a built-in name stays a name; a file or definition is kept as its definition,
+            # so the config (and a checkpoint) rebuilds the model wherever it goes
+            reference = lattice_reference(lat) if not isinstance(lattice, str) \
+                or Path(lattice).suffix else lattice
             lattice = lat.name
             num_bond_types = num_bond_types or len(lat.bonds)
             num_shells = num_shells or len(lat.shells)
@@ -198,7 +205,7 @@ class ECNN(ConfigurableModel, torch.nn.Module):
         self.spin_parity = -1 if self.time_reversal else 1
         self.sh_normalization = sh_normalization
         self.energy_scale, self.energy_shift = float(energy_scale), float(energy_shift)
-        self._config = dict(lattice=lattice, num_bond_types=self.num_bond_types or None,
+        self._config = dict(lattice=reference, num_bond_types=self.num_bond_types or None,
                             num_shells=self.num_shells or None, weight_sharing=weight_sharing,
                             channels=channels, lmax=lmax, lmax_filter=lmax_filter,
                             num_blocks=num_blocks, output_channels=list(output_channels),
@@ -268,7 +275,8 @@ class ECNN(ConfigurableModel, torch.nn.Module):
                 raise ModelInputError("neighborhood='paper' needs the graph's cell coordinates "
                                       "and supercell size (a graph of ecnn_pyg.lattice_graph)")
             return
-        for name in set(names):
+        own = {self.lattice} if isinstance(self._config["lattice"], Mapping) else set()
+        for name in set(names) - own:       # (a lattice of one's own may share a built-in name)
             counts = _lattice_counts(str(name))
             if counts is None:
                 continue
