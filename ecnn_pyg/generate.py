@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from . import keys as K
 from .config import REQUIRED, load_config
 from .datasets import H5Writer, read_meta, terminate_as_interrupt
+from .distributed.generate import ShardedLabels
 from .ed import KondoED
 from .graph import lattice_graph
 from .lattice import load_lattice
@@ -137,14 +138,21 @@ def generate(config: Union[str, Path, Mapping, None] = None, overrides: Optional
         meta["spins_from"] = str(cfg["spins_from"])
         meta["snapshots"] = cfg["snapshots"] or ":"
     sampler = SAMPLERS.get(cfg["sampler"])
-    with terminate_as_interrupt(), H5Writer(cfg["output"], graph, meta) as writer:
+
+    def label(i):
+        rng = np.random.default_rng([cfg["seed"], i])
+        spin = stock[i] if stock is not None else sampler(graph.num_nodes, rng)
+        return (spin, *ed.energy_field(spin))
+
+    labels = ShardedLabels(label, "ED samples")     # under torchrun: ranks label round-robin
+    if not labels.is_main:
+        labels.serve()                              # ranks > 0 label, rank 0 writes
+        return Path(cfg["output"])
+    with labels, terminate_as_interrupt(), H5Writer(cfg["output"], graph, meta) as writer:
         writer.file.attrs["config"] = yaml.safe_dump(cfg, sort_keys=False)
         bar = tqdm(total=total, initial=writer.n_done, disable=not progress,
                    desc=f"ED {lat.name} {graph.num_nodes} sites", unit="config")
-        for i in range(writer.n_done, total):
-            rng = np.random.default_rng([cfg["seed"], i])
-            spin = stock[i] if stock is not None else sampler(graph.num_nodes, rng)
-            energy, field = ed.energy_field(spin)
+        for _, spin, energy, field in labels(range(writer.n_done, total)):
             writer.append(spin, energy, field)
             bar.update()
         bar.close()

@@ -11,7 +11,10 @@ written to data/square_12x12.h5.
 Example:
     ecnn-pyg generate --config configs/square_generate.yaml
     ecnn-pyg generate --config configs/square_generate.yaml --set output=data/x.h5 seed=3
+    torchrun --nproc-per-node 4 -m ecnn_pyg.cli generate --config configs/square_generate.yaml
 """
+import sys
+
 from ..config import parse_overrides
 
 
@@ -40,7 +43,15 @@ def run(args):
         ValueError: if the config is invalid or the output file was made with
             other settings.
     """
+    from ..distributed import DistributedError, is_main, session
     from ..generate import describe, generate
-    path = generate(args.config, parse_overrides(args.set), progress=not args.quiet)
+    try:
+        with session():     # under torchrun: ranks label round-robin, rank 0 writes
+            path = generate(args.config, parse_overrides(args.set), progress=not args.quiet)
+            if not is_main():
+                return 0
+    except DistributedError as err:
+        print(f"ecnn-pyg generate: error: {err}", file=sys.stderr)
+        return 1
     print(describe(path))
     return 0

@@ -11,6 +11,7 @@ Example:
     ecnn-pyg train --config configs/square_train.yaml --set model_config.channels=16
     ecnn-pyg train --config configs/square_train.yaml --resume --set max_epochs=3000
     ecnn-pyg train --resume --set run_dir=runs/square_ecnn
+    torchrun --nproc-per-node 4 -m ecnn_pyg.cli train --config configs/square_train.yaml
 """
 from ..config import parse_overrides
 
@@ -51,12 +52,14 @@ def run(args):
         overrides["progress"] = False
     if args.config is None and not args.resume:
         raise ValueError("give --config FILE.yaml (or --resume with run_dir)")
-    trainer = Trainer(args.config, overrides, resume=args.resume)
-    with terminate_as_interrupt():
-        try:
-            trainer.run()
-        except KeyboardInterrupt:
-            print(f"interrupted during epoch {trainer.epoch + 1}; resume with: ecnn-pyg train "
-                  f"--resume --set run_dir={trainer.run_dir}")
-            return 130
+    from ..distributed import session
+    with session():     # under torchrun: the ranks' process group (none in one process)
+        trainer = Trainer(args.config, overrides, resume=args.resume)
+        with terminate_as_interrupt():
+            try:
+                trainer.run()
+            except KeyboardInterrupt:
+                print(f"interrupted during epoch {trainer.epoch + 1}; resume with: ecnn-pyg "
+                      f"train --resume --set run_dir={trainer.run_dir}")
+                return 130
     return 0
