@@ -1,0 +1,118 @@
+"""Data-parallel training on several ranks (DDP, gloo) against the single-process run.
+
+The ranks are local processes with torchrun's environment
+(:func:`ecnn_pyg.distributed.testing.run_ranks`), each running the trainer as
+under ``torchrun --nproc-per-node N -m ecnn_pyg.cli train``. Batches of 4 of
+the 6 training samples: on 2 ranks shares of 2 + 2 and 1 + 1, on 3 ranks
+2 + 1 + 1 and 1 + 1 + 0 (a rank without a sample in a step).
+"""
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ecnn_pyg.checkpoint import load_checkpoint
+from ecnn_pyg.distributed.testing import run_ranks
+from ecnn_pyg.training import train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = {"channels": 2, "num_blocks": 1, "lmax": 1}
+
+
+def _cfg(data, run_dir, **kw):
+    # field-only loss (the energy offset gets no gradient), Adam with weight decay, rotations
+    cfg = {"data": str(data), "run_dir": str(run_dir), "max_epochs": 2, "batch_size": 4,
+           "optimizer": "adam", "lr": 0.01, "weight_decay": 0.01, "augment": True,
+           "scheduler": "plateau", "lr_patience": 0, "progress": False, "plot_every": 0,
+           "dtype": "float64", "model_config": dict(TINY)}
+    cfg.update(kw)
+    return cfg
+
+
+def _log(run_dir):
+    return list(csv.DictReader(open(Path(run_dir) / "log.csv")))
+
+
+def _assert_same_state(a, b, rtol, atol):
+    sa, sb = load_checkpoint(a)["model_state"], load_checkpoint(b)["model_state"]
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        np.testing.assert_allclose(sa[k].double().numpy(), sb[k].double().numpy(),
+                                   rtol=rtol, atol=atol, err_msg=k)
+
+
+def _assert_same_log(a, b, rtol):
+    ra, rb = _log(a), _log(b)
+    assert [r["epoch"] for r in ra] == [r["epoch"] for r in rb]
+    for x, y in zip(ra, rb):
+        for key in ("lr", "train_loss", "train_rmse_field", "val_loss", "val_rmse_field",
+                    "val_rmse_energy_per_site"):
+            np.testing.assert_allclose(float(x[key]), float(y[key]), rtol=rtol, err_msg=key)
+
+
+def _train_both(cfg64, cfg32):
+    train(cfg64)
+    train(cfg32)
+    return "done"
+
+
+def _resume_cli(run_dir):
+    from ecnn_pyg.cli import main
+    return main(["train", "--resume", "--quiet", "--set", f"run_dir={run_dir}",
+                 "max_epochs=4"])
+
+
+def test_ddp_steps_equal_one_process_and_resume_under_another_world_size(square_data,
+                                                                         tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    train(_cfg(square_data, one))
+    train(_cfg(square_data, tmp_path / "one32", dtype="float32"))
+    shutil.copytree(one, tmp_path / "one_e2")
+    train(None, {"run_dir": str(one), "max_epochs": 4}, resume=True)
+    # 2 ranks, 2 epochs (4 Adam steps) in float64 and float32
+    assert run_ranks(2, _train_both, _cfg(square_data, two),
+                     _cfg(square_data, tmp_path / "two32", dtype="float32")) == ["done"] * 2
+    _assert_same_state(tmp_path / "one_e2" / "last.pt", two / "last.pt", 1e-10, 1e-12)
+    _assert_same_log(tmp_path / "one_e2", two, 1e-9)
+    _assert_same_state(tmp_path / "one32" / "last.pt", tmp_path / "two32" / "last.pt",
+                       1e-4, 1e-6)
+    # rank 0 alone wrote: one log row per epoch, the files of one run
+    assert len(_log(two)) == 2
+    assert sorted(p.name for p in two.iterdir()) == ["best.pt", "config.yaml", "last.pt",
+                                                     "log.csv"]
+    # resumed on 3 ranks (one idles in the last step of each epoch) to epoch 4
+    assert run_ranks(3, _resume_cli, str(two)) == [0, 0, 0]
+    _assert_same_state(one / "last.pt", two / "last.pt", 1e-10, 1e-12)
+    _assert_same_log(one, two, 1e-9)
+    ck = load_checkpoint(two / "last.pt")
+    assert ck["epoch"] == 4 and ck["best"]["epoch"] == load_checkpoint(one / "last.pt")["best"]["epoch"]
+
+
+def test_shards_make_the_global_batch():
+    from ecnn_pyg.distributed.train import DataParallel
+    idx, rot = torch.tensor([5, 2, 7, 0, 3]), torch.tensor([1, 0, 3, 2, 1])
+    dp = DataParallel(torch.nn.Linear(1, 1))          # one process: the batch as it is
+    assert dp.shard(idx, rot) == (idx, rot, 1.0, True)
+    got, weights = [], []
+    for world in (2, 3, 7):
+        dp.world = world
+        shares = []
+        for rank in range(world):
+            dp.rank = rank
+            i, r, w, real = dp.shard(idx, rot)
+            if real:
+                shares.append((i, r))
+                weights.append(w * len(idx) / world)
+            else:                                    # a rank without a sample: weight 0
+                assert w == 0.0 and len(i) == 1
+        i = torch.cat([s[0] for s in shares])
+        r = torch.cat([s[1] for s in shares])
+        assert sorted(i.tolist()) == sorted(idx.tolist())
+        assert dict(zip(i.tolist(), r.tolist())) == dict(zip(idx.tolist(), rot.tolist()))
+        got.append(sum(w for w in weights))
+        weights.clear()
+    assert got == [5.0, 5.0, 5.0]     # the weights sum to the global mean
