@@ -39,14 +39,19 @@ def run(args):
         args: the parsed :class:`argparse.Namespace` of :func:`add_arguments`.
 
     Returns:
-        0 on success, 130 if interrupted (Ctrl-C or SIGTERM).
+        0 on success, 1 if the loss or the weights became non-finite (the
+        last good checkpoints are kept) or another run holds the run
+        directory, 130 if interrupted (Ctrl-C or SIGTERM).
 
     Raises:
         ValueError: if neither ``--config`` nor ``--resume`` is given, or the
             config is invalid.
     """
+    import sys
     from ..datasets import terminate_as_interrupt
+    from ..locking import OutputLockedError
     from ..training import Trainer
+    from ..training.trainer import TrainingDivergedError
     overrides = parse_overrides(args.set)
     if args.quiet:
         overrides["progress"] = False
@@ -62,4 +67,7 @@ def run(args):
                 print(f"interrupted during epoch {trainer.epoch + 1}; resume with: ecnn-pyg "
                       f"train --resume --set run_dir={trainer.run_dir}")
                 return 130
+            except (TrainingDivergedError, OutputLockedError) as err:
+                print(f"ecnn-pyg train: error: {err}", file=sys.stderr)
+                return 1
     return 0

@@ -44,9 +44,10 @@ from .export import export_model
 from .log import LOG_COLUMNS, plot_learning_curve, read_log, write_log_row
 from .loss import field_energy_loss
 from .schema import DTYPES, RESUME_MUTABLE, TRAIN_SCHEMA, load_train_config
-from .trainer import Trainer, train
+from .trainer import Trainer, TrainingDivergedError, train
 
 __all__ = ["TRAIN_SCHEMA", "RESUME_MUTABLE", "DTYPES", "load_train_config", "Trainer", "train",
+           "TrainingDivergedError",
            "evaluate_arrays", "evaluate_parts", "field_energy_loss", "GraphBatcher",
            "TrainingPart", "load_training_parts", "load_training_data", "LOG_COLUMNS",
            "read_log", "write_log_row", "plot_learning_curve", "export_model"]
