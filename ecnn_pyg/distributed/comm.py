@@ -174,11 +174,12 @@ def session(device: Any = None, timeout: Optional[float] = None) -> Iterator[boo
     Yields:
         Whether this process is one rank of several.
     """
+    created = not (tdist.is_available() and tdist.is_initialized())
     started = init(device, timeout)
     try:
         yield started
     finally:
-        if started:
+        if started and created:         # a group started by the caller stays up
             shutdown()
 
 
