@@ -171,3 +171,23 @@ def test_simulate_with_a_tile_budget_writes_the_same_file(tmp_path):
         for key in ("spin", "magnetization", "energy"):
             np.testing.assert_allclose(fa["run_000"][key][()], fb["run_000"][key][()],
                                        rtol=0, atol=1e-12)
+
+
+def test_evaluate_command_with_a_tile_budget(tmp_path):
+    from ecnn_pyg.checkpoint import save_checkpoint
+    from ecnn_pyg.cli import main
+    m = _model("square", num_blocks=1)
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(ckpt, {"model_type": "ecnn", "model_config": dict(m.config),
+                           "model_state": m.state_dict(), "dtype": "float64",
+                           "data": {"lattice": "square", "hoppings": {"t1": 1.0},
+                                    "size": [20, 8]}})
+    spins = tmp_path / "s.npy"
+    np.save(spins, torch.stack([_spins(160, seed=k) for k in range(2)]).numpy())
+    args = ["evaluate", "--model", str(ckpt), "--spins", str(spins), "--size", "20", "8"]
+    assert main(args + ["--out", str(tmp_path / "a.npz")]) == 0
+    assert main(args + ["--out", str(tmp_path / "b.npz"), "--max-tile-sites", "80"]) == 0
+    a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
+    np.testing.assert_allclose(a["field"], b["field"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(a["energy"], b["energy"], rtol=0, atol=1e-11)
+    assert main(args + ["--out", str(tmp_path / "c.npz"), "--max-tile-sites", "20"]) == 2

@@ -48,7 +48,7 @@ from torch import Tensor
 
 from .. import keys as K
 
-__all__ = ["TilingError", "tile_options", "receptive_hops", "cell_reach", "halo_width", "bravais_info",
+__all__ = ["TilingError", "tile_options", "evaluate_tiled", "receptive_hops", "cell_reach", "halo_width", "bravais_info",
            "BravaisInfo", "patch_graph", "TiledEvaluator", "tiled_field_source",
            "parse_bytes", "bytes_per_site", "sites_for_memory", "split_axis"]
 
@@ -630,3 +630,25 @@ def tile_options(cfg, model) -> Dict[str, int]:
     if budget is not None:
         return {"max_sites": sites_for_memory(budget, model)}
     return {}
+
+
+def evaluate_tiled(model, graph, spins: Tensor, max_sites: Optional[int] = None,
+                   tiles: Optional[Sequence[int]] = None) -> Dict[str, np.ndarray]:
+    """Energies and fields of configurations ``(n, N, 3)``, each evaluated tile by tile.
+
+    Returns:
+        ``{"energy": (n,), "field": (n, N, 3)}`` numpy arrays (float64 energies;
+        fields in the model's dtype), as :func:`ecnn_pyg.training.evaluate_arrays`.
+    """
+    params = list(model.parameters())
+    dtype = params[0].dtype if params else spins.dtype
+    device = params[0].device if params else spins.device
+    ev = TiledEvaluator(model, graph, max_sites=max_sites, tiles=tiles)
+    energy, field = [], []
+    for s in spins:
+        with torch.enable_grad():
+            out = ev(s.to(device=device, dtype=dtype))
+        energy.append(float(out[K.ENERGY].double().sum()))
+        field.append(out[K.FIELD].cpu().numpy())
+    return {K.ENERGY: np.asarray(energy), K.FIELD: np.stack(field) if field else
+            np.zeros((0, graph.num_nodes, 3))}
