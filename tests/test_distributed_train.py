@@ -116,3 +116,32 @@ def test_shards_make_the_global_batch():
         got.append(sum(w for w in weights))
         weights.clear()
     assert got == [5.0, 5.0, 5.0]     # the weights sum to the global mean
+
+
+def _rank_1_dies_in_epoch_2(config_path):
+    import os
+    from ecnn_pyg.cli import main
+    from ecnn_pyg.distributed import rank
+    from ecnn_pyg.training import Trainer
+    if rank() == 1:
+        epoch_of = Trainer.train_epoch
+
+        def dying(self, epoch):
+            if epoch == 2:
+                os._exit(7)                  # as a killed process: no clean-up, no message
+            return epoch_of(self, epoch)
+        Trainer.train_epoch = dying
+    return main(["train", "--config", config_path, "--quiet"])
+
+
+def test_a_dead_rank_stops_the_others_with_an_error(square_data, tmp_path, capfd):
+    import yaml
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(_cfg(square_data, tmp_path / "r", max_epochs=3)))
+    res = run_ranks(2, _rank_1_dies_in_epoch_2, str(config), expect_failure=True,
+                    timeout=120, collective_timeout=20)
+    assert "exited with code 7" in res[1]
+    assert res[0] == 1                       # the CLI's error status, not a hang
+    err = capfd.readouterr().err
+    assert "rank 0 of 2" in err and "another rank has probably stopped" in err
+    assert load_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 1     # resumable

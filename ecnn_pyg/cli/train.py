@@ -40,8 +40,9 @@ def run(args):
 
     Returns:
         0 on success, 1 if the loss or the weights became non-finite (the
-        last good checkpoints are kept) or another run holds the run
-        directory, 130 if interrupted (Ctrl-C or SIGTERM).
+        last good checkpoints are kept), another run holds the run
+        directory or (under torchrun) another rank stopped, 130 if
+        interrupted (Ctrl-C or SIGTERM).
 
     Raises:
         ValueError: if neither ``--config`` nor ``--resume`` is given, or the
@@ -57,7 +58,7 @@ def run(args):
         overrides["progress"] = False
     if args.config is None and not args.resume:
         raise ValueError("give --config FILE.yaml (or --resume with run_dir)")
-    from ..distributed import session
+    from ..distributed import DistributedError, session
     with session():     # under torchrun: the ranks' process group (none in one process)
         trainer = Trainer(args.config, overrides, resume=args.resume)
         with terminate_as_interrupt():
@@ -67,7 +68,7 @@ def run(args):
                 print(f"interrupted during epoch {trainer.epoch + 1}; resume with: ecnn-pyg "
                       f"train --resume --set run_dir={trainer.run_dir}")
                 return 130
-            except (TrainingDivergedError, OutputLockedError) as err:
+            except (TrainingDivergedError, OutputLockedError, DistributedError) as err:
                 print(f"ecnn-pyg train: error: {err}", file=sys.stderr)
                 return 1
     return 0

@@ -90,7 +90,8 @@ class DataParallel:
             if self.ignored:
                 DDP._set_params_and_buffers_to_ignore_for_model(model, self.ignored)
             with comm.guard("wrapping the model in DistributedDataParallel"):
-                self.model = DDP(model, broadcast_buffers=False)
+                # the buffers are equal on every rank: no buffer broadcast before each step
+                self.model = DDP(model, forward_sync_buffers=False)
 
     @property
     def active(self) -> bool:
@@ -125,6 +126,22 @@ class DataParallel:
             return idx[:1], None if rot is None else rot[:1], 0.0, False
         return local, None if rot is None else rot[mine], \
             self.world * len(local) / len(idx), True
+
+    def backward(self, loss: Tensor, weight: float = 1.0) -> None:
+        """Gradients of ``weight * loss``, averaged over the ranks by DDP.
+
+        Args:
+            loss: this rank's mean loss of its share of the batch.
+            weight: the share's weight (:meth:`shard`).
+
+        Raises:
+            DistributedError: if another rank died or did not answer in time.
+        """
+        if self.world == 1 and weight == 1.0:
+            loss.backward()
+            return
+        with comm.guard("averaging the gradients over the ranks (DDP)"):
+            (loss * weight).backward()
 
     def reduce_metrics(self, acc: ErrorAccumulator) -> Dict[str, float]:
         """The metrics of the squared errors of all ranks (summed in rank order).

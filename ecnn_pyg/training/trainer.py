@@ -386,7 +386,7 @@ class Trainer:
                     f"the training loss became {float(loss.detach())} in epoch {epoch}"
                     + self._diverged_advice())
             self.optimizer.zero_grad(set_to_none=True)
-            (loss if weight == 1.0 else loss * weight).backward()
+            self.dp.backward(loss, weight)      # loss.backward() in one process
             if cfg["grad_clip"]:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg["grad_clip"])
             self.optimizer.step()
