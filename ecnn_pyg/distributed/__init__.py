@@ -9,8 +9,12 @@ r"""Running beyond one process: tiled fields, domain-decomposed LLG, sweeps acro
 * :mod:`ecnn_pyg.distributed.llg`: LLG with the lattice split into slabs over
   the ranks (halo exchange at every field evaluation), and the runs of a sweep
   spread over the ranks.
+* :mod:`ecnn_pyg.distributed.train`: data-parallel training (DDP; every rank
+  takes its share of each global batch, rank 0 writes the run directory).
+* :mod:`ecnn_pyg.distributed.generate`: sharded data generation (samples
+  labelled round-robin over the ranks, rank 0 writes the one data file).
 
-See ``docs/distributed.md``.
+See ``docs/distributed.md`` and ``docs/distributed_training.md``.
 """
 from .comm import (DEFAULT_TIMEOUT, DistributedError, all_gather_object, all_reduce_sum,
                    backend_for, barrier, broadcast_object, broadcast_tensor, env_rank_world,
