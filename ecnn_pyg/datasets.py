@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import signal
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Union
@@ -31,9 +33,10 @@ from torch_geometric.data import Data, Dataset
 
 from ._version import __version__
 from . import keys as K
+from .locking import OutputWriteError
 
 __all__ = ["DataFileError", "H5Writer", "SpinDataset", "read_graph", "read_meta",
-           "read_arrays", "split_ranges", "FORMAT"]
+           "read_arrays", "damaged_samples", "split_ranges", "open_error_message", "FORMAT"]
 
 FORMAT = "ecnn_pyg-dataset"
 FORMAT_VERSION = 1
@@ -53,16 +56,41 @@ def _open(path, mode="r") -> h5py.File:
     except FileNotFoundError as err:
         raise DataFileError(f"data file '{path}' does not exist") from err
     except OSError as err:
-        if "lock" in str(err):
-            raise DataFileError(f"'{path}' is open for writing by another process (a generate "
-                                "run in progress?); wait for it or stop it first") from err
-        raise DataFileError(f"'{path}' is not a readable HDF5 file (corrupted or of another "
-                            f"format): {err}") from err
+        raise DataFileError(open_error_message(path, err)) from err
     if f.attrs.get("format") != FORMAT:
         f.close()
         raise DataFileError(f"'{path}' is an HDF5 file but not an ecnn_pyg data set "
                             f"(attribute format != '{FORMAT}')")
     return f
+
+
+def open_error_message(path, err: OSError) -> str:
+    """What is wrong with an HDF5 file that ``h5py.File`` could not open.
+
+    HDF5 reports a held file lock, a truncated file and a damaged one as
+    :class:`OSError`; their messages are told apart by HDF5's own phrases
+    ("unable to lock file", "truncated file"), never by a bare word.
+
+    Args:
+        path: the file.
+        err: the error of ``h5py.File``.
+
+    Returns:
+        One sentence naming the file, the fault and what to do.
+    """
+    text = str(err)
+    if "unable to lock file" in text:
+        return (f"'{path}' is open for writing by another process (HDF5 file lock); wait for "
+                "it or stop it first")
+    if "truncated file" in text:
+        size = Path(path).stat().st_size if Path(path).exists() else 0
+        return (f"'{path}' is truncated ({size} bytes; the file was cut short, e.g. by a full "
+                "disk or an interrupted copy) and cannot be read or resumed; copy it again "
+                f"or move it aside and regenerate it (HDF5: {text})")
+    if "permission denied" in text.lower():
+        return f"cannot open '{path}': permission denied ({text})"
+    return (f"'{path}' is not a readable HDF5 file (corrupted, or of another format): "
+            f"{text}; move it aside and regenerate it")
 
 
 def _graph_to_group(graph: Data, group: h5py.Group) -> None:
@@ -147,24 +175,26 @@ def split_ranges(splits: Mapping[str, int]) -> Dict[str, range]:
     return out
 
 
-def read_arrays(path, split: Optional[str] = None) -> Dict[str, np.ndarray]:
+def read_arrays(path, split: Optional[str] = None, check: bool = True) -> Dict[str, np.ndarray]:
     """``spin``, ``energy``, ``field`` of the complete samples (of one split).
 
     Args:
         path: data file.
         split: a split name stored in the file, or ``None`` for all complete
             samples. A split not yet fully generated is cut at ``n_done``.
+        check: refuse damaged samples (see :func:`damaged_samples`).
 
     Returns:
         ``{"spin": (n, N, 3), "energy": (n,), "field": (n, N, 3)}`` arrays.
 
     Raises:
-        DataFileError: if the file cannot be read as a data set, or has no
-            split named ``split``.
+        DataFileError: if the file cannot be read as a data set, has no split
+            named ``split``, its datasets disagree with ``n_done``, or (with
+            ``check``) some of the samples read are damaged.
     """
     with _open(path) as f:
         meta = read_meta(f)
-        n = int(meta["n_done"])
+        n = _check_layout(f, meta, path)
         sel = range(n)
         if split is not None:
             ranges = split_ranges(meta["splits"])
@@ -173,7 +203,115 @@ def read_arrays(path, split: Optional[str] = None) -> Dict[str, np.ndarray]:
             r = ranges[split]
             sel = range(r.start, min(r.stop, n))
         sl = slice(sel.start, sel.stop)
-        return {K.SPIN: f[K.SPIN][sl], K.ENERGY: f[K.ENERGY][sl], K.FIELD: f[K.FIELD][sl]}
+        out = {K.SPIN: f[K.SPIN][sl], K.ENERGY: f[K.ENERGY][sl], K.FIELD: f[K.FIELD][sl]}
+    if check:
+        bad = _damaged(out, _zero_field_possible(meta), offset=sel.start)
+        if bad:
+            raise DataFileError(f"'{path}' is damaged: {_describe_damage(bad)} (of samples "
+                                f"{sel.start}-{sel.stop - 1}); rerun 'ecnn-pyg generate' with its "
+                                "config to recompute them, the intact samples are kept")
+    return out
+
+
+#: largest accepted deviation of a stored spin's length from 1
+UNIT_TOLERANCE = 1e-5
+
+
+def _zero_field_possible(meta: Mapping) -> bool:
+    """Whether an all-zero field can be a true label (no coupling and no Zeeman field)."""
+    model = meta.get("model") or {}
+    return not model.get("J") and not model.get("zeeman")
+
+
+def _damaged(arrays: Mapping[str, np.ndarray], zero_field_ok: bool,
+             offset: int = 0) -> Dict[str, np.ndarray]:
+    """``{reason: sample indices}`` of the damaged samples among ``arrays``."""
+    spin, energy, field = arrays[K.SPIN], arrays[K.ENERGY], arrays[K.FIELD]
+    if not len(energy):
+        return {}
+    finite = (np.isfinite(spin).all(axis=(1, 2)) & np.isfinite(field).all(axis=(1, 2))
+              & np.isfinite(energy))
+    zero = (spin == 0).all(axis=(1, 2))
+    norm = np.linalg.norm(np.where(np.isfinite(spin), spin, 0.0), axis=-1)
+    masks = {"non-finite values": ~finite,
+             "all-zero spins (never written)": finite & zero,
+             "spins not of unit length": finite & ~zero
+             & (np.abs(norm - 1) > UNIT_TOLERANCE).any(axis=1)}
+    if not zero_field_ok:
+        masks["all-zero field"] = finite & ~zero & (field == 0).all(axis=(1, 2))
+    return {reason: np.flatnonzero(m) + offset for reason, m in masks.items() if m.any()}
+
+
+def _ranges(idx: np.ndarray) -> str:
+    """``[3, 4, 5, 9]`` as ``"3-5, 9"`` (at most 8 ranges shown)."""
+    parts, start = [], None
+    for k, i in enumerate(idx):
+        if start is None:
+            start = i
+        if k + 1 == len(idx) or idx[k + 1] != i + 1:
+            parts.append(f"{start}" if start == i else f"{start}-{i}")
+            start = None
+    return ", ".join(parts[:8]) + (f", ... ({len(parts) - 8} more ranges)" if len(parts) > 8 else "")
+
+
+def _describe_damage(bad: Mapping[str, np.ndarray]) -> str:
+    return "; ".join(f"samples {_ranges(idx)} ({len(idx)}) have {reason}"
+                     for reason, idx in bad.items())
+
+
+def _check_layout(f: h5py.File, meta: Mapping, path) -> int:
+    """``n_done`` after checking that the datasets hold that many rows of the graph's size."""
+    n = int(meta.get("n_done", -1))
+    total = sum(int(v) for v in (meta.get("splits") or {}).values())
+    if any(key not in f for key in (K.SPIN, K.ENERGY, K.FIELD, "graph")):
+        raise DataFileError(f"'{path}' is damaged: datasets are missing (it has {sorted(f)}); "
+                            "move it aside and regenerate it")
+    n_sites = int(f["graph"].attrs["num_nodes"])
+    rows = {key: f[key].shape for key in (K.SPIN, K.ENERGY, K.FIELD)}
+    if not 0 <= n <= total:
+        raise DataFileError(f"'{path}' is damaged: n_done = {n} is not within 0..{total} (the "
+                            "sum of its splits)")
+    bad = [f"{key} {shape}" for key, shape in rows.items()
+           if shape[0] < n or (key != K.ENERGY and tuple(shape[1:]) != (n_sites, 3))]
+    if bad:
+        raise DataFileError(f"'{path}' is damaged: it claims {n} complete samples of {n_sites} "
+                            f"sites but holds {', '.join(bad)}; rerun 'ecnn-pyg generate' with "
+                            "its config to recompute the missing samples")
+    return n
+
+
+def damaged_samples(path: Union[str, Path], block: int = 1024) -> Dict[str, np.ndarray]:
+    """The damaged samples among the complete ones (``n_done``) of a data file.
+
+    A sample is damaged if any value is not finite, a spin is not of unit
+    length (all-zero spins: the row was never written), or, for a model with
+    a coupling or a Zeeman field, its field is all zero. The file is read in
+    blocks of ``block`` samples.
+
+    Args:
+        path: data file.
+        block: samples read at a time.
+
+    Returns:
+        ``{reason: sample indices}``, empty if every complete sample is intact.
+
+    Raises:
+        DataFileError: if the file cannot be read as a data set or its
+            datasets hold fewer rows than ``n_done``.
+    """
+    with _open(path) as f:
+        meta = read_meta(f)
+        return _scan(f, _check_layout(f, meta, path), _zero_field_possible(meta), block)
+
+
+def _scan(f: h5py.File, n: int, zero_field_ok: bool, block: int = 1024) -> Dict[str, np.ndarray]:
+    out: Dict[str, list] = {}
+    for start in range(0, n, block):
+        sl = slice(start, min(start + block, n))
+        arrays = {key: f[key][sl] for key in (K.SPIN, K.ENERGY, K.FIELD)}
+        for reason, idx in _damaged(arrays, zero_field_ok, offset=start).items():
+            out.setdefault(reason, []).extend(idx.tolist())
+    return {reason: np.asarray(idx) for reason, idx in out.items()}
 
 
 class H5Writer:
@@ -210,23 +348,68 @@ class H5Writer:
                     + "). Choose another output file; the existing one was not changed.")
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = h5py.File(self.path, "w")
-            f = self.file
-            f.attrs["format"] = FORMAT
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["package_version"] = __version__
-            for k, v in meta.items():
-                f.attrs[k] = v
-            f.attrs["n_done"] = 0
-            n = self.n_sites
-            f.create_dataset(K.SPIN, (0, n, 3), maxshape=(None, n, 3), chunks=(1, n, 3), dtype="f8")
-            f.create_dataset(K.FIELD, (0, n, 3), maxshape=(None, n, 3), chunks=(1, n, 3), dtype="f8")
-            f.create_dataset(K.ENERGY, (0,), maxshape=(None,), chunks=(1024,), dtype="f8")
-            _graph_to_group(graph, f.create_group("graph"))
-            f.flush()
+            total = sum(json.loads(meta["splits"]).values()) if "splits" in meta else 0
+            check_space(self.path, data_file_bytes(total, self.n_sites))
+            try:
+                self.file = self._create(graph, meta, total)
+            except (OSError, RuntimeError) as err:     # nothing computed yet: leave no file
+                self.path.unlink(missing_ok=True)
+                raise OutputWriteError(f"cannot create '{self.path}' ({err}); the disk may be "
+                                       "full. Free space or choose another output") from err
         if int(self.file["graph"].attrs["num_nodes"]) != self.n_sites:
-            raise DataFileError(f"'{self.path}' holds a graph of "
-                                f"{self.file['graph'].attrs['num_nodes']} sites, not {self.n_sites}")
+            n_file = self.file["graph"].attrs["num_nodes"]
+            self.file.close()
+            raise DataFileError(f"'{self.path}' holds a graph of {n_file} sites, not "
+                                f"{self.n_sites}")
+        # persistent handles: their chunks are written by our flushes, where a failure raises,
+        # never by a garbage-collected handle (whose errors HDF5 can only print)
+        self._datasets = [self.file[key] for key in (K.SPIN, K.FIELD, K.ENERGY)]
+        self._repair(meta)
+
+    def _create(self, graph: Data, meta: Mapping, total: int) -> h5py.File:
+        """A new file whose datasets reserve all ``total`` samples on disk at once.
+
+        Rows are allocated (and filled with NaN) at creation, so a disk too
+        small fails here, before any computation, and the samples are later
+        written into space the file already has.
+        """
+        f = h5py.File(self.path, "w")
+        f.attrs["format"] = FORMAT
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["package_version"] = __version__
+        for k, v in meta.items():
+            f.attrs[k] = v
+        f.attrs["n_done"] = 0
+        n = self.n_sites
+        for key, shape, chunks in ((K.SPIN, (n, 3), (1, n, 3)), (K.FIELD, (n, 3), (1, n, 3)),
+                                   (K.ENERGY, (), (1024,))):
+            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+            ds = f.create_dataset(key, (total,) + shape, maxshape=(None,) + shape, chunks=chunks,
+                                  dtype="f8", fillvalue=np.nan, fill_time="alloc", dcpl=dcpl)
+            ds.flush()
+        _graph_to_group(graph, f.create_group("graph"))
+        f.flush()
+        return f
+
+    def _repair(self, meta: Mapping) -> None:
+        """Lower ``n_done`` to the first sample that is missing or damaged (a rerun redoes it)."""
+        f, n = self.file, self.n_done
+        rows = min(ds.shape[0] for ds in self._datasets)
+        problems = []
+        if n > rows:
+            problems.append(f"it claims {n} complete samples but holds {rows}")
+            n = rows
+        model = meta.get("model")
+        bad = _scan(f, n, _zero_field_possible({"model": json.loads(model) if isinstance(
+            model, str) else model}))
+        if bad:
+            problems.append(_describe_damage(bad))
+            n = min(int(idx.min()) for idx in bad.values())
+        if problems:
+            warnings.warn(f"'{self.path}' is damaged ({'; '.join(problems)}); recomputing from "
+                          f"sample {n}", RuntimeWarning, stacklevel=3)
+            self._commit(n)
 
     @property
     def n_done(self) -> int:
@@ -234,34 +417,115 @@ class H5Writer:
         return int(self.file.attrs["n_done"])
 
     def append(self, spin: np.ndarray, energy: float, field: np.ndarray) -> None:
-        """Write one sample, then mark it complete.
+        """Write one sample, flush it to the file, then mark it complete.
+
+        ``n_done`` is raised only after the sample's rows were written
+        without error, so it never counts a row that did not reach the file.
 
         Args:
             spin: ``(N, 3)`` spin configuration.
             energy: total energy.
             field: ``(N, 3)`` effective field ``B = -dE/dS``.
+
+        Raises:
+            OutputWriteError: if the file cannot be written (a full disk, a
+                quota, an I/O error); the sample is not counted.
         """
-        f, i = self.file, self.n_done
-        for key in (K.SPIN, K.FIELD, K.ENERGY):
-            if f[key].shape[0] < i + 1:
-                f[key].resize(i + 1, axis=0)
-        f[K.SPIN][i] = spin
-        f[K.FIELD][i] = field
-        f[K.ENERGY][i] = energy
-        f.flush()
-        f.attrs["n_done"] = i + 1
-        f.flush()
+        i = self.n_done
+        spin_ds, field_ds, energy_ds = self._datasets
+        try:
+            for ds in self._datasets:
+                if ds.shape[0] < i + 1:
+                    ds.resize(i + 1, axis=0)
+            spin_ds[i] = spin
+            field_ds[i] = field
+            energy_ds[i] = energy
+            for ds in self._datasets:
+                ds.flush()
+            self.file.flush()
+        except (OSError, RuntimeError) as err:      # h5py reports some write failures so
+            raise self._write_error(err, i) from err
+        self._commit(i + 1)
+
+    def _commit(self, n: int) -> None:
+        try:
+            self.file.attrs["n_done"] = n
+            self.file.flush()
+        except (OSError, RuntimeError) as err:
+            raise self._write_error(err, n - 1) from err
+
+    def _write_error(self, err: OSError, i: int) -> OutputWriteError:
+        return OutputWriteError(
+            f"cannot write sample {i} to '{self.path}' ({err}); the disk may be full or the "
+            f"file system failing. The {self.n_done} samples counted in the file are intact: "
+            "free space and rerun the same command to continue")
 
     def close(self) -> None:
-        """Close the file (does nothing if already closed)."""
+        """Close the file (does nothing if already closed).
+
+        Raises:
+            OutputWriteError: if the last buffered writes fail.
+        """
         if self.file.id.valid:
-            self.file.close()
+            try:
+                self.file.close()
+            except (OSError, RuntimeError) as err:
+                raise OutputWriteError(f"closing '{self.path}' failed ({err}); the disk may be "
+                                       "full. Rerun the same command to check and continue "
+                                       "the file") from err
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+            return
+        try:                                    # the error in flight is the one to report
+            self.close()
+        except OutputWriteError:
+            pass
+
+
+def data_file_bytes(n_samples: int, n_sites: int) -> int:
+    """Estimated size of a data file of ``n_samples`` samples of ``n_sites`` sites, in bytes.
+
+    Args:
+        n_samples: samples (the sum of the splits).
+        n_sites: sites of the lattice.
+
+    Returns:
+        Bytes: spins, fields and energies (float64), the chunk index and the graph.
+    """
+    return int(n_samples * (2 * n_sites * 3 * 8 + 8 + 48) + n_sites * 1000 + 32768)
+
+
+def check_space(path: Union[str, Path], needed: int) -> None:
+    """Refuse an output for which the disk (or the file-size limit) has no room.
+
+    Args:
+        path: the file to write.
+        needed: bytes it will take.
+
+    Raises:
+        OutputWriteError: naming the bytes needed and the space free, or the
+            process's file-size limit (``ulimit -f``).
+    """
+    path = Path(path)
+    folder = path.absolute().parent
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise OutputWriteError(f"'{path}' needs about {needed / 1e6:.1f} MB, its disk has "
+                               f"{free / 1e6:.1f} MB free; free space or choose another output")
+    try:
+        import resource
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, ValueError, OSError):      # not on this platform
+        return
+    if limit != resource.RLIM_INFINITY and needed > limit:
+        raise OutputWriteError(f"'{path}' needs about {needed / 1e6:.1f} MB, more than this "
+                               f"process may write to one file ({limit / 1e6:.1f} MB: the limit "
+                               "of 'ulimit -f'); raise the limit or make the data set smaller")
 
 
 def _norm(v):

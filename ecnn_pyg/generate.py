@@ -19,6 +19,7 @@ from .distributed.generate import ShardedLabels
 from .ed import KondoED
 from .graph import lattice_graph
 from .lattice import load_lattice
+from .locking import check_writable, output_lock
 from .spins import as_spin_batch, random_spins
 
 __all__ = ["GENERATE_SCHEMA", "SAMPLERS", "DEFAULT_CONFIG", "generate", "build_solver"]
@@ -120,6 +121,7 @@ def generate(config: Union[str, Path, Mapping, None] = None, overrides: Optional
     splits = {str(k): int(v) for k, v in cfg["splits"].items()}
     if not splits or any(v < 0 for v in splits.values()):
         raise ValueError(f"splits must map names to non-negative counts, got {cfg['splits']}")
+    check_writable(cfg["output"], "data set")      # a read-only place fails before any work
     graph, ed = build_solver(cfg)
     lat = load_lattice(cfg["lattice"])
     meta = {"lattice": lat.name, "lattice_yaml": lat.to_yaml(),
@@ -148,7 +150,8 @@ def generate(config: Union[str, Path, Mapping, None] = None, overrides: Optional
     if not labels.is_main:
         labels.serve()                              # ranks > 0 label, rank 0 writes
         return Path(cfg["output"])
-    with labels, terminate_as_interrupt(), H5Writer(cfg["output"], graph, meta) as writer:
+    with labels, terminate_as_interrupt(), output_lock(cfg["output"], what="data set"), \
+            H5Writer(cfg["output"], graph, meta) as writer:
         writer.file.attrs["config"] = yaml.safe_dump(cfg, sort_keys=False)
         bar = tqdm(total=total, initial=writer.n_done, disable=not progress,
                    desc=f"ED {lat.name} {graph.num_nodes} sites", unit="config")

@@ -122,3 +122,412 @@ def test_disabled_lock_is_a_no_op(tmp_path):
         assert not lock_path(out).exists()
         with output_lock(out):                  # the writing rank takes it
             assert lock_path(out).exists()
+
+
+# ---------------------------------------------------------------- generate: full disk, damage
+
+import signal                                   # noqa: E402  (sections of one file)
+import shutil                                   # noqa: E402
+
+import h5py                                     # noqa: E402
+import numpy as np                              # noqa: E402
+import yaml                                     # noqa: E402
+
+from ecnn_pyg import keys as K                  # noqa: E402
+from ecnn_pyg import generate as G              # noqa: E402
+from ecnn_pyg.cli import main                   # noqa: E402
+from ecnn_pyg.datasets import (DataFileError, SpinDataset, damaged_samples,  # noqa: E402
+                               read_arrays, read_meta)
+from ecnn_pyg.generate import generate          # noqa: E402
+from ecnn_pyg.locking import OutputWriteError   # noqa: E402
+
+#: a 5 x 5 triangular data set of 8 samples (the conftest's small set, longer)
+DATA = {"lattice": "triangular", "size": [5, 5], "hoppings": {"t1": 1.0, "t3": -0.4},
+        "J": -1.0, "mu": -1.5, "seed": 7, "splits": {"train": 6, "val": 2}}
+
+
+def data_cfg(tmp_path, name="d.h5", **kw):
+    return {**DATA, "output": str(tmp_path / name), **kw}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The arrays of an uninterrupted run of :data:`DATA`."""
+    path = generate(data_cfg(tmp_path_factory.mktemp("ref")), progress=False)
+    return read_arrays(path)
+
+
+def assert_same(path, ref):
+    got = read_arrays(path)
+    for key in ref:
+        assert np.array_equal(got[key], ref[key]), key
+
+
+# generate under a file-size limit (a full disk for this process); SIGXFSZ ignored so a write
+# past the limit fails with EFBIG as it would with ENOSPC
+FSIZE = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+from ecnn_pyg.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_full_disk_is_refused_before_any_work(tmp_path, reference):
+    """A file that cannot fit fails at once with a clear error; no file, nothing counted.
+
+    Before, the run went on past the failed writes (errors only printed by h5py),
+    counted samples whose rows never reached the disk, left a truncated file and
+    crashed with a segmentation fault.
+    """
+    cfg = data_cfg(tmp_path)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-c", FSIZE, "40000", "generate", "--quiet",
+                           "--config", str(tmp_path / "c.yaml")], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "error:" in proc.stderr and "ulimit -f" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    assert not os.path.exists(cfg["output"]) and not lock_path(cfg["output"]).exists()
+    generate(cfg, progress=False)               # with room, the rerun makes the whole set
+    assert_same(cfg["output"], reference)
+
+
+def test_failed_write_is_not_counted_and_the_rerun_redoes_it(tmp_path, monkeypatch, reference):
+    """A write failure mid-run (injected ENOSPC) stops the run; n_done counts what reached the file."""
+    cfg = data_cfg(tmp_path)
+    real, calls = h5py.Dataset.flush, {"n": 0}
+
+    def flush(self):
+        calls["n"] += 1
+        if calls["n"] == 3 + 3 * 4 + 2:         # creation (3), 4 samples, then the 5th's field
+            raise OSError(28, "No space left on device")
+        return real(self)
+
+    monkeypatch.setattr(h5py.Dataset, "flush", flush)
+    with pytest.raises(OutputWriteError, match=r"cannot write sample 4 .*No space left.*disk may "
+                                               r"be full.*4 samples counted.*rerun"):
+        generate(cfg, progress=False)
+    monkeypatch.setattr(h5py.Dataset, "flush", real)
+    assert read_meta(cfg["output"])["n_done"] == 4
+    assert not lock_path(cfg["output"]).exists()
+    part = read_arrays(cfg["output"])
+    for key in part:
+        assert np.array_equal(part[key], reference[key][:4])
+    generate(cfg, progress=False)
+    assert_same(cfg["output"], reference)
+
+
+def test_damaged_samples_are_refused_and_recomputed(tmp_path, reference):
+    """All-zero rows (a full disk of an older version) and NaN are named, then recomputed."""
+    path = generate(data_cfg(tmp_path), progress=False)
+    with h5py.File(path, "r+") as f:
+        f[K.SPIN][2:4] = 0.0
+        f[K.FIELD][2:4] = 0.0
+        f[K.FIELD][7, 3, 1] = np.nan
+        f[K.SPIN][5, 0] *= 1.01                 # not a unit spin
+    with pytest.raises(DataFileError, match=r"damaged: samples 7 \(1\) have non-finite values; "
+                                            r"samples 2-3 \(2\) have all-zero spins.*samples 5 "
+                                            r"\(1\) have spins not of unit length"):
+        SpinDataset(path, None)
+    with pytest.raises(DataFileError, match=r"samples 7 \(1\) have non-finite"):
+        SpinDataset(path, "val")
+    bad = damaged_samples(path)
+    assert {k: v.tolist() for k, v in bad.items()} == {
+        "non-finite values": [7], "all-zero spins (never written)": [2, 3],
+        "spins not of unit length": [5]}
+    with pytest.warns(RuntimeWarning, match="damaged.*recomputing from sample 2"):
+        generate(data_cfg(tmp_path), progress=False)
+    assert damaged_samples(path) == {}
+    assert_same(path, reference)
+
+
+def test_counts_that_disagree_with_the_rows_are_refused(tmp_path, reference):
+    path = generate(data_cfg(tmp_path), progress=False)
+    with h5py.File(path, "r+") as f:
+        f.attrs["n_done"] = 9
+    with pytest.raises(DataFileError, match=r"n_done = 9 is not within 0\.\.8"):
+        SpinDataset(path, None)
+    with h5py.File(path, "r+") as f:
+        f.attrs["n_done"] = 8
+        for key in (K.SPIN, K.FIELD):
+            f[key].resize(5, axis=0)            # rows lost, the counter kept
+    with pytest.raises(DataFileError, match=r"claims 8 complete samples .* holds spin \(5, 25, 3\)"):
+        read_arrays(path)
+    with pytest.warns(RuntimeWarning, match="claims 8 complete samples but holds 5"):
+        generate(data_cfg(tmp_path), progress=False)
+    assert_same(path, reference)
+
+
+def test_truncated_files_are_called_truncated(tmp_path):
+    """HDF5's 'truncated file ... sblock' message is not a lock held by another process."""
+    path = generate(data_cfg(tmp_path, splits={"train": 2}), progress=False)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    for call in (lambda: SpinDataset(path), lambda: read_meta(path),
+                 lambda: generate(data_cfg(tmp_path, splits={"train": 2}), progress=False)):
+        with pytest.raises(DataFileError, match=r"is truncated .*cut short.*full disk") as err:
+            call()
+        assert "another process" not in str(err.value)
+    assert path.read_bytes() == data[: len(data) // 2]      # left as it was
+    import ecnn_pyg.simulate as S
+    out = tmp_path / "t.h5"
+    S.simulate(sim_cfg(tmp_path, n_steps=2), progress=False)
+    out.write_bytes(out.read_bytes()[:3000])
+    with pytest.raises(DataFileError, match="is truncated"):
+        S.simulate(sim_cfg(tmp_path, n_steps=2), progress=False)
+
+
+# ---------------------------------------------------------------- concurrent writers
+
+# generate slowly (a sleeping sampler), so a second writer meets it mid-run
+SLOW = """
+import sys, time
+from ecnn_pyg import generate as G
+from ecnn_pyg.cli import main
+G.SAMPLERS["slow"] = lambda n, rng: (time.sleep(0.1), G.SAMPLERS["uniform"](n, rng))[1]
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _start_slow_generate(tmp_path, cfg, env=None):
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.Popen([sys.executable, "-c", SLOW, "generate", "--quiet", "--config",
+                             str(tmp_path / "c.yaml")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while not (os.path.exists(cfg["output"]) and read_lock(cfg["output"])):
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
+        time.sleep(0.05)
+    while read_meta(cfg["output"])["n_done"] < 1:
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
+        time.sleep(0.05)
+    return proc
+
+
+def test_second_generate_on_one_file_is_refused(tmp_path, monkeypatch, capsys):
+    """With HDF5's locking off (NFS, Lustre), a second run is refused by the package's lock."""
+    monkeypatch.setenv("HDF5_USE_FILE_LOCKING", "FALSE")
+    cfg = data_cfg(tmp_path, sampler="slow", splits={"train": 200})
+    proc = _start_slow_generate(tmp_path, cfg, env=dict(os.environ))
+    try:
+        monkeypatch.setitem(G.SAMPLERS, "slow", G.SAMPLERS["uniform"])
+        with pytest.raises(OutputLockedError, match=rf"data set '{cfg['output']}' is being "
+                                                    rf"written by pid {proc.pid}"):
+            generate(cfg, progress=False)
+        assert main(["generate", "--quiet", "--config", str(tmp_path / "c.yaml")]) == 1
+        assert f"is being written by pid {proc.pid}" in capsys.readouterr().err
+        assert proc.poll() is None               # the first run goes on, undisturbed
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    # Ctrl-C: the clean message, exit code 130, no traceback, the lock released
+    assert proc.returncode == 130, err
+    assert "interrupted" in out and "resume with: ecnn-pyg generate --config" in out
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert not lock_path(cfg["output"]).exists()
+    n = read_meta(cfg["output"])["n_done"]
+    assert 0 < n < 200 and damaged_samples(cfg["output"]) == {}
+
+
+# ---------------------------------------------------------------- simulate
+
+import ecnn_pyg.simulate as S                   # noqa: E402
+
+SIM = {"lattice": "triangular", "size": [6, 6], "hoppings": {"t1": 1.0, "t3": -0.85},
+       "J": -1.0, "mu": -3.5, "integrator": "sib", "dt": 0.5, "alpha": 1.0,
+       "temperature": 0.01, "zeeman": 0.005, "n_steps": 6, "save_every": 2, "seed": 3}
+
+
+def sim_cfg(tmp_path, name="t.h5", **kw):
+    return {**SIM, "output": str(tmp_path / name), **kw}
+
+
+def assert_same_runs(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x["step"] == y["step"]
+        for key in ("spin", "time", "magnetization", "charge"):
+            assert np.array_equal(x[key], y[key]), key
+
+
+class Killed(BaseException):
+    """A kill injected between two writes."""
+
+
+#: every h5py call that writes
+WRITES = [(h5py.Dataset, "__setitem__"), (h5py.Dataset, "resize"), (h5py.Dataset, "flush"),
+          (h5py.AttributeManager, "__setitem__"), (h5py.Group, "create_dataset"),
+          (h5py.Group, "require_group"), (h5py.Group, "create_group"),
+          (h5py.Group, "__delitem__"), (h5py.File, "flush")]
+
+
+def _inject_kill(m, at_step, k):
+    """Raise :class:`Killed` at the ``k``-th write of the save of step ``at_step``."""
+    state = {"armed": False, "n": 0}
+    for cls, name in WRITES:
+        def wrapper(*args, _real=getattr(cls, name), **kw):
+            if state["armed"]:
+                state["n"] += 1
+                if state["n"] == k:
+                    raise Killed
+            return _real(*args, **kw)
+        m.setattr(cls, name, wrapper)
+    real_save = S._save
+
+    def save(g, step, *args, **kw):
+        state["armed"] = step == at_step
+        try:
+            return real_save(g, step, *args, **kw)
+        finally:
+            state["armed"] = False
+    m.setattr(S, "_save", save)
+    return state
+
+
+@pytest.mark.parametrize("at_step", [4])
+def test_kill_at_every_point_of_a_save_resumes_bit_identical(tmp_path, monkeypatch, at_step):
+    """A save cut short between any two writes: the resume equals the uninterrupted run.
+
+    Before, the step counter was written after the state in a second flush: a
+    kill between them resumed from the later state with the earlier label.
+    """
+    ref = S.read_runs(S.simulate(sim_cfg(tmp_path, "ref.h5"), progress=False))
+    k = 0
+    while True:
+        k += 1
+        out = f"k{k}.h5"
+        with monkeypatch.context() as m:
+            state = _inject_kill(m, at_step, k)
+            try:
+                S.simulate(sim_cfg(tmp_path, out), progress=False)
+            except Killed:
+                pass
+            else:
+                assert state["n"] < k
+                break
+        assert not lock_path(tmp_path / out).exists()
+        part = S.read_runs(tmp_path / out)     # readable, and only what was committed
+        assert part[0]["step"] in (at_step - SIM["save_every"], at_step)
+        assert len(part[0]["time"]) == part[0]["step"] // SIM["save_every"] + 1
+        done = S.read_runs(S.simulate(sim_cfg(tmp_path, out), progress=False))
+        assert_same_runs(done, ref)
+    assert k > 20                               # every write of the save was a kill point
+
+
+def test_extending_twice_keeps_every_snapshot(tmp_path):
+    """Before, a second extension dropped the snapshot where the first one ended."""
+    for n in (5, 8, 12):
+        runs = S.read_runs(S.simulate(sim_cfg(tmp_path, n_steps=n, save_every=4),
+                                      progress=False))
+    assert runs[0]["time"].tolist() == [0.0, 2.0, 2.5, 4.0, 6.0]
+    assert runs[0]["step"] == 12
+
+
+def test_second_simulate_on_one_output_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("HDF5_USE_FILE_LOCKING", "FALSE")
+    out = tmp_path / "t.h5"
+    S.simulate(sim_cfg(tmp_path, n_steps=2), progress=False)
+    before = out.read_bytes()
+    proc = _hold(out)
+    try:
+        with pytest.raises(OutputLockedError, match=rf"trajectory file '{out}' is being written "
+                                                    rf"by pid {proc.pid}"):
+            S.simulate(sim_cfg(tmp_path, n_steps=4), progress=False)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert out.read_bytes() == before
+
+
+def test_replaced_model_file_is_refused_on_extension(tmp_path):
+    from ecnn_pyg import pretrained
+    from ecnn_pyg.checkpoint import load_checkpoint, save_checkpoint
+    model = tmp_path / "m.pt"
+    shutil.copy(pretrained.path("triangular-paper"), model)
+    cfg = {"output": str(tmp_path / "ml.h5"), "lattice": "triangular", "size": [6, 6],
+           "hoppings": {"t1": 1.0, "t3": -0.85}, "source": "model", "model": str(model),
+           "dt": 1.0, "zeeman": 0.006, "n_steps": 1, "save_every": 1, "dtype": "float32"}
+    S.simulate(cfg, progress=False)
+    with h5py.File(cfg["output"], "r") as f:
+        assert len(f.attrs["model_sha256"]) == 64
+    S.simulate({**cfg, "n_steps": 2}, progress=False)       # same file: extended
+    ckpt = load_checkpoint(model)
+    key = next(iter(ckpt["model_state"]))
+    ckpt["model_state"][key] = ckpt["model_state"][key] + 1e-3
+    save_checkpoint(model, ckpt)
+    before = (tmp_path / "ml.h5").read_bytes()
+    with pytest.raises(DataFileError, match=r"model file of '.*m\.pt' changed since .* cannot "
+                                            r"be continued with another model"):
+        S.simulate({**cfg, "n_steps": 3}, progress=False)
+    assert (tmp_path / "ml.h5").read_bytes() == before
+
+
+def test_ctrl_c_in_simulate_is_a_clean_message(tmp_path):
+    cfg = sim_cfg(tmp_path, n_steps=100000, save_every=5, temperature=0.0)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.Popen([sys.executable, "-m", "ecnn_pyg.cli", "simulate", "--quiet",
+                             "--config", str(tmp_path / "s.yaml")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    def steps():
+        try:
+            return S.read_runs(cfg["output"])[0]["step"]
+        except (OSError, IndexError, KeyError, DataFileError):    # not yet written
+            return -1
+    deadline = time.time() + 120
+    while steps() < 5:
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in out and "resume with: ecnn-pyg simulate --config" in out
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert not lock_path(cfg["output"]).exists()
+
+
+# ---------------------------------------------------------------- read-only outputs
+
+@pytest.mark.parametrize("command", ["generate", "simulate"])
+def test_unwritable_output_folder_is_refused_before_any_work(command, tmp_path, monkeypatch,
+                                                             capsys):
+    """The folder refuses the probe file (EACCES, as for root on a read-only mount)."""
+    from pathlib import Path
+
+    def touch(self, *a, **kw):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    def boom(*a, **kw):
+        raise AssertionError("the computation started")
+    monkeypatch.setattr(Path, "touch", touch)
+    monkeypatch.setattr(G, "build_solver", boom)
+    monkeypatch.setattr(S, "field_source", boom)
+    monkeypatch.setattr(S, "lattice_graph", boom)
+    cfg = {**(DATA if command == "generate" else SIM), "output": str(tmp_path / "ro" / "x.h5")}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main([command, "--quiet", "--config", str(tmp_path / "c.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert f"ecnn-pyg {command}: error: cannot write the" in err and "Permission denied" in err
+    assert not (tmp_path / "ro" / "x.h5").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+@pytest.mark.parametrize("command", ["generate", "simulate"])
+def test_read_only_output_folder_is_refused_before_any_work(command, tmp_path, monkeypatch,
+                                                            capsys):
+    def boom(*a, **kw):
+        raise AssertionError("the computation started")
+    monkeypatch.setattr(G, "build_solver", boom)
+    monkeypatch.setattr(S, "field_source", boom)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        cfg = {**(DATA if command == "generate" else SIM), "output": str(ro / "x.h5")}
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+        assert main([command, "--quiet", "--config", str(tmp_path / "c.yaml")]) == 2
+        assert "error: cannot write the" in capsys.readouterr().err
+    finally:
+        ro.chmod(0o755)
