@@ -12,20 +12,46 @@
   reuse: half the time of a 576 x 576 evaluation on CPU). Importing the
   package changes nothing in the process; the ``ecnn-pyg`` command line and
   the benchmarks call it.
+
+The names below are imported on first use: ``import ecnn_pyg`` is instant and
+loads torch only when a name that needs it is used.
 """
+from __future__ import annotations
+
+import importlib
+
 from ._version import __version__
 
-from .lattice import Bond, Lattice, LatticeError, available_lattices, load_lattice
-from .graph import (lattice_graph, from_networkx, to_networkx, site_permutation,
-                    translation_permutation, rotation_permutations)
-from .spins import SpinError
-from .ed import KondoED
-from .datasets import SpinDataset
-from .nn import ECNN
-from . import dynamics, nn, observables, pretrained, runtime, testing
+#: public name -> module that defines it; imported on first use (PEP 562), so that
+#: ``import ecnn_pyg`` (and the command line's ``--help``) does not load torch
+_EXPORTS = {
+    "Bond": "lattice", "Lattice": "lattice", "LatticeError": "lattice",
+    "available_lattices": "lattice", "load_lattice": "lattice",
+    "lattice_graph": "graph", "from_networkx": "graph", "to_networkx": "graph",
+    "site_permutation": "graph", "translation_permutation": "graph",
+    "rotation_permutations": "graph",
+    "SpinError": "spins", "KondoED": "ed", "SpinDataset": "datasets", "ECNN": "nn",
+}
+_SUBMODULES = ("dynamics", "nn", "observables", "pretrained", "runtime", "testing")
 
-__all__ = ["__version__", "Bond", "Lattice", "LatticeError", "available_lattices",
-           "load_lattice", "lattice_graph", "from_networkx", "to_networkx",
-           "site_permutation", "translation_permutation", "rotation_permutations",
-           "SpinError", "KondoED", "SpinDataset", "ECNN", "dynamics", "nn", "observables",
-           "pretrained", "runtime", "testing"]
+__all__ = ["__version__", *_EXPORTS, *_SUBMODULES]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    elif not name.startswith("__"):
+        try:
+            value = importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

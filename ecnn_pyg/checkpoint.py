@@ -8,7 +8,7 @@ A checkpoint is a ``torch.save`` dict (loaded with ``weights_only=True``)::
     model_type      name of the model type ("ecnn", "ifnn": see ecnn_pyg.models)
     model_config    constructor arguments of the model
     model_state     state_dict
-    dtype           "float32" | "float64"
+    dtype           "float32" | "float64" (nothing else is accepted)
     data            lattice, size, hoppings and ED parameters of the training data
     epoch, metrics, best, train_config, optimizer_state, scheduler_state,
     rng_state, early_stop ...   (training state, for ``--resume``)
@@ -16,7 +16,8 @@ A checkpoint is a ``torch.save`` dict (loaded with ``weights_only=True``)::
 Writes go to a temporary file in the same directory, then ``os.replace``: an
 interrupted write never leaves a truncated checkpoint behind. Loads check the
 archive's checksums (a damaged file is refused, not loaded with wrong
-weights) and unpickle tensors and plain containers only.
+weights), unpickle tensors and plain containers only, and refuse weights that
+are not finite (a diverged training).
 
 This module is the bottom of the model-loading stack and knows no model: the
 registry of model types (:mod:`ecnn_pyg.models`) rebuilds a model from a
@@ -36,13 +37,16 @@ import torch
 
 from ._version import __version__
 
-__all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "REQUIRED_KEYS", "save_checkpoint",
-           "read_torch_file", "load_checkpoint", "validate_checkpoint"]
+__all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "REQUIRED_KEYS", "DTYPES",
+           "save_checkpoint", "read_torch_file", "load_checkpoint", "validate_checkpoint",
+           "check_finite_weights"]
 
 FORMAT = "ecnn_pyg-checkpoint"
 FORMAT_VERSION = 1
 #: entries every checkpoint holds (besides the format fields)
 REQUIRED_KEYS = ("model_type", "model_config", "model_state")
+#: the floating types a model is stored and rebuilt in
+DTYPES = ("float32", "float64")
 
 
 class CheckpointError(ValueError):
@@ -77,7 +81,7 @@ def validate_checkpoint(ckpt: Any, source: str = "checkpoint",
             ``strict_version``) was written by another major.minor package
             release, or lacks or mistypes an entry of :data:`REQUIRED_KEYS`
             (``model_type`` a string, ``model_config`` and ``model_state``
-            mappings).
+            mappings), or has a ``dtype`` other than :data:`DTYPES`.
     """
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"'{source}' is a torch file but not an ecnn_pyg checkpoint "
@@ -102,7 +106,32 @@ def validate_checkpoint(ckpt: Any, source: str = "checkpoint",
         if not isinstance(ckpt[key], Mapping):
             raise CheckpointError(f"'{source}': {key} must be a dict, "
                                   f"got {type(ckpt[key]).__name__}")
+    if ckpt.get("dtype") is not None and ckpt["dtype"] not in DTYPES:
+        raise CheckpointError(f"'{source}': dtype must be one of {list(DTYPES)}, "
+                              f"got {ckpt['dtype']!r}")
     return ckpt
+
+
+def check_finite_weights(state: Mapping[str, Any], source: str = "checkpoint") -> None:
+    """Refuse a state dict with NaN or infinite weights (a diverged training).
+
+    Args:
+        state: parameter name -> tensor.
+        source: name of the checkpoint in the message.
+
+    Raises:
+        CheckpointError: naming the first parameter that is not finite and how
+            many of its entries are not.
+    """
+    for name, value in state.items():
+        if torch.is_tensor(value) and (value.is_floating_point() or value.is_complex()):
+            finite = torch.isfinite(value)
+            if not bool(finite.all()):
+                bad = int((~finite).sum())
+                raise CheckpointError(
+                    f"'{source}': the weights are not finite ({bad} of {value.numel()} entries "
+                    f"of '{name}' are NaN or inf): the training diverged; use an earlier "
+                    f"checkpoint (best.pt) or train again")
 
 
 def save_checkpoint(path: Union[str, Path], state: Mapping[str, Any]) -> Path:
@@ -206,8 +235,11 @@ def load_checkpoint(path: Union[str, Path], strict_version: bool = True) -> Dict
         The checkpoint dict (tensors on the CPU).
 
     Raises:
-        CheckpointError: if the file cannot be read (see :func:`read_torch_file`)
-            or fails :func:`validate_checkpoint`.
+        CheckpointError: if the file cannot be read (see :func:`read_torch_file`),
+            fails :func:`validate_checkpoint`, or its weights are not finite
+            (:func:`check_finite_weights`).
     """
     ckpt = read_torch_file(path)
-    return validate_checkpoint(ckpt, source=str(path), strict_version=strict_version)
+    validate_checkpoint(ckpt, source=str(path), strict_version=strict_version)
+    check_finite_weights(ckpt["model_state"], source=str(path))
+    return ckpt

@@ -47,7 +47,7 @@ import scipy.linalg
 
 from . import keys as K
 from .runtime import check_memory
-from .spins import as_spin_batch
+from .spins import as_spin_batch, supercell_shape
 
 __all__ = ["KondoED", "EDError", "hopping_matrix", "ed_memory_bytes"]
 
@@ -267,12 +267,7 @@ class KondoED:
         self._bonds = None if self.twists is None else _boundary_bonds(graph)
         self.num_sectors = len(thetas)
         self._diag = np.arange(n_orb)
-        self._shape = None                      # supercell shape the spins may take
-        if K.SIZE in graph:
-            self._shape = tuple(int(x) for x in graph[K.SIZE].view(-1))
-            nb = self.n_sites // int(np.prod(self._shape))
-            if nb > 1:
-                self._shape += (nb,)
+        self._shape = supercell_shape(graph)    # supercell shape the spins may take
 
     @staticmethod
     def _twist_counts(graph, twists):

@@ -32,6 +32,13 @@ estimate, the available figure and the option that overrides in the message::
 
     from ecnn_pyg.runtime import check_memory
     check_memory(ed_memory_bytes(n_sites), "ED of 20000 sites")  # InsufficientMemoryError
+
+:func:`set_threads` sets the threads of torch and of the BLAS libraries
+together. The command line uses one thread unless told otherwise (``--threads
+N``, ``ECNN_PYG_NUM_THREADS``, or ``OMP_NUM_THREADS`` set by the user): on a
+machine that other jobs share, torch's default (one thread per core) made 100
+LLG steps several times slower than one thread, and OpenBLAS's default made
+data generation 2.7 times slower (see docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -41,7 +48,13 @@ import sys
 from typing import Optional
 
 __all__ = ["keep_freed_memory", "allocator_tuned", "InsufficientMemoryError",
-           "available_memory", "check_memory", "format_bytes"]
+           "available_memory", "check_memory", "format_bytes", "set_threads",
+           "default_threads", "THREADS_ENV", "resolve_device"]
+
+#: environment variable giving the command line's number of threads
+THREADS_ENV = "ECNN_PYG_NUM_THREADS"
+#: variables read by OpenMP, OpenBLAS and MKL when they load
+_BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
 _tuned = False
@@ -198,3 +211,100 @@ def check_memory(needed_bytes: float, what: str, *, allow: bool = False,
         f"{what} needs about {format_bytes(needed_bytes)} of memory, but this machine has "
         f"{format_bytes(avail)} available; use a smaller size, free memory, or pass "
         f"{override} to run anyway", int(needed_bytes), int(avail), what)
+
+
+def default_threads() -> Optional[int]:
+    """The command line's number of threads when ``--threads`` is not given.
+
+    Returns:
+        ``ECNN_PYG_NUM_THREADS`` if set; ``None`` (leave the libraries' own
+        setting) if the user set ``OMP_NUM_THREADS`` or another BLAS variable;
+        else 1.
+
+    Raises:
+        ValueError: if ``ECNN_PYG_NUM_THREADS`` is not a positive integer.
+    """
+    value = os.environ.get(THREADS_ENV)
+    if value is not None:
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"{THREADS_ENV} must be a positive integer, got {value!r}")
+        return n
+    if any(var in os.environ for var in _BLAS_ENV):
+        return None
+    return 1
+
+
+def set_threads(n: int) -> None:
+    """Use ``n`` threads in torch (intra-op) and in the BLAS libraries.
+
+    Sets ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS``
+    (read by libraries loaded later), torch's :func:`torch.set_num_threads` if
+    torch is loaded, and the BLAS pools already loaded through ``threadpoolctl``
+    where it is installed. Call it early, before numpy is imported, for the
+    BLAS setting to apply without ``threadpoolctl``.
+
+    Args:
+        n: number of threads, a positive integer.
+
+    Raises:
+        ValueError: if ``n`` is not a positive integer.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"the number of threads must be a positive integer, got {n!r}")
+    for var in _BLAS_ENV:
+        os.environ[var] = str(n)
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "set_num_threads"):
+        torch.set_num_threads(n)
+    if "numpy" in sys.modules:
+        try:
+            import threadpoolctl
+        except ImportError:
+            return
+        threadpoolctl.threadpool_limits(n, user_api="blas")
+
+
+def resolve_device(spec):
+    """The torch device a config or option names, checked to exist on this machine.
+
+    Args:
+        spec: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` (or a
+            :class:`torch.device`).
+
+    Returns:
+        The :class:`torch.device`.
+
+    Raises:
+        ValueError: if ``spec`` is not a device name, or names a device this
+            machine does not have (CUDA without a GPU or without a CUDA build
+            of torch, a GPU index out of range, MPS elsewhere than on a Mac).
+    """
+    import torch
+    if isinstance(spec, bool) or not isinstance(spec, (str, torch.device)):
+        raise ValueError(f"device must be a name such as 'cpu' or 'cuda', got {spec!r}")
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"unknown device {spec!r}: use 'cpu', 'cuda', 'cuda:N' or 'mps'") \
+            from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch build has no CUDA support" if torch.version.cuda is None
+                   else "no CUDA GPU is visible")
+            raise ValueError(f"device {spec!r} asked for, but {why}; use device 'cpu'")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"device {spec!r} asked for, but this machine has {count} CUDA "
+                             f"GPU(s) (cuda:0 .. cuda:{count - 1})")
+        return dev
+    if dev.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise ValueError(f"device {spec!r} asked for, but MPS is not available; use 'cpu'")
+        return dev
+    raise ValueError(f"device {spec!r} is not supported: use 'cpu', 'cuda', 'cuda:N' or 'mps'")

@@ -1,7 +1,13 @@
 """Spin configurations: the one validation helper, reshaping and random sampling.
 
-Spin arrays are ``(n_samples, n_sites, 3)``; for an ``L1 x L2`` supercell
-``(n_samples, L1, L2, 3)`` is the same data reshaped (site ``i1 * L2 + i2``).
+The one spin-shape convention of the package (every command and function
+that takes spins follows it, through :func:`as_spin_batch`): spins are
+``(n_sites, 3)`` (one configuration) or ``(n_configs, n_sites, 3)``, where
+``n_sites = L1 * L2 * sites_per_cell`` for the supercell size of the lattice
+(given, never guessed from the array), site index
+``(i1 * L2 + i2) * sites_per_cell + b``. The site axis may also be written as
+the supercell shape :func:`supercell_shape`: ``(L1, L2)`` for one site per
+cell, ``(L1, L2, sites_per_cell)`` otherwise (e.g. ``(n, L1, L2, 3)``).
 Every part of the package checks spins here: :func:`check_spins` for torch
 tensors ``(N, 3)`` / ``(R, N, 3)`` (dynamics, observables, plots) and
 :func:`as_spin_batch` for numpy batches (exact diagonalization, data
@@ -16,8 +22,8 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-__all__ = ["SpinError", "check_spins", "as_spin_batch", "random_spins", "ferromagnet",
-           "triple_q"]
+__all__ = ["SpinError", "check_spins", "as_spin_batch", "supercell_shape", "load_spin_file",
+           "random_spins", "ferromagnet", "triple_q"]
 
 
 class SpinError(ValueError):
@@ -94,6 +100,25 @@ def check_spins(spins, tol: Optional[float] = None, name: str = "spins",
     return _check_values(spins, tol, name)
 
 
+def supercell_shape(graph) -> Optional[Tuple[int, ...]]:
+    """The shape the site axis of spins may take on ``graph``: ``(L1, L2[, sites_per_cell])``.
+
+    Args:
+        graph: a lattice graph (with ``size``, as :func:`ecnn_pyg.lattice_graph` makes).
+
+    Returns:
+        The supercell size, followed by the number of sites per cell when it
+        is more than one; ``None`` for a graph without ``size``.
+    """
+    if "size" not in graph:
+        return None
+    size = graph["size"]
+    shape = tuple(int(x) for x in size.view(-1))
+    n_cells = int(np.prod(shape))
+    nb = int(graph.num_nodes) // n_cells if n_cells else 0
+    return shape + (nb,) if nb > 1 else shape
+
+
 def as_spin_batch(spins, n_sites: int, lattice_shape: Optional[Sequence[int]] = None,
                   tol: float = 1e-5, normalize: bool = False) -> Tuple[np.ndarray, bool]:
     """Validate spins and return them as ``(n, n_sites, 3)`` float64.
@@ -148,6 +173,33 @@ def as_spin_batch(spins, n_sites: int, lattice_shape: Optional[Sequence[int]] = 
                         f"expected {expected}")
     s = s.reshape(-1, n_sites, 3)
     return _check_values(s, tol, "spins", normalize=normalize), single
+
+
+def load_spin_file(path) -> np.ndarray:
+    """Read spins from a ``.npy`` file (no pickled objects); shapes are checked by :func:`as_spin_batch`.
+
+    Args:
+        path: the ``.npy`` file.
+
+    Returns:
+        The array as stored.
+
+    Raises:
+        SpinError: if the file does not exist or cannot be read as a ``.npy``
+            array, or holds an empty array.
+    """
+    try:
+        s = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise SpinError(f"spin file '{path}' does not exist") from None
+    except (OSError, ValueError, EOFError) as err:
+        raise SpinError(f"cannot read spins from '{path}' (expected a .npy array): "
+                        f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    if not isinstance(s, np.ndarray):       # an .npz archive
+        raise SpinError(f"cannot read spins from '{path}': an .npz archive, expected a .npy array")
+    if s.size == 0:
+        raise SpinError(f"'{path}' holds no spins (an empty array of shape {s.shape})")
+    return s
 
 
 def random_spins(n_sites: int, n_replicas: Optional[int] = None, *, generator=None,

@@ -65,11 +65,11 @@ def test_train_and_evaluate(data, tmp_path, capsys):
     assert main(["train", "--config", str(cfg), "--resume", "--quiet",
                  "--set", "max_epochs=2"]) == 0
     assert len(list(csv.DictReader(open(rd / "log.csv")))) == 2
-    # predictions for spins of shape (n, L1, L2, 3)
+    # predictions for spins of shape (n, L1, L2, 3), the size given
     np.save(tmp_path / "s.npy", _spins(36, 1, 3).reshape(3, 6, 6, 3))
     out = tmp_path / "o.npz"
     assert main(["evaluate", "--model", str(rd / "best.pt"), "--spins",
-                 str(tmp_path / "s.npy"), "--out", str(out)]) == 0
+                 str(tmp_path / "s.npy"), "--out", str(out), "--size", "6", "6"]) == 0
     res = np.load(out)
     assert res["energy"].shape == (3,) and res["field"].shape == (3, 36, 3)
     # (n, sites, 3) on a larger supercell than trained on, size given
@@ -89,7 +89,7 @@ def test_train_and_evaluate(data, tmp_path, capsys):
     assert main(["evaluate", "--model", str(tmp_path / "nope.pt"), "--spins",
                  str(tmp_path / "s.npy"), "--out", str(tmp_path / "o3.npz")]) == 2
     assert "neither a checkpoint file nor a pretrained model name" in capsys.readouterr().err
-    np.save(tmp_path / "bad.npy", np.ones((2, 36, 3)))
+    np.save(tmp_path / "bad.npy", np.ones((2, 16, 3)))
     assert main(["evaluate", "--model", str(rd / "best.pt"), "--spins",
                  str(tmp_path / "bad.npy"), "--out", str(tmp_path / "o4.npz")]) == 2
     assert "unit vectors" in capsys.readouterr().err
@@ -100,7 +100,7 @@ def test_train_and_evaluate(data, tmp_path, capsys):
 def test_evaluate_a_pretrained_model_by_name(tmp_path):
     np.save(tmp_path / "s.npy", _spins(36, 1, 2).reshape(2, 6, 6, 3))
     assert main(["evaluate", "--model", "square-paper", "--spins", str(tmp_path / "s.npy"),
-                 "--out", str(tmp_path / "o.npz")]) == 0
+                 "--out", str(tmp_path / "o.npz"), "--size", "6", "6"]) == 0
     res = np.load(tmp_path / "o.npz")
     assert res["field"].shape == (2, 36, 3)
     direct = evaluate_arrays(load_model("square-paper"), ecnn_pyg.lattice_graph("square", 6),

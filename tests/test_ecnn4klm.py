@@ -244,7 +244,7 @@ def test_cli_import_evaluate_and_simulate(imported, tmp_path, one_thread):
     spins = torch.nn.functional.normalize(torch.randn(2, 12, 12, 3, generator=g), dim=-1)
     np.save(tmp_path / "s.npy", spins.numpy())
     assert main(["evaluate", "--model", str(out), "--spins", str(tmp_path / "s.npy"),
-                 "--out", str(tmp_path / "pred.npz")]) == 0
+                 "--out", str(tmp_path / "pred.npz"), "--size", "12", "12"]) == 0
     pred = np.load(tmp_path / "pred.npz")
     e_ref, b_ref = energy_field(net.float(), spins)
     np.testing.assert_allclose(pred["energy"], e_ref.numpy(), rtol=1e-5)

@@ -149,3 +149,190 @@ def test_cli_ed_checks_the_output_path_before_computing(tmp_path, readonly_dir, 
     assert main(_ed_args(tmp_path, tmp_path / "s.npy", out)) == 2
     err = capsys.readouterr().err
     assert "not writable" in err and "Traceback" not in err and calls == []
+
+
+# ------------------------------------------------------------------ the model's inputs
+@pytest.mark.parametrize("bad", [float("nan"), 5.0, 0.0, float("inf")])
+def test_ecnn_refuses_spins_that_are_not_finite_unit_vectors(bad):
+    import torch
+    from ecnn_pyg.nn import ECNN, ModelInputError
+    g = ecnn_pyg.lattice_graph("square", 4, {"t1": 1.0})
+    model = ECNN("square", channels=2, num_blocks=1, lmax=1)
+    s = torch.from_numpy(_unit((16, 3))).float()
+    s[5] *= bad
+    with pytest.raises(ModelInputError, match="site 5 has"):
+        model(g, s)
+    s[5] /= bad if bad not in (0.0, float("nan"), float("inf")) else 1.0
+    model.spin_tolerance = None                 # the documented opt-out
+    model(g, torch.from_numpy(_unit((16, 3))).float() * 1.5)
+
+
+def test_ecnn_accepts_unit_spins_within_the_tolerance():
+    import torch
+    from ecnn_pyg.nn import ECNN
+    g = ecnn_pyg.lattice_graph("square", 4, {"t1": 1.0})
+    model = ECNN("square", channels=2, num_blocks=1, lmax=1)
+    out = model(g, torch.from_numpy(_unit((16, 3)) * (1 + 1e-3)).float())
+    assert torch.isfinite(out["field"]).all()
+
+
+# ------------------------------------------------------------------ checkpoints
+def _tiny_checkpoint(path, lattice="square", size=(4, 4), nan=False, dtype="float32"):
+    import torch
+    from ecnn_pyg.checkpoint import save_checkpoint
+    from ecnn_pyg.nn import ECNN
+    torch.manual_seed(0)
+    model = ECNN(lattice, channels=2, num_blocks=1, lmax=1)
+    state = model.state_dict()
+    if nan:
+        key = next(k for k, v in state.items() if v.is_floating_point() and v.numel())
+        state[key] = state[key].clone()
+        state[key].view(-1)[0] = float("nan")
+    return save_checkpoint(path, {"model_type": "ecnn", "model_config": model.config,
+                                  "model_state": state, "dtype": dtype,
+                                  "data": {"lattice": lattice, "size": list(size),
+                                           "hoppings": {"t1": 1.0}}})
+
+
+def test_checkpoint_with_nan_weights_is_refused(tmp_path, capsys):
+    from ecnn_pyg.checkpoint import CheckpointError, load_checkpoint
+    p = _tiny_checkpoint(tmp_path / "nan.pt", nan=True)
+    with pytest.raises(CheckpointError, match="not finite.*best.pt"):
+        load_checkpoint(p)
+    np.save(tmp_path / "s.npy", _unit((2, 16, 3)))
+    rc = main(["evaluate", "--model", str(p), "--spins", str(tmp_path / "s.npy"),
+               "--out", str(tmp_path / "o.npz")])
+    assert rc == 2 and "not finite" in capsys.readouterr().err
+    assert not (tmp_path / "o.npz").exists()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "int64", "Tensor", 32])
+def test_checkpoint_dtype_must_be_float32_or_float64(tmp_path, dtype):
+    from ecnn_pyg.checkpoint import CheckpointError, validate_checkpoint
+    ckpt = {"format": "ecnn_pyg-checkpoint", "format_version": 1,
+            "package_version": ecnn_pyg.__version__, "model_type": "ecnn",
+            "model_config": {}, "model_state": {}, "dtype": dtype}
+    with pytest.raises(CheckpointError, match="dtype must be one of"):
+        validate_checkpoint(ckpt)
+
+
+def test_evaluate_refuses_non_finite_predictions(tmp_path, capsys, monkeypatch):
+    import ecnn_pyg.training
+    p = _tiny_checkpoint(tmp_path / "m.pt")
+    np.save(tmp_path / "s.npy", _unit((2, 16, 3)))
+
+    def nan_predictions(model, graph, spin, *a, **kw):
+        return {"energy": np.array([0.0, np.nan]), "field": np.zeros((2, 16, 3))}
+    monkeypatch.setattr(ecnn_pyg.training, "evaluate_arrays", nan_predictions)
+    rc = main(["evaluate", "--model", str(p), "--spins", str(tmp_path / "s.npy"),
+               "--out", str(tmp_path / "o.npz")])
+    assert rc == 2 and "not finite" in capsys.readouterr().err
+    assert not (tmp_path / "o.npz").exists()
+
+
+# ------------------------------------------------------------------ evaluate's options
+def test_evaluate_refuses_a_batch_size_below_one(tmp_path, capsys):
+    p = _tiny_checkpoint(tmp_path / "m.pt")
+    np.save(tmp_path / "s.npy", _unit((2, 16, 3)))
+    for bad in ("-1", "0", "x"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["evaluate", "--model", str(p), "--spins", str(tmp_path / "s.npy"),
+                  "--out", str(tmp_path / "o.npz"), "--batch-size", bad])
+        assert exit_.value.code == 2
+        assert "--batch-size: must be a positive integer" in capsys.readouterr().err
+    assert not (tmp_path / "o.npz").exists()
+    from ecnn_pyg.training import evaluate_arrays
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate_arrays(None, None, None, batch_size=-1)
+
+
+def test_evaluate_never_guesses_the_spin_shape(tmp_path, capsys):
+    p = _tiny_checkpoint(tmp_path / "m.pt", size=(6, 6))
+    # one 16 x 16 configuration: not 16 configurations of a guessed 4 x 4 lattice (the
+    # model's lattice is 6 x 6, so (16, 16, 3) fits neither (36, 3) nor (n, 36, 3))
+    np.save(tmp_path / "one.npy", _unit((16, 16, 3)))
+    args = ["evaluate", "--model", str(p), "--spins", str(tmp_path / "one.npy")]
+    assert main(args + ["--out", str(tmp_path / "a.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "(n_sites=36, 3) or (n_samples, 36, 3)" in err and "--size" in err
+    assert not (tmp_path / "a.npz").exists()
+    # ... unless the size says so
+    assert main(args + ["--out", str(tmp_path / "b.npz"), "--size", "16", "16"]) == 0
+    assert np.load(tmp_path / "b.npz")["field"].shape == (1, 256, 3)
+    # (2, 63, 3) is not a lattice of the model
+    np.save(tmp_path / "odd.npy", _unit((2, 63, 3)))
+    assert main(["evaluate", "--model", str(p), "--spins", str(tmp_path / "odd.npy"),
+                 "--out", str(tmp_path / "c.npz")]) == 2
+    assert "do not fit a lattice of 36 sites" in capsys.readouterr().err
+
+
+def test_one_spin_shape_convention_for_ed_and_evaluate_with_a_basis(tmp_path, capsys):
+    """Honeycomb (2 sites per cell), 12 x 12: spins (2, 288, 3) work in both commands."""
+    p = _tiny_checkpoint(tmp_path / "h.pt", lattice="honeycomb", size=(12, 12))
+    spins = _unit((2, 288, 3))
+    np.save(tmp_path / "s.npy", spins)
+    np.save(tmp_path / "s5.npy", spins.reshape(2, 12, 12, 2, 3))
+    ev = ["evaluate", "--model", str(p), "--lattice", "honeycomb", "--size", "12", "12"]
+    assert main(ev + ["--spins", str(tmp_path / "s.npy"), "--out", str(tmp_path / "e.npz")]) == 0
+    assert main(ev + ["--spins", str(tmp_path / "s5.npy"),
+                      "--out", str(tmp_path / "e5.npz")]) == 0
+    # without --size: the model's training size, 12 x 12 (not one 2 x 288 cell)
+    assert main(["evaluate", "--model", str(p), "--spins", str(tmp_path / "s.npy"),
+                 "--out", str(tmp_path / "e0.npz")]) == 0
+    fields = [np.load(tmp_path / f)["field"] for f in ("e.npz", "e5.npz", "e0.npz")]
+    assert all(f.shape == (2, 288, 3) for f in fields)
+    np.testing.assert_array_equal(fields[0], fields[1])
+    np.testing.assert_array_equal(fields[0], fields[2])
+    assert main(["ed", "--lattice", "honeycomb", "--size", "12", "12", "--t1", "1", "--J", "2",
+                 "--electrons", "288", "--spins", str(tmp_path / "s.npy"),
+                 "--out", str(tmp_path / "ed.npz")]) == 0
+    assert np.load(tmp_path / "ed.npz")["field"].shape == (2, 288, 3)
+    # the same file on another size is refused in both, naming the expected shapes
+    capsys.readouterr()
+    assert main(ev[:-2] + ["6", "6", "--spins", str(tmp_path / "s.npy"),
+                           "--out", str(tmp_path / "x.npz")]) == 2
+    assert "(n_sites=72, 3)" in capsys.readouterr().err
+
+
+def test_evaluate_outputs_follow_one_rule(tmp_path, square_data, capsys, monkeypatch):
+    """An existing parity plot (the default name in the current folder) is kept without
+    --force, as --out is, and both are checked before the model is loaded."""
+    import ecnn_pyg.pretrained
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "parity_val.png").write_bytes(b"keep me")
+    loads = []
+    real = ecnn_pyg.pretrained.load_model_and_checkpoint
+    monkeypatch.setattr(ecnn_pyg.pretrained, "load_model_and_checkpoint",
+                        lambda *a, **k: loads.append(a) or real(*a, **k))
+    p = _tiny_checkpoint(tmp_path / "m.pt")
+    assert main(["evaluate", "--model", str(p), "--data", str(square_data)]) == 2
+    assert "parity_val.png' exists; use --force" in capsys.readouterr().err
+    assert (tmp_path / "parity_val.png").read_bytes() == b"keep me" and loads == []
+    assert main(["evaluate", "--model", str(p), "--data", str(square_data), "--force"]) == 0
+    assert (tmp_path / "parity_val.png").stat().st_size > 1000 and len(loads) == 1
+
+
+def test_evaluate_checks_unwritable_outputs_before_the_model(tmp_path, readonly_dir, capsys,
+                                                            monkeypatch, square_data):
+    import ecnn_pyg.pretrained
+    monkeypatch.setattr(ecnn_pyg.pretrained, "load_model_and_checkpoint",
+                        lambda *a, **k: pytest.fail("the model was loaded"))
+    np.save(tmp_path / "s.npy", _unit((2, 16, 3)))
+    assert main(["evaluate", "--model", "square-paper", "--spins", str(tmp_path / "s.npy"),
+                 "--out", str(readonly_dir / "o.npz")]) == 2
+    assert "not writable" in capsys.readouterr().err
+    assert main(["evaluate", "--model", "square-paper", "--data", str(square_data),
+                 "--plot", str(readonly_dir / "p.png")]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_shipped_models_are_listed(capsys):
+    names = ecnn_pyg.pretrained.available()
+    assert len(names) >= 2
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert all(n in out for n in names) and "RMSE(B)" in out
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    help_text = capsys.readouterr().out
+    assert all(n in help_text for n in names)

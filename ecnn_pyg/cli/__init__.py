@@ -11,6 +11,8 @@ import importlib
 import sys
 from typing import List, Optional
 
+from ._common import positive_int
+
 #: command name -> (module, one-line help)
 COMMANDS = {
     "generate": ("ecnn_pyg.cli.generate", "generate an exact-diagonalization data set (HDF5)"),
@@ -24,6 +26,8 @@ COMMANDS = {
                         "paper's code (param.cpt) as a package checkpoint"),
     "export": ("ecnn_pyg.cli.export", "export a trained model (weights and model card) to a "
                "folder, ready to load or ship"),
+    "models": ("ecnn_pyg.cli.models", "list the shipped pretrained models and what they were "
+               "trained on"),
 }
 
 
@@ -47,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
+        p.add_argument("--threads", type=positive_int, metavar="N",
+                       help="threads of torch and BLAS (default 1, or $ECNN_PYG_NUM_THREADS; "
+                            "a config's num_threads sets torch's)")
         p.set_defaults(_run=mod.run)
     return parser
 
@@ -67,7 +74,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         The exit status: the command's (0 on success), 0 when no command is
         given (the help is printed), 2 for bad input.
     """
-    from ..runtime import InsufficientMemoryError, keep_freed_memory
+    from ..runtime import InsufficientMemoryError, default_threads, keep_freed_memory, \
+        set_threads
     keep_freed_memory()     # the command line opts in (ECNN_PYG_MALLOC=system: off)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -75,6 +83,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 0
     try:
+        threads = args.threads or default_threads()
+        if threads is not None:
+            set_threads(threads)        # before numpy and torch load: one thread by default
         return int(args._run(args) or 0)
     except (ValueError, FileNotFoundError, KeyError, InsufficientMemoryError) as err:
         # bad input: one clear line, no traceback

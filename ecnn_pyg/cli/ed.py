@@ -65,7 +65,8 @@ def run(args):
     import numpy as np
     from ..ed import KondoED
     from ..graph import lattice_graph
-    from ._outputs import check_output
+    from ..spins import load_spin_file
+    from ._common import check_output
     out = check_output(args.out, force=args.force, suffix=".npz")
     hop = {t: getattr(args, t) for t in ("t1", "t2", "t3") if getattr(args, t) is not None}
     for item in args.hopping:
@@ -78,32 +79,10 @@ def run(args):
     ed = KondoED(graph, J=args.J, electrons=args.electrons, filling=args.filling, mu=args.mu,
                  temperature=args.temperature, zeeman=args.zeeman,
                  ignore_memory_check=args.ignore_memory_check)
-    spins = load_spins(args.spins)
+    spins = load_spin_file(args.spins)
     energy, field = ed.energy_field(spins)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, energy=np.atleast_1d(energy), field=field.reshape(-1, graph.num_nodes, 3))
     print(f"{ed}: {len(np.atleast_1d(energy))} configurations -> {out}")
     return 0
 
-
-def load_spins(path):
-    """Read a ``.npy`` array of spins (shapes are checked by the caller against the lattice).
-
-    Args:
-        path: the ``.npy`` file.
-
-    Returns:
-        The array.
-
-    Raises:
-        ValueError: if the file cannot be read as a ``.npy`` array or is empty.
-    """
-    import numpy as np
-    try:
-        s = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
-        raise ValueError(f"cannot read spins from '{path}' (expected a .npy array): {err}") \
-            from None
-    if s.size == 0:
-        raise ValueError(f"'{path}' holds no spins (an empty array of shape {s.shape})")
-    return s

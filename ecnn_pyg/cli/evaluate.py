@@ -1,26 +1,52 @@
 """Predict energies and fields with a trained model, or score it on a data set.
 
 --model is a checkpoint file (best.pt / last.pt of a run) or the name of a
-shipped pretrained model (square-paper).
+shipped pretrained model (`ecnn-pyg models` describes them):
+    {models}
 
-With --spins S.npy: spins of shape (n, L1, L2, 3), (n, sites, 3) or one
-configuration; writes --out OUT.npz with `energy` (n,) and `field`
-(n, sites, 3), site order i1 * L2 + i2. The lattice and hoppings default to
-those of the model's training data; the size is taken from the spins' shape
-(L1, L2), or from --size, or from the training data if the site counts agree,
-or L x L with L = sqrt(sites).
+With --spins S.npy: writes --out OUT.npz with `energy` (n,) and `field`
+(n, sites, 3). The lattice and hoppings are the model's (those of its
+training data) unless --lattice / --t1 ... are given; the supercell size is
+--size, or the size of the model's training data. Nothing is inferred from
+the array: the spins must be (sites, 3) or (n, sites, 3) with
+sites = L1 * L2 * (sites per cell), site order (i1 * L2 + i2) * (sites per
+cell) + b, or with the site axis written as (L1, L2) (one site per cell) or
+(L1, L2, sites per cell), as for `ecnn-pyg ed`; any other shape is an error
+that names the expected shapes.
 
 With --data FILE.h5 [--split val]: prints RMSE(B), transverse RMSE(B) and
 RMSE(E per site) against the stored ED values and writes a parity plot
 (--plot, default parity_<split>.png); --out additionally saves the predictions.
 
+Every output (--out, --plot and its default) is checked before the model runs:
+an existing file is kept unless --force is given, and a folder that cannot be
+written is an error. A model with non-finite weights, or predictions that are
+not finite, are refused; nothing is written.
+
 Examples:
     ecnn-pyg evaluate --model runs/square_ecnn/best.pt --data data/square_paper.h5 --split val
-    ecnn-pyg evaluate --model square-paper --spins S.npy --out OUT.npz
+    ecnn-pyg evaluate --model square-paper --spins S.npy --out OUT.npz --size 30 30
     ecnn-pyg evaluate --model best.pt --spins S.npy --out OUT.npz --lattice square --size 60 60
 """
 import json
+import sys
 from pathlib import Path
+
+from ._common import positive_int
+
+
+def shipped_models():
+    """Names of the pretrained models installed with the package (read without loading torch).
+
+    Returns:
+        Sorted names: the ``NAME.pt`` files of ``ecnn_pyg/pretrained`` that have a
+        ``NAME.yaml`` model card.
+    """
+    folder = Path(__file__).resolve().parent.parent / "pretrained"
+    return sorted(p.stem for p in folder.glob("*.pt") if p.with_suffix(".yaml").exists())
+
+
+__doc__ = __doc__.format(models=", ".join(shipped_models()) or "none installed")
 
 
 def add_arguments(parser):
@@ -29,63 +55,65 @@ def add_arguments(parser):
     Args:
         parser: the :class:`argparse.ArgumentParser` of the subcommand.
     """
-    parser.add_argument("--model", required=True, help="checkpoint file or pretrained name")
+    parser.add_argument("--model", required=True,
+                        help="checkpoint file or pretrained name: "
+                             + ", ".join(shipped_models()))
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--spins", help=".npy file of spin configurations")
     src.add_argument("--data", help="HDF5 data set (ecnn-pyg generate) to score the model on")
     parser.add_argument("--split", default="val", help="split of --data (default val; 'all' "
                                                         "for every sample)")
     parser.add_argument("--out", help="output .npz (required with --spins)")
-    parser.add_argument("--plot", help="parity plot PNG (with --data)")
+    parser.add_argument("--plot", help="parity plot PNG (with --data; default "
+                                       "parity_<split>.png)")
     parser.add_argument("--lattice", help="lattice (default: the model's)")
-    parser.add_argument("--size", type=int, nargs="+", help="L1 L2 (default: from the spins)")
+    parser.add_argument("--size", type=int, nargs="+",
+                        help="L1 L2 (default: the size of the model's training data)")
     for t in ("t1", "t2", "t3"):
         parser.add_argument(f"--{t}", type=float, help=f"hopping {t} (default: the model's)")
-    parser.add_argument("--batch-size", type=int, default=4, help="configurations per batch")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    parser.add_argument("--memory-budget", metavar="SIZE",
+                        help="with --spins: evaluate region by region with halos (exact) within "
+                             "this memory, e.g. 8GB (a lattice larger than memory)")
+    parser.add_argument("--max-tile-sites", type=positive_int, metavar="N",
+                        help="with --spins: at most N sites (region plus halo) per evaluation")
+    parser.add_argument("--batch-size", type=positive_int, default=4,
+                        help="configurations per batch (default 4)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     parser.add_argument("--allow-version-mismatch", action="store_true",
                         help="load a checkpoint of another package release")
 
 
-def _graph_for(args, ckpt, n_sites, shape_size):
-    import math
+def _graph_for(args, ckpt):
+    """The lattice graph the spins live on: the model's lattice, --size or the model's size."""
     from ..graph import lattice_graph
+    from ..models import checkpoint_lattice
     data = ckpt.get("data") or {}
-    lattice = args.lattice or data.get("lattice") or ckpt["model_config"].get("lattice")
+    lattice = args.lattice or checkpoint_lattice(ckpt)   # a lattice of one's own: carried along
     if lattice is None:
         raise ValueError("the model does not record its lattice: give --lattice")
-    hop = dict(data.get("hoppings") or {}) if lattice == data.get("lattice") else {}
+    same = args.lattice is None or args.lattice == data.get("lattice")
+    hop = dict(data.get("hoppings") or {}) if same else {}
     for t in ("t1", "t2", "t3"):
         if getattr(args, t) is not None:
             hop[t] = getattr(args, t)
     if args.size:
         size = list(args.size) if len(args.size) > 1 else [args.size[0]] * 2
-    elif shape_size is not None:
-        size = list(shape_size)
-    elif data.get("size") and int(math.prod(data["size"])) == n_sites and \
-            lattice == data.get("lattice"):
+    elif same and data.get("size"):
         size = list(data["size"])
     else:
-        L = int(round(math.sqrt(n_sites)))
-        if L * L != n_sites:
-            raise ValueError(f"cannot infer the supercell of {n_sites} sites: give --size L1 L2 "
-                             "or spins shaped (n, L1, L2, 3)")
-        size = [L, L]
-    if int(math.prod(size)) != n_sites:
-        raise ValueError(f"--size {size} has {math.prod(size)} sites, the spins have {n_sites}")
-    return lattice_graph(lattice, size, hop)
+        raise ValueError(f"give --size L1 L2: the model does not record a supercell size of "
+                         f"lattice {lattice!r}")
+    return lattice_graph(lattice, size, hop), size
 
 
-def _load_spins(path):
+def _check_finite(res, K):
     import numpy as np
-    try:
-        s = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"cannot read spins from '{path}' (expected a .npy array): {err}")
-    if s.shape[-1:] != (3,) or s.ndim < 2 or s.ndim > 4:
-        raise ValueError(f"spins must have shape (n, L1, L2, 3), (n, sites, 3), (L1, L2, 3) or "
-                         f"(sites, 3); got {s.shape}")
-    return s
+    bad = ~(np.isfinite(res[K.ENERGY]) & np.isfinite(res[K.FIELD]).all(axis=(1, 2)))
+    if bad.any():
+        idx = np.flatnonzero(bad)
+        raise ValueError(f"the model's predictions are not finite (NaN or inf) for "
+                         f"{len(idx)} of {len(bad)} configurations (first: {idx[0]}); "
+                         f"nothing was written")
 
 
 def run(args):
@@ -98,70 +126,76 @@ def run(args):
         0 on success.
 
     Raises:
-        ValueError: if ``--out`` exists (without ``--force``), does not end in
-            ``.npz`` or is missing with ``--spins``, the spins are invalid or
-            their supercell cannot be inferred, the split has no complete
-            samples, or the checkpoint or data file cannot be read.
+        ValueError: if an output exists (without ``--force``), has the wrong
+            suffix or cannot be written, ``--out`` is missing with ``--spins``,
+            the spins do not have one of the expected shapes or are invalid,
+            the size is unknown, the split has no complete samples, the
+            checkpoint or data file cannot be read, the model's weights or
+            its predictions are not finite.
     """
+    from ._common import check_output
+    if args.spins and args.out is None:
+        raise ValueError("--spins needs --out OUT.npz")
+    out = check_output(args.out, force=args.force, suffix=".npz") if args.out else None
+    plot = None
+    if args.data:
+        plot = check_output(args.plot or f"parity_{args.split}.png", force=args.force,
+                            suffix=".png", option="--plot")
     import numpy as np
     import torch
     from .. import keys as K
     from ..pretrained import load_model_and_checkpoint
-    from ..datasets import read_arrays, read_graph, read_meta
-    from ..metrics import parity_plot
-    from ..spins import as_spin_batch
+    from ..spins import SpinError, as_spin_batch, load_spin_file, supercell_shape
     from ..training import evaluate_arrays
-    out = Path(args.out) if args.out else None
-    if out is not None:
-        if not str(out).endswith(".npz"):
-            raise ValueError(f"--out must end in .npz, got '{out}'")
-        if out.exists() and not args.force:
-            raise ValueError(f"'{out}' exists; use --force to overwrite it")
     model, ckpt = load_model_and_checkpoint(args.model,
                                             strict_version=not args.allow_version_mismatch)
     if args.spins:
-        if out is None:
-            raise ValueError("--spins needs --out OUT.npz")
-        s = _load_spins(args.spins)
-        shape_size = None
-        if s.ndim == 4:
-            shape_size = s.shape[1:3]
-        elif s.ndim == 3 and args.size is None and s.shape[0] * s.shape[1] != 0 and \
-                not _is_batch(s, ckpt):
-            shape_size = s.shape[0:2]
-            s = s[None]
-        if s.ndim == 2:
-            s = s[None]
-        n = s.shape[0]
-        s, _ = as_spin_batch(s.reshape(n, -1, 3), s.size // (3 * n), tol=1e-3)
-        graph = _graph_for(args, ckpt, s.shape[1], shape_size)
-        res = evaluate_arrays(model, graph, torch.from_numpy(s), batch_size=args.batch_size)
+        raw = load_spin_file(args.spins)
+        graph, size = _graph_for(args, ckpt)
+        try:
+            s, _ = as_spin_batch(raw, graph.num_nodes, supercell_shape(graph), tol=1e-3)
+        except SpinError as err:
+            if "do not fit" in str(err) or "must have shape" in str(err):
+                raise SpinError(f"{err} (supercell {size} of lattice {graph.lattice!r}"
+                                f"{'' if args.size else ', the model training size'}; "
+                                f"give --size for another)") from None
+            raise
+        if args.memory_budget or args.max_tile_sites:       # region by region, exact
+            from ..distributed.tiling import evaluate_tiled, tile_options
+            res = evaluate_tiled(model, graph, torch.from_numpy(s), **tile_options(
+                {"memory_budget": args.memory_budget, "max_tile_sites": args.max_tile_sites},
+                model))
+        else:
+            res = evaluate_arrays(model, graph, torch.from_numpy(s), batch_size=args.batch_size)
+        _check_finite(res, K)
         out.parent.mkdir(parents=True, exist_ok=True)
         np.savez(out, energy=res[K.ENERGY], field=res[K.FIELD])
         print(f"wrote {out}: energy {res[K.ENERGY].shape}, field {res[K.FIELD].shape}")
         return 0
+    from ..datasets import read_arrays, read_graph, read_meta
+    from ..metrics import parity_plot
     meta = read_meta(args.data)
     graph = read_graph(args.data)
     mdata = ckpt.get("data") or {}
     if mdata.get("lattice") and meta.get("lattice") != mdata.get("lattice"):
         print(f"warning: the model was trained on lattice {mdata.get('lattice')!r}, the data "
-              f"set is {meta.get('lattice')!r}")
+              f"set is {meta.get('lattice')!r}", file=sys.stderr)
     elif mdata.get("hoppings") and meta.get("hoppings") != mdata.get("hoppings"):
         print(f"warning: the model was trained with hoppings {mdata.get('hoppings')}, the data "
-              f"set has {meta.get('hoppings')}")
+              f"set has {meta.get('hoppings')}", file=sys.stderr)
     arr = read_arrays(args.data, None if args.split == "all" else args.split)
     if len(arr[K.ENERGY]) == 0:
         raise ValueError(f"'{args.data}' has no complete samples in split '{args.split}'")
     t = lambda a: torch.from_numpy(a)
     res = evaluate_arrays(model, graph, t(arr[K.SPIN]), t(arr[K.FIELD]), t(arr[K.ENERGY]),
                           batch_size=args.batch_size)
+    _check_finite(res, K)
     m = res["metrics"]
     n = len(arr[K.ENERGY])
     print(json.dumps({"model": str(args.model), "data": str(args.data), "split": args.split,
                       "samples": n, "rmse_field": m["rmse_field"],
                       "rmse_field_transverse": m["rmse_field_transverse"],
                       "rmse_energy_per_site": m["rmse_energy_per_site"]}, indent=1))
-    plot = Path(args.plot or f"parity_{args.split}.png")
     plot.parent.mkdir(parents=True, exist_ok=True)
     parity_plot(res[K.FIELD], arr[K.FIELD], plot,
                 title=f"{Path(str(args.model)).name} on {Path(args.data).name} [{args.split}]: "
@@ -173,16 +207,3 @@ def run(args):
                  field_ed=arr[K.FIELD])
         print(f"wrote {out}")
     return 0
-
-
-def _is_batch(s, ckpt) -> bool:
-    """A 3D array (a, b, 3): n configurations of b sites unless it is one L1 x L2 configuration."""
-    import math
-    data = ckpt.get("data") or {}
-    size = data.get("size")
-    if size and tuple(s.shape[:2]) == tuple(size):
-        return False
-    if size and s.shape[1] == math.prod(size):
-        return True
-    L = int(round(math.sqrt(s.shape[1])))
-    return L * L == s.shape[1]

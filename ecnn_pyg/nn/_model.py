@@ -77,6 +77,28 @@ class ModelInputError(ValueError):
     """A graph or spin tensor the model cannot be applied to."""
 
 
+def check_unit_spins(spin: Tensor, tol: float) -> None:
+    """Refuse spins that are not finite unit vectors: one fused check, no copy of the input.
+
+    Args:
+        spin: ``(N, 3)`` spins.
+        tol: allowed deviation of :math:`|S|` from 1.
+
+    Raises:
+        ModelInputError: naming the first offending site and its length.
+    """
+    with torch.no_grad():
+        s = spin.detach()
+        # |S|^2 column by column (a reduction over the last axis of 3 is ~10x slower)
+        sq = torch.addcmul(torch.addcmul(s[:, 0] * s[:, 0], s[:, 1], s[:, 1]), s[:, 2], s[:, 2])
+        lo, hi = torch.aminmax(sq)                  # NaN propagates: the test below fails
+        if not (float(lo) >= 1.0 - 2.0 * tol and float(hi) <= 1.0 + 2.0 * tol):
+            ok = (sq - 1.0).abs() <= 2.0 * tol      # NaN and inf compare False
+            i = int(torch.nonzero(~ok)[0, 0])
+            raise ModelInputError(f"spins must be finite unit vectors (|S| = 1 within {tol:g}); "
+                                  f"site {i} has |S| = {float(sq[i].sqrt()):.6g}")
+
+
 class ECNN(ConfigurableModel, torch.nn.Module):
     r"""Equivariant convolutional neural network for classical spins on a lattice.
 
@@ -151,6 +173,9 @@ class ECNN(ConfigurableModel, torch.nn.Module):
     """
 
     DEFAULT_CONFIG = DEFAULT_CONFIG
+    #: allowed deviation of :math:`|S|` from 1 at the forward entry (NaN, inf, zero or
+    #: long spins are refused); ``None`` skips the check (a model applied off the sphere)
+    spin_tolerance: Optional[float] = 1e-2
 
     def __init__(self, lattice: Optional[str] = "square", num_bond_types: Optional[int] = None,
                  num_shells: Optional[int] = None, weight_sharing: str = "type",
@@ -387,14 +412,17 @@ class ECNN(ConfigurableModel, torch.nn.Module):
 
         Raises:
             ModelInputError: if there are no spins, they are not a floating
-                ``(N, 3)`` tensor, or the graph's lattice or bond ids do not fit
-                the model.
+                ``(N, 3)`` tensor, the graph's lattice or bond ids do not fit
+                the model, or a spin is not finite or not of unit length
+                (within :attr:`spin_tolerance`).
         """
         if spin is None:
             if K.SPIN not in data:
                 raise ModelInputError("no spins: pass spin=(N, 3) or set data['spin']")
             spin = data[K.SPIN]
         self._check(data, spin)
+        if self.spin_tolerance is not None:
+            check_unit_spins(spin, self.spin_tolerance)
         training = (self.training and torch.is_grad_enabled()) if training is None \
             else bool(training)
         dtype = self.blocks[0].conv.weight[0].dtype

@@ -41,7 +41,12 @@ def evaluate_arrays(model, graph, spin: torch.Tensor, field: Optional[torch.Tens
         ``field`` is given, the metrics of
         :class:`~ecnn_pyg.metrics.ErrorAccumulator` under ``"metrics"`` (of
         these samples only).
+
+    Raises:
+        ValueError: if ``batch_size`` is not a positive integer.
     """
+    if isinstance(batch_size, bool) or not hasattr(batch_size, "__index__") or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     dtype = next(model.parameters()).dtype
     batcher = GraphBatcher(graph)
     n, n_sites = spin.shape[0], spin.shape[1]

@@ -1,4 +1,4 @@
-"""The one rule of every command for its output files, checked before any work.
+"""What the commands share: the one rule for output files, argument types.
 
 An output that exists is refused unless ``--force`` is given; the folder it
 goes to must be writable (probed with a temporary file in the nearest existing
@@ -7,6 +7,7 @@ before they compute anything, so a bad path costs nothing.
 """
 from __future__ import annotations
 
+import argparse
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -48,3 +49,24 @@ def check_output(path, *, force: bool, suffix: Optional[str] = None,
         raise ValueError(f"cannot write {option} '{p}': the folder '{folder}' is not "
                          f"writable ({err.strerror or err})") from None
     return p
+
+
+def positive_int(text: str) -> int:
+    """``argparse`` type of a count: an integer >= 1.
+
+    Args:
+        text: the option's value.
+
+    Returns:
+        The integer.
+
+    Raises:
+        argparse.ArgumentTypeError: if ``text`` is not an integer >= 1.
+    """
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return n
