@@ -32,7 +32,7 @@ from .checkpoint import CheckpointError
 from .config import ConfigError, load_config
 
 __all__ = ["ModelType", "MODEL_TYPES", "schema_from_defaults", "model_schema",
-           "check_model_config", "build_model", "model_from_checkpoint"]
+           "check_model_config", "build_model", "model_from_checkpoint", "checkpoint_lattice"]
 
 _NONE = type(None)
 
@@ -271,3 +271,31 @@ def model_from_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint") -
     model.eval()
     model.trained_on = dict(ckpt.get("data") or {})
     return model
+
+
+def checkpoint_lattice(ckpt: Mapping[str, Any]):
+    """The lattice a checkpoint's model works on, from the checkpoint alone (no file needed).
+
+    Looked up in order: the model config's ``lattice`` (a built-in name or, for
+    a lattice of one's own, its definition), the training data's lattice
+    definition (``data.lattice_definition``), the training data's lattice name
+    (built-in lattices; older checkpoints).
+
+    Args:
+        ckpt: a checkpoint dict (from :func:`ecnn_pyg.checkpoint.load_checkpoint`).
+
+    Returns:
+        The :class:`~ecnn_pyg.lattice.Lattice`, or ``None`` if the checkpoint
+        records none that loads.
+    """
+    from .lattice import LatticeError, load_lattice
+    data = ckpt.get("data") or {}
+    for ref in ((ckpt.get("model_config") or {}).get("lattice"), data.get("lattice_definition"),
+                data.get("lattice")):
+        if ref is None:
+            continue
+        try:
+            return load_lattice(ref)
+        except (LatticeError, TypeError):
+            continue
+    return None

@@ -48,7 +48,9 @@ _IDENTITY = ("lattice", "size", "hoppings", "source", "model", "J", "electrons",
 
 SIMULATE_SCHEMA = {
     "output": (str, REQUIRED),
-    "lattice": (str, "triangular"),
+    # null: a model run takes the model's lattice (and, if hoppings is empty, its hoppings)
+    # from the checkpoint, so a lattice file of one's own need not stay; an ED run: triangular
+    "lattice": ((str, type(None)), None),
     "size": ((int, list), REQUIRED),
     "hoppings": (dict, {}),
     "source": (str, "ed"),                      # ed | model
@@ -141,6 +143,34 @@ def _initial(cfg, graph):
     return lambda r: spins
 
 
+def _lattice_of_run(cfg: Mapping) -> dict:
+    """The config with ``lattice: null`` resolved: the model's lattice (and hoppings), or triangular.
+
+    A model's lattice comes from its checkpoint (a built-in name, or the
+    definition of a lattice of one's own), so the lattice file it was trained
+    from may have moved.
+    """
+    cfg = dict(cfg)
+    if cfg["lattice"] is not None:
+        return cfg
+    if cfg["source"] != "model" or not cfg["model"]:
+        cfg["lattice"] = "triangular"
+        return cfg
+    from .lattice import lattice_reference
+    from .models import checkpoint_lattice
+    from .pretrained import load_model_and_checkpoint
+    _, ckpt = load_model_and_checkpoint(cfg["model"])
+    lat = checkpoint_lattice(ckpt)
+    if lat is None:
+        raise ValueError(f"model '{cfg['model']}' does not record its lattice: set lattice "
+                         "(a built-in name or a lattice file)")
+    cfg["lattice"] = lattice_reference(lat)
+    if not cfg["hoppings"]:
+        trained = (ckpt.get("data") or {}).get("hoppings") or {}
+        cfg["hoppings"] = {str(k): float(v) for k, v in trained.items() if v is not None}
+    return cfg
+
+
 def _check(cfg):
     if cfg["integrator"] not in INTEGRATORS:
         raise ValueError(f"unknown integrator '{cfg['integrator']}'; choose from {sorted(INTEGRATORS)}")
@@ -176,6 +206,7 @@ def simulate(config: Union[str, Path, Mapping, None] = None, overrides: Optional
     cfg = load_config(config if config is not None else DEFAULT_CONFIG, SIMULATE_SCHEMA,
                       overrides)
     _check(cfg)
+    cfg = _lattice_of_run(cfg)
     if cfg["num_threads"]:
         torch.set_num_threads(cfg["num_threads"])
     graph = lattice_graph(cfg["lattice"], cfg["size"], cfg["hoppings"])

@@ -9,7 +9,8 @@ is written in configs/README.md; a file no rule covers fails :func:`test_every_y
 * ``configs/model_*.yaml``: a model architecture (``ECNN.from_yaml``);
 * ``experiments/<exp>/_*.yaml``: shared settings, valid through the configs that extend them
   (each must be extended by one);
-* ``ecnn_pyg/lattices/*.yaml``: lattice files; ``ecnn_pyg/pretrained/*.yaml``: model cards.
+* ``ecnn_pyg/lattices/*.yaml`` and ``configs/lattices/*.yaml``: lattice files;
+  ``ecnn_pyg/pretrained/*.yaml``: model cards.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ TASKS = {"generate": "generate", "label": "generate", "train": "train",
 #: the user configs in the order a user runs them (each may use the outputs of earlier ones)
 USER_CHAIN = ["square_generate", "square_train", "square_train_ifnn", "triangular_generate",
               "triangular_ed_llg", "triangular_label", "triangular_train", "triangular_simulate",
-              "triangular_sweep"]
+              "triangular_sweep", "mylattice_generate", "mylattice_train", "mylattice_simulate"]
 
 MODEL_CARD_KEYS = {"name", "model_type", "model_config", "dtype", "trained_on", "command"}
 
@@ -112,7 +113,7 @@ def kind_of(path: str) -> str:
         return "model"
     if p.parts[0] == "experiments" and p.name.startswith("_") and len(p.parts) == 3:
         return "fragment"
-    if p.parts[:2] == ("ecnn_pyg", "lattices"):
+    if p.parts[:2] in (("ecnn_pyg", "lattices"), ("configs", "lattices")):
         return "lattice"
     if p.parts[:2] == ("ecnn_pyg", "pretrained"):
         return "card"
@@ -236,6 +237,7 @@ def test_schema_rule_of_names():
     assert kind_of("experiments/triangular_fig4/45_label_24_eq_train.yaml") == "generate"
     assert kind_of("experiments/x/_shared.yaml") == "fragment"
     assert kind_of("configs/model_paper.yaml") == "model"
+    assert kind_of("configs/lattices/mylattice.yaml") == "lattice"
     assert kind_of("configs/square_notes.yaml") == "unknown"
     assert kind_of("experiments/x/train.yaml") == "unknown"
     assert kind_of("docs/x.yaml") == "unknown"
