@@ -19,6 +19,12 @@ to it, the place to read and copy them from) and are loaded by name
 (:func:`load_lattice`); any other file is loaded by path. Site order and
 lattice vectors are described in ``docs/conventions.md`` ("Lattices and site
 order").
+
+:meth:`Lattice.symmetries` derives a lattice's symmetry operations from its
+definition alone (the orthogonal maps of the Bravais lattice that map the
+basis and every hopping shell onto themselves): C4v on the square lattice,
+C6v on the triangular, honeycomb and kagome lattices, and whatever a lattice
+file of one's own has. Training augments with them (:mod:`ecnn_pyg.augment`).
 """
 from __future__ import annotations
 
