@@ -238,7 +238,7 @@ def default_threads() -> Optional[int]:
     return 1
 
 
-def set_threads(n: int) -> None:
+def set_threads(n: int, name: str = "the number of threads") -> None:
     """Use ``n`` threads in torch (intra-op) and in the BLAS libraries.
 
     Sets ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS``
@@ -249,12 +249,13 @@ def set_threads(n: int) -> None:
 
     Args:
         n: number of threads, a positive integer.
+        name: what gave ``n`` (a config key, an option), for the message.
 
     Raises:
         ValueError: if ``n`` is not a positive integer.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"the number of threads must be a positive integer, got {n!r}")
+        raise ValueError(f"{name} must be a positive integer, got {n!r}")
     for var in _BLAS_ENV:
         os.environ[var] = str(n)
     torch = sys.modules.get("torch")

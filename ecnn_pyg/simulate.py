@@ -36,6 +36,7 @@ from .datasets import DataFileError, _graph_to_group, read_graph, terminate_as_i
 from .dynamics import INTEGRATORS, SpinSystem, make_integrator, numpy_field_source
 from .ed import KondoED
 from .graph import lattice_graph
+from .runtime import resolve_device, set_threads
 from .spins import as_spin_batch, ferromagnet, random_spins, triple_q
 
 __all__ = ["SIMULATE_SCHEMA", "DEFAULT_CONFIG", "simulate", "field_source", "read_runs",
@@ -207,11 +208,11 @@ def simulate(config: Union[str, Path, Mapping, None] = None, overrides: Optional
                       overrides)
     _check(cfg)
     cfg = _lattice_of_run(cfg)
-    if cfg["num_threads"]:
-        torch.set_num_threads(cfg["num_threads"])
+    if cfg["num_threads"] is not None:
+        set_threads(cfg["num_threads"], "num_threads")     # refuses 0, -1 with a clear message
     graph = lattice_graph(cfg["lattice"], cfg["size"], cfg["hoppings"])
     dtype = getattr(torch, cfg["dtype"])
-    device = torch.device(cfg["device"])
+    device = resolve_device(cfg["device"])      # 'banana', or 'cuda' without CUDA: a clear error
     runs = list(itertools.product(_as_list(cfg["zeeman"]), _as_list(cfg["temperature"])))
     identity = {k: json.dumps(cfg[k], sort_keys=True) for k in _IDENTITY}
     path = Path(cfg["output"])

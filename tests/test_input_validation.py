@@ -336,3 +336,82 @@ def test_shipped_models_are_listed(capsys):
         main(["evaluate", "--help"])
     help_text = capsys.readouterr().out
     assert all(n in help_text for n in names)
+
+
+# ------------------------------------------------------------------ devices and threads
+@pytest.mark.parametrize("spec,match", [("banana", "unknown device"), ("meta", "not supported"),
+                                       (True, "must be a name"), (-1, "must be a name")])
+def test_resolve_device_refuses_unknown_devices(spec, match):
+    with pytest.raises(ValueError, match=match):
+        runtime.resolve_device(spec)
+    assert str(runtime.resolve_device("cpu")) == "cpu"
+
+
+def test_resolve_device_refuses_cuda_without_cuda(monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="use device 'cpu'"):
+        runtime.resolve_device("cuda")
+
+
+@pytest.mark.parametrize("n", [0, -1, 1.5, True, "2"])
+def test_set_threads_refuses_non_positive_counts(n):
+    with pytest.raises(ValueError, match="positive integer"):
+        runtime.set_threads(n)
+
+
+def _python(code, **env):
+    import subprocess
+    import sys
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                         runtime.THREADS_ENV)}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**base, **env}, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip().splitlines()[-1].split()     # the last line printed
+
+
+def test_help_and_argument_errors_do_not_import_torch():
+    """``ecnn-pyg --help``, a command's ``--help`` and a usage error answer without torch."""
+    out = _python(
+        "import sys\n"
+        "from ecnn_pyg.cli import main\n"
+        "for argv in (['--help'], ['evaluate', '--help'], ['simulate', '--help'], ['ed']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print([m for m in ('torch', 'torch_geometric', 'e3nn', 'h5py', 'scipy') "
+        "if m in sys.modules])\n")
+    assert out == ["[]"]
+
+
+def test_the_command_line_uses_one_thread_unless_told():
+    code = ("import torch\nfrom ecnn_pyg.cli import main\n"
+            "main(['lattices'{extra}])\nimport os\n"
+            "print(torch.get_num_threads(), os.environ.get('OPENBLAS_NUM_THREADS'))\n")
+    assert _python(code.format(extra="")) == ["1", "1"]
+    assert _python(code.format(extra=", '--threads', '2'")) == ["2", "2"]
+    assert _python(code.format(extra=""), ECNN_PYG_NUM_THREADS="2") == ["2", "2"]
+    # the user's own OMP_NUM_THREADS stands
+    assert _python(code.format(extra=""), OMP_NUM_THREADS="2") == ["2", "None"]
+
+
+@pytest.mark.parametrize("setting,match", [("device=banana", "unknown device 'banana'"),
+                                           ("num_threads=-1", "num_threads must be a positive"),
+                                           ("num_threads=0", "num_threads must be a positive")])
+def test_simulate_refuses_devices_and_thread_counts_that_cannot_be_meant(tmp_path, capsys,
+                                                                        setting, match):
+    out = tmp_path / "t.h5"
+    rc = main(["simulate", "--quiet", "--set", setting, f"output={out}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and match in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_simulate_refuses_cuda_without_cuda(tmp_path, capsys, monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["simulate", "--quiet", "--set", "device=cuda", f"output={tmp_path / 't.h5'}"]) == 2
+    assert "use device 'cpu'" in capsys.readouterr().err
