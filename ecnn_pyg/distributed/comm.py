@@ -42,7 +42,7 @@ __all__ = ["DistributedError", "DEFAULT_TIMEOUT", "launched", "env_rank_world", 
            "shutdown", "session", "is_active", "rank", "world_size", "local_rank", "is_main",
            "backend_for", "local_device", "timeout_seconds", "guard", "barrier",
            "broadcast_object", "all_gather_object", "gather_object", "all_reduce_sum",
-           "broadcast_tensor"]
+           "broadcast_tensor", "waiting_group", "WAIT_TIMEOUT"]
 
 #: Seconds a collective waits for the other ranks before it fails.
 DEFAULT_TIMEOUT = 300.0
@@ -238,13 +238,17 @@ def barrier(what: str = "waiting for the other ranks") -> None:
             tdist.barrier()
 
 
-def broadcast_object(obj: Any = None, src: int = 0, what: str = "broadcasting") -> Any:
-    """``obj`` of rank ``src`` on every rank (picklable objects; identity in one process)."""
+def broadcast_object(obj: Any = None, src: int = 0, what: str = "broadcasting",
+                     group=None) -> Any:
+    """``obj`` of rank ``src`` on every rank (picklable objects; identity in one process).
+
+    ``group``: a process group other than the default (e.g. :func:`waiting_group`).
+    """
     if not is_active():
         return obj
     box = [obj]
     with guard(what):
-        tdist.broadcast_object_list(box, src=src)
+        tdist.broadcast_object_list(box, src=src, group=group)
     return box[0]
 
 
@@ -258,14 +262,35 @@ def all_gather_object(obj: Any, what: str = "gathering") -> List[Any]:
     return out
 
 
-def gather_object(obj: Any, dst: int = 0, what: str = "gathering") -> Optional[List[Any]]:
+def gather_object(obj: Any, dst: int = 0, what: str = "gathering",
+                  group=None) -> Optional[List[Any]]:
     """Every rank's ``obj`` in rank order on rank ``dst`` (``None`` elsewhere)."""
     if not is_active():
         return [obj]
     out: Optional[List[Any]] = [None] * world_size() if rank() == dst else None
     with guard(what):
-        tdist.gather_object(obj, out, dst=dst)
+        tdist.gather_object(obj, out, dst=dst, group=group)
     return out
+
+
+#: Seconds the waiting group (:func:`waiting_group`) waits: a week.
+WAIT_TIMEOUT = 7 * 24 * 3600.0
+
+
+def waiting_group():
+    """A gloo group of all ranks whose collectives wait up to :data:`WAIT_TIMEOUT`.
+
+    For waits whose length is the work of another rank (a rank waiting for
+    rank 0 to finish its own run of a sweep): they must not fail after the
+    default timeout. A rank that dies still fails them at once (its
+    connections close); only a hung rank is waited for. Every rank must call
+    this (it creates a group). ``None`` in a single process.
+    """
+    if not is_active():
+        return None
+    with guard("creating the waiting group"):
+        return tdist.new_group(backend="gloo",
+                               timeout=datetime.timedelta(seconds=max(_timeout, WAIT_TIMEOUT)))
 
 
 def all_reduce_sum(tensor: torch.Tensor, what: str = "summing across ranks") -> torch.Tensor:

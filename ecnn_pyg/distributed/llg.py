@@ -140,19 +140,30 @@ class SlabDecomposition:
         self.exchanges += 1
         return torch.cat([from_prev, own, from_next], 0)
 
-    def field_source(self, model) -> Callable[[torch.Tensor], torch.Tensor]:
-        """A field source on the own spins ``(num_own, 3)``: halo exchange, then the model."""
+    def field_source(self, model, max_sites: Optional[int] = None
+                     ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A field source on the own spins ``(num_own, 3)``: halo exchange, then the model.
+
+        Args:
+            model: the model.
+            max_sites: evaluate the slab plus halo tile by tile, at most this
+                many sites at once (:class:`~ecnn_pyg.distributed.tiling.TiledEvaluator`;
+                a slab larger than one rank's memory).
+        """
+        from .. import keys as K
+        from .tiling import TiledEvaluator
         params = list(model.parameters())
         p_dtype, p_device = params[0].dtype, params[0].device
         graph = self.graph.to(p_device)
         n = self.halo * self.row_sites
-        from .. import keys as K
+        tiled = TiledEvaluator(model, self.graph, max_sites=max_sites) \
+            if max_sites is not None else None
 
         def source(own: torch.Tensor) -> torch.Tensor:
             patch = self.exchange(own)
             x = patch.detach().to(device=p_device, dtype=p_dtype)
             with torch.enable_grad():
-                out = model(graph, x)
+                out = model(graph, x) if tiled is None else tiled(x)
             return out[K.FIELD].detach()[n:n + own.shape[0]].to(device=own.device,
                                                                   dtype=own.dtype)
 
@@ -200,6 +211,8 @@ class ParallelPlan:
         self.slabs = SlabDecomposition(model, graph, self.rank, self.world) \
             if mode == "domain" else None
         self.model = model
+        self._source = None
+        self.wait = comm.waiting_group()        # waits as long as another rank's work
 
     # -- rank 0
     @contextlib.contextmanager
@@ -210,9 +223,11 @@ class ParallelPlan:
         except BaseException as err:
             with contextlib.suppress(Exception):
                 comm.broadcast_object({"op": "abort", "error": f"{type(err).__name__}: {err}"},
-                                      what="telling the other ranks rank 0 failed")
+                                      what="telling the other ranks rank 0 failed",
+                                      group=self.wait)
             raise
-        comm.broadcast_object({"op": "stop"}, what="telling the other ranks the work is done")
+        comm.broadcast_object({"op": "stop"}, what="telling the other ranks the work is done",
+                              group=self.wait)
 
     def advance(self, integ, spins: torch.Tensor, system, k: int) -> torch.Tensor:
         """Rank 0: ``k`` steps of the run with the lattice split over the ranks.
@@ -224,7 +239,7 @@ class ParallelPlan:
                "alpha": float(integ.alpha), "temperature": float(integ.temperature),
                "integrator": integ.name,
                "rng": None if integ.generator is None else integ.generator.get_state()}
-        comm.broadcast_object(cmd, what="sending the next chunk of steps")
+        comm.broadcast_object(cmd, what="sending the next chunk of steps", group=self.wait)
         full = spins.contiguous()
         comm.broadcast_tensor(full, what="sending the spins to the ranks")
         own = self._steps(full, cmd, integ.generator, system)
@@ -245,9 +260,10 @@ class ParallelPlan:
             for j, r in enumerate(batch[1:], 1):
                 seeds[j] = (r, _group_image(f, r))
             comm.broadcast_object({"op": "runs", "assign": seeds},
-                                  what="assigning the runs to the ranks")
+                                  what="assigning the runs to the ranks", group=self.wait)
             run_one(f, batch[0])
-            images = comm.gather_object(None, what="collecting the finished runs")
+            images = comm.gather_object(None, what="collecting the finished runs",
+                                        group=self.wait)
             for j, r in enumerate(batch[1:], 1):
                 _merge_run(f, r, images[j])
 
@@ -263,7 +279,7 @@ class ParallelPlan:
             DistributedError: if rank 0 failed (its error is quoted) or stopped answering.
         """
         while True:
-            cmd = comm.broadcast_object(None, what="waiting for rank 0")
+            cmd = comm.broadcast_object(None, what="waiting for rank 0", group=self.wait)
             op = cmd["op"]
             if op == "stop":
                 return
@@ -286,7 +302,8 @@ class ParallelPlan:
                 if mine is not None:
                     r, seed = mine
                     image = _run_in_memory(r, seed, run_one)
-                comm.gather_object(image, what="sending the finished run to rank 0")
+                comm.gather_object(image, what="sending the finished run to rank 0",
+                                   group=self.wait)
             else:       # pragma: no cover - a newer rank 0
                 raise comm.DistributedError(f"rank {self.rank}: unknown command {op!r}")
 
@@ -295,7 +312,10 @@ class ParallelPlan:
         from ..dynamics import SpinSystem, make_integrator
         s = self.slabs
         own = full[s.lo:s.hi].clone()
-        local = SpinSystem(s.field_source(self.model), zeeman=cmd["zeeman"])
+        if self._source is None:
+            from .tiling import tile_options
+            self._source = s.field_source(self.model, **tile_options(self.cfg, self.model))
+        local = SpinSystem(self._source, zeeman=cmd["zeeman"])
         integ = make_integrator(cmd["integrator"], cmd["dt"], alpha=cmd["alpha"],
                                 temperature=cmd["temperature"], generator=gen)
         _slice_noise(integ, tuple(full.shape), s.lo, s.hi)

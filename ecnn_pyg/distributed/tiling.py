@@ -257,10 +257,11 @@ def parse_bytes(value: Union[str, int, float]) -> int:
     return int(n)
 
 
-#: Peak bytes per site of one energy + field evaluation, per float of hidden
-#: feature per convolution, measured for the default architecture on CPU
-#: (``benchmarks/bench_distributed.py``; docs/distributed.md).
-_PEAK_PER_FEATURE = 16.0
+#: Peak bytes per site of one energy + field evaluation, per float of hidden feature
+#: (``channels * (lmax + 1)^2``) per convolution: 576 x 576 with the default
+#: architecture on CPU peaks at 3.3-3.4 GB above the process (docs/benchmarks.md),
+#: about 10 kB per site, i.e. 7 x 4 bytes x 72 features x 5 convolutions.
+_PEAK_PER_FEATURE = 7.0
 
 
 def bytes_per_site(model, dtype: Optional[torch.dtype] = None) -> float:
@@ -276,10 +277,7 @@ def bytes_per_site(model, dtype: Optional[torch.dtype] = None) -> float:
     item = torch.empty((), dtype=dtype).element_size()
     ch = int(getattr(model, "channels", 8))
     lmax = int(getattr(model, "lmax", 2))
-    slots = len(getattr(model, "slot_offsets", None) or ()) or \
-        (1 + int(getattr(model, "num_bond_types", 12) or 12))
-    return _PEAK_PER_FEATURE * item * ch * (lmax + 1) ** 2 * receptive_hops(model) \
-        * max(1.0, slots / 13.0)
+    return _PEAK_PER_FEATURE * item * ch * (lmax + 1) ** 2 * receptive_hops(model)
 
 
 def sites_for_memory(budget: Union[str, int, float], model,
