@@ -14,11 +14,16 @@ File layout (``format = "ecnn_pyg-trajectory"``)::
               spin       (m, N, 3)  snapshots (float32)
               time       (m,)
               magnetization (m, 3), charge (m,)   (Q; 2D lattices only, else NaN)
-              state_spin (N, 3) float64, state_rng (uint8)   resume state
-    attrs: config (YAML), identity keys, package_version
+              state_a/, state_b/  resume state, written in turn: spin (N, 3) float64,
+                                  rng (uint8), attrs commit (JSON: step, snapshots, SHA-256)
+    attrs: config (YAML), identity keys, package_version, model_sha256 (source model)
+
+A save commits by its state slot's record; a reader (a resume, :func:`read_runs`)
+trusts the latest intact slot and ignores snapshots written after it.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from pathlib import Path
@@ -32,10 +37,12 @@ from tqdm.auto import tqdm
 
 from ._version import __version__
 from .config import REQUIRED, load_config
-from .datasets import DataFileError, _graph_to_group, read_graph, terminate_as_interrupt
+from .datasets import (DataFileError, _graph_to_group, open_error_message, read_graph,
+                       terminate_as_interrupt)
 from .dynamics import INTEGRATORS, SpinSystem, make_integrator, numpy_field_source
 from .ed import KondoED
 from .graph import lattice_graph
+from .locking import OutputWriteError, check_writable, output_lock
 from .runtime import resolve_device, set_threads
 from .spins import as_spin_batch, ferromagnet, random_spins, triple_q
 
@@ -207,6 +214,7 @@ def simulate(config: Union[str, Path, Mapping, None] = None, overrides: Optional
     cfg = load_config(config if config is not None else DEFAULT_CONFIG, SIMULATE_SCHEMA,
                       overrides)
     _check(cfg)
+    check_writable(cfg["output"], "trajectory file")   # a read-only place fails before any work
     cfg = _lattice_of_run(cfg)
     if cfg["num_threads"] is not None:
         set_threads(cfg["num_threads"], "num_threads")     # refuses 0, -1 with a clear message
@@ -225,11 +233,48 @@ def simulate(config: Union[str, Path, Mapping, None] = None, overrides: Optional
         triangles = None
     source = field_source(cfg, graph)
     initial = _initial(cfg, graph)
+    with terminate_as_interrupt(), output_lock(path, what="trajectory file"):
+        f = _open_output(path, identity, graph, cfg)
+        f.attrs["config"] = yaml.safe_dump(cfg, sort_keys=False)
+        with f:
+            for r, (hz, temp) in enumerate(runs):
+                _run_one(f, r, hz, temp, cfg, graph, source, initial, triangles, dtype, device,
+                         progress)
+    if cfg["plot"]:
+        plot_runs(path, cfg["sites_per_magnetic_cell"])
+    return path
+
+
+def _model_sha256(cfg: Mapping) -> Optional[str]:
+    """SHA-256 of the model file of a model source (``None`` for ED or an unresolvable name)."""
+    if cfg["source"] != "model" or not cfg["model"]:
+        return None
+    p = Path(cfg["model"])
+    if not p.is_file():
+        from . import pretrained
+        try:
+            p = pretrained.path(str(cfg["model"]))
+        except (KeyError, FileNotFoundError):
+            return None
+    digest = hashlib.sha256()
+    with open(p, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _open_output(path: Path, identity: Mapping, graph, cfg: Mapping) -> h5py.File:
+    """The trajectory file: created, or reopened to continue after checking it matches.
+
+    A file is continued only with the same identity keys and, for a model
+    source, the same model file content (its SHA-256 is recorded at creation).
+    """
+    model_hash = _model_sha256(cfg)
     if path.exists():
         try:
             f = h5py.File(path, "r+")
         except OSError as err:
-            raise DataFileError(f"'{path}' is not a readable HDF5 file: {err}") from err
+            raise DataFileError(open_error_message(path, err)) from err
         if f.attrs.get("format") != FORMAT:
             f.close()
             raise DataFileError(f"'{path}' is not an ecnn_pyg trajectory file")
@@ -239,22 +284,26 @@ def simulate(config: Union[str, Path, Mapping, None] = None, overrides: Optional
             f.close()
             raise DataFileError(f"'{path}' was made with different settings ({', '.join(diff)}); "
                                 "choose another output file, the existing one was not changed")
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        f = h5py.File(path, "w")
-        f.attrs["format"] = FORMAT
-        f.attrs["package_version"] = __version__
-        for k, v in identity.items():
-            f.attrs[k] = v
-        _graph_to_group(graph, f.create_group("graph"))
-    f.attrs["config"] = yaml.safe_dump(cfg, sort_keys=False)
-    with terminate_as_interrupt(), f:
-        for r, (hz, temp) in enumerate(runs):
-            _run_one(f, r, hz, temp, cfg, graph, source, initial, triangles, dtype, device,
-                     progress)
-    if cfg["plot"]:
-        plot_runs(path, cfg["sites_per_magnetic_cell"])
-    return path
+        old_hash = f.attrs.get("model_sha256")
+        if model_hash and old_hash and old_hash != model_hash:
+            f.close()
+            raise DataFileError(
+                f"the model file of '{cfg['model']}' changed since '{path}' was started (SHA-256 "
+                f"{old_hash[:12]}... then, {model_hash[:12]}... now): its runs cannot be continued "
+                "with another model. Restore the original model file, or write to another "
+                "output; the existing file was not changed")
+        if model_hash and not old_hash:             # a file of an older version: record it now
+            f.attrs["model_sha256"] = model_hash
+        return f
+    f = h5py.File(path, "w")
+    f.attrs["format"] = FORMAT
+    f.attrs["package_version"] = __version__
+    for k, v in identity.items():
+        f.attrs[k] = v
+    if model_hash:
+        f.attrs["model_sha256"] = model_hash
+    _graph_to_group(graph, f.create_group("graph"))
+    return f
 
 
 def plot_runs(path: Union[str, Path], sites_per_magnetic_cell: int = 48) -> list:
@@ -309,12 +358,15 @@ def _run_one(f, r, hz, temp, cfg, graph, source, initial, triangles, dtype, devi
         if g.attrs["zeeman"] != hz or g.attrs["temperature"] != temp:
             raise DataFileError(f"{name} of '{f.filename}' has H_z={g.attrs['zeeman']}, "
                                 f"T={g.attrs['temperature']}, not {hz}, {temp}")
-        step = int(g.attrs["step"])
+        state = _committed_state(g, every)
+        if state is None:                           # killed in its first save: start again
+            del f[name]
+    if name in f:
+        step, spin_state, rng_state, m = state
         if step >= cfg["n_steps"]:
             return
-        spins = torch.from_numpy(g["state_spin"][()]).to(device, dtype)
-        gen.set_state(torch.from_numpy(g["state_rng"][()]))
-        m = step // every + 1 + (step % every > 0)  # snapshots that belong to `step`
+        spins = torch.from_numpy(spin_state).to(device, dtype)
+        gen.set_state(torch.from_numpy(rng_state))
         for key in ("spin", "time", "magnetization", "charge"):
             g[key].resize(m, axis=0)                # drop any snapshot written after the state
     else:
@@ -341,22 +393,117 @@ def _run_one(f, r, hz, temp, cfg, graph, source, initial, triangles, dtype, devi
     bar.close()
 
 
+#: the two resume-state slots of a run group, written in turn: a save never overwrites the
+#: last committed state, so a save cut short (kill, full disk) leaves the previous one intact
+_SLOTS = ("state_a", "state_b")
+
+
+def _state_digest(spin: np.ndarray, rng: np.ndarray, step: int, snapshots: int) -> str:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(spin, dtype="<f8").tobytes())
+    h.update(np.ascontiguousarray(rng, dtype=np.uint8).tobytes())
+    h.update(f"{int(step)}:{int(snapshots)}".encode())
+    return h.hexdigest()
+
+
+def _saved_states(g) -> list:
+    """Intact committed states of a run group, latest first: ``(step, spin, rng, snapshots, slot)``.
+
+    A slot counts only if its commit record (step, snapshot count and the
+    SHA-256 of spins, generator state and both counts) matches its data.
+    """
+    out = []
+    for slot in _SLOTS:
+        s = g.get(slot)
+        if s is None or "spin" not in s or "rng" not in s or "commit" not in s.attrs:
+            continue
+        try:
+            commit = json.loads(s.attrs["commit"])
+            step, snaps = int(commit["step"]), int(commit["snapshots"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        spin, rng = s["spin"][()], s["rng"][()]
+        if _state_digest(spin, rng, step, snaps) == commit.get("sha256"):
+            out.append((step, spin, rng, snaps, slot))
+    return sorted(out, key=lambda t: -t[0])
+
+
+def _committed_state(g, every: int):
+    """``(step, spin, rng, snapshots)`` to continue a run from, or ``None`` if it has none.
+
+    The latest intact slot whose snapshots are all in the file; a file of an
+    older version (one state, the step counter as attribute) is read as it was
+    written. ``None``: the run was cut short during its first save (nothing of
+    it is lost by starting it again).
+
+    Raises:
+        DataFileError: if the run has snapshots but no intact state.
+    """
+    rows = min((g[key].shape[0] for key in _snapshot_keys(g)), default=0)
+    for step, spin, rng, snaps, _slot in _saved_states(g):
+        if rows >= snaps:
+            return step, spin, rng, snaps
+    if "state_spin" in g and "state_rng" in g and not any(slot in g for slot in _SLOTS):
+        step = int(g.attrs["step"])
+        return step, g["state_spin"][()], g["state_rng"][()], \
+            step // every + 1 + (step % every > 0)
+    if rows <= 1:
+        return None
+    raise DataFileError(f"{g.name} of '{g.file.filename}' holds {rows} snapshots but no intact "
+                        "saved state to continue from (the file is damaged); move the file aside "
+                        "and start the run again")
+
+
 def _save(g, step, time, spins, gen, graph, triangles):
-    """Append a snapshot, then the resume state, then the step counter."""
+    """Append a snapshot, then commit the resume state (the commit point of the save).
+
+    Order: the snapshot rows, a flush; then spins and generator state into the
+    slot not holding the last committed state, its commit record (step,
+    snapshot count, SHA-256), a flush; then the step attribute (a summary). A
+    save cut short anywhere leaves the last committed state intact, and a
+    reader trusts a slot only if its record matches its data.
+    """
     m, q = _observables(spins, graph, triangles)
-    i = g["spin"].shape[0]
-    for key in ("spin", "time", "magnetization", "charge"):
-        g[key].resize(i + 1, axis=0)
-    g["spin"][i] = spins.detach().cpu().numpy()
-    g["time"][i] = time
-    g["magnetization"][i] = m
-    g["charge"][i] = q
-    for key, value in (("state_spin", spins.detach().cpu().double().numpy()),
-                       ("state_rng", gen.get_state().numpy())):
-        if key in g:
-            g[key][...] = value
-        else:
-            g.create_dataset(key, data=value)
+    obs = {"time": time, "magnetization": m, "charge": q}
+    try:
+        _write_save(g, step, spins, gen, obs)
+    except OSError as err:
+        raise OutputWriteError(f"cannot save step {step} of {g.name} to '{g.file.filename}' "
+                               f"({err}); the disk may be full or the file system failing. The "
+                               "last committed save is intact: free space and rerun the same "
+                               "command to continue") from err
+
+
+def _snapshot_keys(g) -> list:
+    """The per-snapshot datasets of a run group (``spin`` and the series)."""
+    return [k for k in g if isinstance(g[k], h5py.Dataset) and k not in ("state_spin", "state_rng")]
+
+
+def _write_save(g, step, spins, gen, obs):
+    # every dataset handle is flushed by us, where a failed write raises, never only when a
+    # handle is garbage-collected (HDF5 can then just print the error)
+    series = {key: g[key] for key in _snapshot_keys(g)}
+    i = series["spin"].shape[0]
+    for ds in series.values():
+        ds.resize(i + 1, axis=0)
+    series["spin"][i] = spins.detach().cpu().numpy()
+    for key, value in obs.items():
+        series[key][i] = value
+    for ds in series.values():
+        ds.flush()
+    g.file.flush()
+    spin, rng = spins.detach().cpu().double().numpy(), gen.get_state().numpy()
+    states = _saved_states(g)
+    slot = _SLOTS[1] if states and states[0][4] == _SLOTS[0] else _SLOTS[0]
+    s = g.require_group(slot)
+    for key, value in (("spin", spin), ("rng", rng)):
+        if key in s and s[key].shape != value.shape:
+            del s[key]
+        ds = s[key] if key in s else s.create_dataset(key, value.shape, dtype=value.dtype)
+        ds[...] = value
+        ds.flush()
+    s.attrs["commit"] = json.dumps({"step": int(step), "snapshots": i + 1,
+                                    "sha256": _state_digest(spin, rng, step, i + 1)})
     g.file.flush()
     g.attrs["step"] = step
     g.file.flush()
@@ -368,8 +515,12 @@ def read_runs(path) -> list:
     with h5py.File(path, "r", locking=False) as f:
         if f.attrs.get("format") != FORMAT:
             raise DataFileError(f"'{path}' is not an ecnn_pyg trajectory file")
+        every = int(json.loads(f.attrs.get("save_every", "1")))
         for name in sorted(k for k in f if k.startswith("run_")):
             g = f[name]
-            out.append({"name": name, **{k: g.attrs[k] for k in ("zeeman", "temperature", "step")},
-                        **{k: g[k][()] for k in ("time", "spin", "magnetization", "charge")}})
+            state = _committed_state(g, every)   # a save cut short: its rows are not counted
+            step, m = (state[0], state[3]) if state is not None else (0, 0)
+            out.append({"name": name, "zeeman": g.attrs["zeeman"],
+                        "temperature": g.attrs["temperature"], "step": step,
+                        **{k: g[k][:m] for k in ("time", "spin", "magnetization", "charge")}})
     return out

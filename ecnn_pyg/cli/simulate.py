@@ -16,6 +16,8 @@ Example:
     ecnn-pyg simulate --config configs/triangular_ed_llg.yaml
     ecnn-pyg simulate --config configs/triangular_ed_llg.yaml --set n_steps=2000
 """
+import sys
+
 from ..config import parse_overrides
 
 
@@ -39,14 +41,25 @@ def run(args):
         args: the parsed :class:`argparse.Namespace` of :func:`add_arguments`.
 
     Returns:
-        0 on success.
+        0 on success, 1 if the output is locked by another writer or cannot be
+        written (a full disk), 130 if interrupted (Ctrl-C or SIGTERM).
 
     Raises:
         ValueError: if the config is invalid or the output file was made with
             other settings.
     """
     from ..simulate import read_runs, simulate
-    path = simulate(args.config, parse_overrides(args.set), progress=not args.quiet)
+    from ..locking import OutputLockedError, OutputWriteError
+    from .generate import rerun_command
+    try:
+        path = simulate(args.config, parse_overrides(args.set), progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("interrupted; the runs are saved every save_every steps, resume with: "
+              + rerun_command("simulate", args))
+        return 130
+    except (OutputLockedError, OutputWriteError) as err:
+        print(f"ecnn-pyg simulate: error: {err}", file=sys.stderr)
+        return 1
     print(f"trajectories: {path.resolve()}")
     import h5py
     import yaml
