@@ -121,3 +121,20 @@ def test_one_process_is_unchanged(tmp_path):
     assert read_meta(path)["n_done"] == 1
     with pytest.raises(DataFileError, match="different settings"):
         generate(_cfg(tmp_path / "one.h5", splits={"train": 1}, seed=9), progress=False)
+
+
+@pytest.mark.slow
+def test_torchrun_runs_the_command_line(tmp_path):
+    import subprocess
+    import sys
+    from ecnn_pyg.distributed.testing import free_port
+    config = tmp_path / "gen.yaml"
+    config.write_text(yaml.safe_dump(_cfg(tmp_path / "d.h5")))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ECNN_PYG_DIST_TIMEOUT": "60"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
+                           "3", "--master-port", str(free_port()), "-m", "ecnn_pyg.cli",
+                           "generate", "--config", str(config), "--quiet"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("data set:") == 1                      # rank 0 alone describes it
+    _same_file(generate(_cfg(tmp_path / "serial.h5"), progress=False), tmp_path / "d.h5")

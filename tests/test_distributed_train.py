@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from ecnn_pyg.checkpoint import load_checkpoint
-from ecnn_pyg.distributed.testing import run_ranks
+from ecnn_pyg.distributed.testing import free_port, run_ranks
 from ecnn_pyg.training import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -145,3 +145,25 @@ def test_a_dead_rank_stops_the_others_with_an_error(square_data, tmp_path, capfd
     err = capfd.readouterr().err
     assert "rank 0 of 2" in err and "another rank has probably stopped" in err
     assert load_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 1     # resumable
+
+
+@pytest.mark.slow
+def test_torchrun_runs_the_command_line(square_data, tmp_path):
+    # the launcher itself, with the console script (torchrun --no-python ecnn-pyg ...)
+    import os
+    import subprocess
+    import sys
+    import yaml
+    bindir = Path(sys.executable).parent
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(_cfg(square_data, tmp_path / "two")))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ECNN_PYG_DIST_TIMEOUT": "60"}
+    proc = subprocess.run([str(bindir / "torchrun"), "--nproc-per-node", "2",
+                           "--master-port", str(free_port()),
+                           "--no-python", str(bindir / "ecnn-pyg"), "train", "--config",
+                           str(config), "--quiet"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("stopped after epoch 2") == 1          # rank 0 alone prints
+    train(_cfg(square_data, tmp_path / "one"))
+    _assert_same_state(tmp_path / "one" / "last.pt", tmp_path / "two" / "last.pt", 1e-10, 1e-12)
