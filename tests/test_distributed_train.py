@@ -167,3 +167,31 @@ def test_torchrun_runs_the_command_line(square_data, tmp_path):
     assert proc.stdout.count("stopped after epoch 2") == 1          # rank 0 alone prints
     train(_cfg(square_data, tmp_path / "one"))
     _assert_same_state(tmp_path / "one" / "last.pt", tmp_path / "two" / "last.pt", 1e-10, 1e-12)
+
+
+def _collectives(data, tmp):
+    from ecnn_pyg.distributed import rank
+    from ecnn_pyg.distributed.train import DataParallel
+    from ecnn_pyg.metrics import ErrorAccumulator
+    from ecnn_pyg.training import Trainer
+    dp = DataParallel(torch.nn.Linear(1, 1))
+    acc = ErrorAccumulator()
+    acc.sq_b, acc.n_b, acc.loss, acc.n_loss = 1.0 + rank(), 3, 2.0 * rank(), 1
+    metrics = dp.reduce_metrics(acc)
+    # a rank that reads other data (here: fewer samples) is refused on every rank
+    try:
+        Trainer(_cfg(data, tmp / f"r{rank()}", max_train_samples=6 - rank()))
+        refused = ""
+    except ValueError as err:
+        refused = str(err)
+    return dp.agree(rank()), metrics, refused
+
+
+def test_ranks_agree_on_decisions_metrics_and_data(square_data, tmp_path):
+    res = run_ranks(2, _collectives, square_data, tmp_path)
+    assert [r[0] for r in res] == [0, 0]                     # rank 0's clock decides
+    assert res[0][1] == res[1][1]
+    assert res[0][1]["rmse_field"] == pytest.approx((3.0 / 6) ** 0.5)     # sums over ranks
+    assert res[0][1]["loss"] == pytest.approx(1.0)
+    for _, _, refused in res:
+        assert "different runs" in refused and "rank 0 [(6, 3)], rank 1 [(5, 3)]" in refused

@@ -192,6 +192,34 @@ class DataParallel:
         return comm.broadcast_object(value, what=what)
 
 
+def _fingerprint(trainer) -> Dict[str, Any]:
+    cfg = trainer.cfg
+    return {"seed": cfg["seed"], "batch_size": cfg["batch_size"], "epoch": trainer.epoch,
+            "model": cfg["model"], "dtype": str(trainer.dtype),
+            "samples (train, val) per supercell": [
+                (int(p.train[K.ENERGY].shape[0]), int(p.val[K.ENERGY].shape[0]))
+                for p in trainer.parts],
+            "sum of the training energies": round(float(sum(
+                p.train[K.ENERGY].double().sum() for p in trainer.parts)), 9),
+            "parameters": sum(p.numel() for p in trainer.model.parameters())}
+
+
+def _check_same_run(trainer) -> None:
+    """Refuse ranks that would train different runs (other data, config or checkpoint).
+
+    Raises:
+        ValueError: on every rank, naming what differs from rank 0.
+    """
+    every = comm.all_gather_object(_fingerprint(trainer), what="comparing the ranks' runs")
+    diff = sorted({k for f in every[1:] for k in f if f[k] != every[0][k]})
+    if diff:
+        raise ValueError(
+            "the ranks would train different runs (" + "; ".join(
+                f"{k}: " + ", ".join(f"rank {r} {f[k]!r}" for r, f in enumerate(every))
+                for k in diff)
+            + "): every rank must read the same data, config and checkpoint")
+
+
 def data_parallel(trainer) -> DataParallel:
     """The :class:`DataParallel` of a :class:`~ecnn_pyg.training.Trainer` (after its model).
 
@@ -206,10 +234,13 @@ def data_parallel(trainer) -> DataParallel:
 
     Raises:
         DistributedError: if the ranks cannot form a group within the timeout.
+        ValueError: if the ranks hold different data, settings or checkpoints
+            (they would not take the same steps).
     """
     comm.init(backend="gloo")
     if comm.world_size() == 1:
         return DataParallel(trainer.model)
+    _check_same_run(trainer)
     from ..training.loss import field_energy_loss
 
     def loss_of_model(model):
