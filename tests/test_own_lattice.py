@@ -219,6 +219,12 @@ def test_own_lattice_file_to_simulate_by_cli_commands_alone(tmp_path, monkeypatc
     for how, ref in (("rel", "mine/honeycomb_t2.yaml"), ("abs", str(lattice_file))):
         assert main(["train", "--config", cfg("train"), "--quiet", "--set", "data=data/hc.h5",
                      f"run_dir=runs/{how}", f"model_config.lattice={ref}", *tiny]) == 0
+    # resumed with the same config (the lattice still comes from the data)
+    assert main(["train", "--config", cfg("train"), "--quiet", "--resume", "--set",
+                 "data=data/hc.h5", "run_dir=runs/hc", *tiny, "max_epochs=3"]) == 0
+    assert main(["train", "--config", cfg("train"), "--quiet", "--resume", "--set",
+                 "data=data/hc.h5", "run_dir=runs/rel", "model_config.lattice=mine/honeycomb_t2.yaml",
+                 *tiny, "max_epochs=3"]) == 0
     out = capsys.readouterr().out
     assert "energies are not trained" in out and "augmentation is off" not in out
     ck = load_checkpoint("runs/hc/best.pt")

@@ -90,6 +90,9 @@ class Trainer:
                     f"run with init_from: {rd / 'best.pt'}") from None
             stored = ckpt["train_config"]
             base = dict(stored) if config is None else load_train_config(config)
+            given_mc = set(base.get("_given_model_keys") or ()) if config is not None else set()
+            given_mc |= {k.split(".", 1)[1] for k in overrides if k.startswith("model_config.")}
+            given_mc |= set(overrides.get("model_config") or ())
             base = {k: v for k, v in base.items() if not k.startswith("_")}
             merged = load_train_config(base, overrides)
             diff = [k for k in TRAIN_SCHEMA if k not in RESUME_MUTABLE and k != "run_dir"
@@ -101,6 +104,7 @@ class Trainer:
                 stored_mc = {k: v for k, v in stored["model_config"].items()
                              if k != "energy_shift"}
                 new_mc = {k: v for k, v in merged["model_config"].items() if k != "energy_shift"}
+                _same_lattice_terms(stored_mc, new_mc, given_mc)
                 for k in sorted(set(stored_mc) | set(new_mc)):
                     if stored_mc.get(k) != new_mc.get(k):
                         diff.append(f"model_config.{k}")
@@ -565,3 +569,23 @@ def _data_lattice(meta: Mapping[str, Any], path) -> Optional[Lattice]:
         raise ValueError(f"'{path}': the lattice stored with the data cannot be read: "
                          f"{err}") from None
     return None
+
+
+def _same_lattice_terms(stored_mc: Dict[str, Any], new_mc: Dict[str, Any], given) -> None:
+    """Put a resumed config's model lattice in the stored run's terms (in place).
+
+    A run stores the lattice it took from the data (a built-in name or a
+    definition); a config that leaves the lattice out means that lattice, and
+    a file path means its definition.
+    """
+    if "lattice" not in stored_mc or "lattice" not in new_mc:
+        return
+    if "lattice" not in given:
+        for key in ("lattice", "num_bond_types", "num_shells"):
+            if key in stored_mc:
+                new_mc[key] = stored_mc[key]
+    elif new_mc["lattice"] is not None:
+        try:
+            new_mc["lattice"] = lattice_reference(new_mc["lattice"])
+        except LatticeError as err:
+            raise ConfigError(f"model_config.lattice: {err}") from None
