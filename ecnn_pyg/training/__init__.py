@@ -22,7 +22,20 @@ The training itself:
   validation loss (factor 0.5, patience 20: "halved after 20 epochs without
   improvement"); early stopping on the validation loss.
 * Mini-batches of ``batch_size`` configurations (PyG ``Batch`` of the shared
-  lattice graph); augmentation by random lattice rotations (:mod:`ecnn_pyg.augment`).
+  lattice graph); augmentation by random symmetry operations of the data's
+  lattice, derived from its definition (:mod:`ecnn_pyg.augment`; a lattice
+  without any trains without, and the run says so).
+* The model's lattice comes from the data file (which stores its definition)
+  unless ``model_config.lattice`` names it, and then must match; a lattice of
+  one's own is kept in the checkpoint as its definition, so nothing (bond
+  types, shells, the file) has to be given again to rebuild the model.
+* With ``energy_weight: 0`` (fields only) the energy's constant is free: it is
+  calibrated on the training split after every epoch (mean (E_ED - E_model)/N
+  = 0) and the run says that energies were not trained.
+* Every key is range-checked before any work (:data:`~.schema.RANGES`); a run
+  whose loss or weights become non-finite stops with
+  :class:`~.trainer.TrainingDivergedError`, keeping the last good checkpoints;
+  the run directory is locked (:func:`ecnn_pyg.locking.output_lock`).
   ``data`` may list files of several supercells of one lattice and model
   (e.g. 12 x 12 cells and 24 x 24 snapshots): each supercell is a
   :class:`TrainingPart`, a batch holds one part, and the batches of all parts
