@@ -7,25 +7,41 @@ it appends a snapshot and its observables to the output file and saves the
 state (spins and the noise generator), so a rerun continues exactly where it
 stopped, and a rerun with a larger ``n_steps`` extends the runs.
 
-File layout (``format = "ecnn_pyg-trajectory"``)::
+Units: hbar = 1; energies and fields in units of the nearest-neighbour hopping t1,
+time (``dt``, ``time``) in units of 1/t1.
+
+File layout (``format = "ecnn_pyg-trajectory"``); ``m`` snapshots per run (the
+start, every ``save_every`` steps and the end)::
 
     /graph/                         the lattice graph
     /run_000/ attrs: zeeman, temperature, step (completed steps)
               spin       (m, N, 3)  snapshots (float32)
-              time       (m,)
-              magnetization (m, 3), charge (m,)   (Q; 2D lattices only, else NaN)
+              time       (m,)       time of each snapshot (step x dt)
+              magnetization (m, 3)  mean spin
+              charge     (m,)       topological charge Q (2D lattices only, else NaN)
+              energy     (m,)       total energy E = energy_electronic + energy_zeeman
+              energy_electronic (m,)  the field source's energy: exact (source ed) or
+                                      learned (source model) electronic energy
+              energy_zeeman (m,)    -H_z sum_r S^z_r
               state_a/, state_b/  resume state, written in turn: spin (N, 3) float64,
                                   rng (uint8), attrs commit (JSON: step, snapshots, SHA-256)
-    attrs: config (YAML), identity keys, package_version, model_sha256 (source model)
+    attrs: config (YAML; sites_per_magnetic_cell as resolved, null: unknown),
+           identity keys, package_version, model_sha256 (source model)
 
 A save commits by its state slot's record; a reader (a resume, :func:`read_runs`)
 trusts the latest intact slot and ignores snapshots written after it.
+
+Energies are totals over the supercell's N sites (E/N: divide by ``spin.shape[1]``),
+float64. n_sk = Q N_mc / N needs the magnetic unit cell N_mc
+(``sites_per_magnetic_cell``): given in the config, or from the model card of
+the model (``triangular-paper``: 48); where it is unknown only Q is reported.
 """
 from __future__ import annotations
 
 import hashlib
 import itertools
 import json
+import warnings
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Union
 
@@ -39,15 +55,17 @@ from ._version import __version__
 from .config import REQUIRED, load_config
 from .datasets import (DataFileError, _graph_to_group, open_error_message, read_graph,
                        terminate_as_interrupt)
-from .dynamics import INTEGRATORS, SpinSystem, make_integrator, numpy_field_source
-from .ed import KondoED
+from .dynamics import (INTEGRATORS, SpinSystem, check_timestep, make_integrator,
+                       numpy_field_source)
+from .ed import KondoED, ed_memory_bytes
 from .graph import lattice_graph
 from .locking import OutputWriteError, check_writable, output_lock
 from .runtime import resolve_device, set_threads
 from .spins import as_spin_batch, ferromagnet, random_spins, triple_q
 
 __all__ = ["SIMULATE_SCHEMA", "DEFAULT_CONFIG", "simulate", "field_source", "read_runs",
-           "plot_runs", "FORMAT"]
+           "plot_runs", "magnetic_cell_of", "hamiltonian_differences", "memory_estimate",
+           "HamiltonianMismatchWarning", "FORMAT"]
 
 FORMAT = "ecnn_pyg-trajectory"
 _IDENTITY = ("lattice", "size", "hoppings", "source", "model", "J", "electrons", "filling",
@@ -82,7 +100,11 @@ SIMULATE_SCHEMA = {
     "device": (str, "cpu"),
     "num_threads": ((int, type(None)), None),   # torch CPU threads (null: torch's default)
     "plot": (bool, False),                      # PNG of every run's last state (+ phase diagram)
-    "sites_per_magnetic_cell": (int, 48),       # n_sk = Q * this / N (48: triangular triple-Q)
+    # n_sk = Q * this / N; null: the model card's (triangular-paper: 48), else Q only
+    "sites_per_magnetic_cell": ((int, type(None)), None),
+    # run a model on a Hamiltonian other than its training data's (refused by default)
+    "allow_hamiltonian_mismatch": (bool, False),
+    "ignore_memory_check": (bool, False),       # run even if the memory estimate exceeds RAM
 }
 
 #: The built-in default run of ``ecnn-pyg simulate`` (no config): T = 0 ML-LLG with the
@@ -97,21 +119,220 @@ DEFAULT_CONFIG = {
 
 
 def field_source(cfg: Mapping, graph) -> Callable:
-    """The electronic field source of a simulate config (without Zeeman)."""
+    """The electronic field source of a simulate config (without Zeeman).
+
+    The returned callable ``spins -> field`` also has ``energy`` (``spins (N, 3)
+    -> total electronic energy``, a float) and ``card`` (the model card of a
+    model source, ``{}`` for ED) attributes. A model source is checked against
+    the Hamiltonian of its training data (:func:`hamiltonian_differences`):
+    a difference is refused unless ``allow_hamiltonian_mismatch`` is true, then
+    it is a :class:`HamiltonianMismatchWarning`.
+    """
     if cfg["source"] == "ed":
         if cfg["J"] is None:
             raise ValueError("source 'ed' needs J and one of electrons, filling, mu")
         ed = KondoED(graph, J=cfg["J"], electrons=cfg["electrons"], filling=cfg["filling"],
                      mu=cfg["mu"], temperature=cfg["el_temperature"], twists=cfg["twists"])
-        return numpy_field_source(lambda s: ed.energy_field(s)[1])
+        source = numpy_field_source(lambda s: ed.energy_field(s)[1])
+        source.energy = lambda s: float(ed.energy_field(s.detach().cpu().double().numpy())[0])
+        source.card = {}
+        return source
     if cfg["source"] == "model":
         if not cfg["model"]:
             raise ValueError("source 'model' needs model: a pretrained name or checkpoint path")
-        from .pretrained import load_model        # a shipped name or a checkpoint path
+        from .pretrained import load_model_and_checkpoint   # a shipped name or a checkpoint path
         from .dynamics import model_field_source
-        model = load_model(cfg["model"]).to(cfg["device"]).eval()
-        return model_field_source(model, graph)
+        model, ckpt = load_model_and_checkpoint(cfg["model"])
+        model = model.to(cfg["device"]).eval()
+        card = _model_card(cfg["model"])
+        trained = model.trained_on or card.get("trained_on") or {}
+        diffs = hamiltonian_differences(cfg, trained)
+        if diffs:
+            msg = (f"model '{cfg['model']}' was trained on another Hamiltonian than this run's: "
+                   + "; ".join(diffs) + ". A model is valid for the Hamiltonian of its training "
+                   "data only")
+            if not cfg["allow_hamiltonian_mismatch"]:
+                raise ValueError(msg + "; set the run's lattice, hoppings (and J, mu, filling "
+                                 "if given) to the model's, or set allow_hamiltonian_mismatch: "
+                                 "true to run anyway")
+            warnings.warn(msg, HamiltonianMismatchWarning, stacklevel=2)
+            card = {}                               # its magnetic cell is not this run's
+        elif not trained:
+            warnings.warn(f"model '{cfg['model']}' records no training Hamiltonian; make sure "
+                          "the run's lattice and hoppings are those it was trained on",
+                          HamiltonianMismatchWarning, stacklevel=2)
+        source = model_field_source(model, graph)
+        mgraph = graph.to(cfg["device"])
+        p_dtype = next(model.parameters()).dtype
+
+        def energy(spins):
+            with torch.no_grad():
+                out = model(mgraph, spins.detach().to(cfg["device"], p_dtype),
+                            compute_field=False)
+            return float(out["energy"].double().sum())
+        source.energy = energy
+        source.card = card
+        return source
     raise ValueError(f"unknown source '{cfg['source']}'; expected 'ed' or 'model'")
+
+
+class HamiltonianMismatchWarning(UserWarning):
+    """A model runs on a Hamiltonian other than that of its training data."""
+
+
+def _model_card(name_or_path: str) -> dict:
+    """The model card of a pretrained name, or the ``NAME.yaml`` next to a checkpoint ``NAME.pt``."""
+    from . import pretrained
+    p = Path(name_or_path)
+    try:
+        if not p.exists():
+            return pretrained.info(str(name_or_path))
+        card = p.with_suffix(".yaml")
+        data = yaml.safe_load(card.read_text()) if card.is_file() else None
+    except (KeyError, FileNotFoundError, OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _close(a, b) -> bool:
+    return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(a)), abs(float(b)))
+
+
+def hamiltonian_differences(cfg: Mapping, trained: Mapping) -> list:
+    """What of a simulate config's Hamiltonian differs from a model's training data.
+
+    Compared: the lattice (by name), every hopping amplitude (shells not given
+    take the lattice file's defaults), and J, mu, the filling (electrons per
+    spin-orbital, from ``electrons`` or ``filling``) and the electron
+    temperature where the config gives them (a model run needs none of them).
+    A Zeeman field in the training labels is reported too: the run adds its own.
+
+    Args:
+        cfg: a simulate config (:data:`SIMULATE_SCHEMA` keys).
+        trained: the training record of a model (``model.trained_on``, the
+            ``trained_on`` entry of a model card): ``lattice``, ``hoppings``,
+            ``model`` (``J``, ``electrons``, ``mu``, ``temperature``, ``zeeman``)
+            and ``n_sites``.
+
+    Returns:
+        One readable line per difference (empty: none, or nothing recorded).
+    """
+    from .lattice import LatticeError, load_lattice
+    out = []
+    if not trained:
+        return out
+    lat = load_lattice(cfg["lattice"])
+    t_lat = trained.get("lattice")
+    t_name = t_lat.get("name") if isinstance(t_lat, Mapping) else t_lat
+    t_def = trained.get("lattice_definition")
+    if isinstance(t_def, Mapping):                 # the definition itself: compare the geometry
+        same = _geometry(t_def) == _geometry(lat.to_dict())
+        if not same:
+            return [f"lattice {lat.name!r} is not the model's lattice {t_name!r} (primitive "
+                    "vectors, basis or bonds differ)"]
+    elif t_name is not None and str(t_name) != lat.name:
+        return [f"lattice {lat.name!r} (model: {t_name!r})"]
+    run_h = lat.hopping_values(cfg["hoppings"])
+    t_given = {str(k): v for k, v in (trained.get("hoppings") or {}).items() if v is not None}
+    try:
+        t_h = lat.hopping_values(t_given)
+    except LatticeError:
+        t_h = {**{k: 0.0 for k in run_h}, **t_given}
+    for k in sorted(set(run_h) | set(t_h)):
+        a, b = run_h.get(k, 0.0), t_h.get(k, 0.0)
+        if not _close(a, b):
+            out.append(f"hopping {k} = {a:g} (model: {b:g})")
+    e = trained.get("model") or {}
+    if cfg["J"] is not None and e.get("J") is not None and not _close(cfg["J"], e["J"]):
+        out.append(f"J = {cfg['J']:g} (model: {e['J']:g})")
+    n_t = trained.get("n_sites")
+    t_fill = e["electrons"] / (2 * n_t) if e.get("electrons") is not None and n_t else None
+    run_fill = cfg["filling"]
+    if cfg["electrons"] is not None:
+        run_fill = cfg["electrons"] / (2 * _n_sites(cfg, lat))
+    if cfg["mu"] is not None and (e.get("mu") is None or not _close(cfg["mu"], e["mu"])):
+        out.append(f"mu = {cfg['mu']:g} (model: " + (f"mu = {e['mu']:g})" if e.get("mu") is not None
+                                                    else f"fixed filling {t_fill:g})"))
+    if run_fill is not None and (t_fill is None or abs(run_fill - t_fill) > 1e-9):
+        out.append(f"filling {run_fill:g} (model: " + (f"{t_fill:g})" if t_fill is not None else
+                                                       f"mu = {e.get('mu')})"))
+    if e.get("temperature") is not None and not _close(cfg["el_temperature"], e["temperature"]):
+        out.append(f"el_temperature = {cfg['el_temperature']:g} (model: {e['temperature']:g})")
+    if e.get("zeeman"):
+        out.append(f"the model's training fields include a Zeeman field H_z = {e['zeeman']:g}; "
+                   "simulate adds the run's own")
+    return out
+
+
+def _geometry(definition: Mapping):
+    """Primitive vectors, basis and bonds per shell of a lattice definition (``Lattice.to_dict``)."""
+    try:
+        bonds = {str(s): sorted(json.dumps(b, sort_keys=True) for b in (v.get("bonds") or []))
+                 for s, v in (definition.get("hoppings") or {}).items()}
+        return (np.round(np.asarray(definition["vectors"], float), 9).tolist(),
+                np.round(np.asarray(definition["basis"], float), 9).tolist(), bonds)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _n_sites(cfg: Mapping, lat) -> int:
+    """Sites of the config's supercell (``size`` as given; validated by ``lattice_graph``)."""
+    size = cfg["size"]
+    cells = int(size) ** lat.dim if isinstance(size, int) else int(np.prod([int(x) for x in size]))
+    return cells * lat.n_basis
+
+
+#: Peak bytes per bond (directed edge) of one field evaluation of a model (forward and
+#: backward, float32): 1005 and 918 measured (peak RSS) with triangular-paper on 96 x 96 and
+#: 192 x 192, with a margin.
+_MODEL_BYTES_PER_BOND = 1200
+#: Peak bytes per bond of building the graph (edge index, shifts, vectors, types, amplitudes):
+#: 147 and 127 measured on 96 x 96 and 192 x 192, with a margin.
+_GRAPH_BYTES_PER_BOND = 160
+
+
+def memory_estimate(cfg: Mapping) -> int:
+    """Estimated peak memory of a simulate config, in bytes (before anything is allocated).
+
+    The graph, the spins, states and snapshots of a run, and one field
+    evaluation: exact diagonalization (:func:`ecnn_pyg.ed.ed_memory_bytes`:
+    the 2N x 2N Hamiltonian and its eigenvectors) or a model (measured bytes
+    per bond).
+
+    Args:
+        cfg: a simulate config: ``lattice``, ``size``, and ``hoppings``,
+            ``source``, ``dtype``, ``twists``, ``mu`` where they differ from
+            the defaults.
+
+    Returns:
+        Bytes.
+    """
+    from .lattice import load_lattice
+    lat = load_lattice(cfg["lattice"])
+    n = _n_sites(cfg, lat)
+    hop = lat.hopping_values(cfg.get("hoppings"))
+    bonds = n // lat.n_basis * sum(1 for b in lat.bonds if hop[b.shell] != 0.0)
+    spins = n * 3 * 8 * 12                          # integrator temporaries, state, snapshot
+    if cfg.get("source", "ed") == "ed":
+        twists = cfg.get("twists") or 1
+        sectors = int(np.prod(twists if isinstance(twists, list) else [twists] * lat.dim))
+        src = ed_memory_bytes(n, sectors=sectors,
+                              keep_sectors=sectors > 1 and cfg.get("mu") is None)
+    else:
+        src = _MODEL_BYTES_PER_BOND * bonds * (2 if cfg.get("dtype") == "float64" else 1)
+    return int(bonds * _GRAPH_BYTES_PER_BOND + spins + src)
+
+
+def _check_memory(cfg: Mapping) -> None:
+    """Refuse a run whose memory estimate exceeds the machine's available memory."""
+    from .runtime import check_memory
+    try:
+        needed = memory_estimate(cfg)
+    except (ValueError, TypeError, OverflowError):
+        return                                     # a bad size: lattice_graph says what is wrong
+    check_memory(needed, f"simulate on {cfg['lattice']} {cfg['size']} (source {cfg['source']})",
+                 allow=cfg["ignore_memory_check"],
+                 override="ignore_memory_check: true (--set ignore_memory_check=true)")
 
 
 def _as_list(v):
@@ -189,13 +410,75 @@ def _check(cfg):
     for t in _as_list(cfg["temperature"]):
         if t < 0:
             raise ValueError(f"temperature must be >= 0, got {t}")
+    cell = cfg["sites_per_magnetic_cell"]
+    if cell is not None and cell < 1:
+        raise ValueError(f"sites_per_magnetic_cell must be a positive integer (the sites of the "
+                         f"magnetic unit cell, for n_sk = Q * it / N) or null (unknown: only Q "
+                         f"is reported), got {cell}")
 
 
-def _observables(spins: torch.Tensor, graph, triangles):
+def _magnetic_cell(cfg: Mapping, source) -> Optional[int]:
+    """Sites per magnetic unit cell: the config's, else the model card's, else None (unknown)."""
+    if cfg["sites_per_magnetic_cell"] is not None:
+        return int(cfg["sites_per_magnetic_cell"])
+    cell = (getattr(source, "card", None) or {}).get("sites_per_magnetic_cell")
+    return int(cell) if isinstance(cell, int) and not isinstance(cell, bool) and cell > 0 \
+        else None
+
+
+def _check_timestep(cfg: Mapping, source, initial, dtype, device) -> None:
+    """Warn (``TimestepWarning``) if dt is far beyond ``suggest_timestep`` at the initial state."""
+    if cfg["n_steps"] == 0:
+        return
+    spins = torch.from_numpy(initial(0)).to(device, dtype)
+    hz = max(_as_list(cfg["zeeman"]), key=abs)
+    field = SpinSystem(source, zeeman=hz)(spins)
+    check_timestep(cfg["dt"], field, alpha=cfg["alpha"], temperature=max(_as_list(
+        cfg["temperature"])))
+
+
+#: Per-snapshot series of a run: name -> (shape after the snapshot axis, dtype); see the
+#: module docstring for what each holds.
+_SERIES = {"time": ((), "f8"), "magnetization": ((3,), "f8"), "charge": ((), "f8"),
+           "energy": ((), "f8"), "energy_electronic": ((), "f8"), "energy_zeeman": ((), "f8")}
+#: What each dataset of a run holds (stored as its ``description`` attribute).
+_DESCRIPTIONS = {
+    "spin": "spin snapshots (m, N, 3), unit vectors",
+    "time": "time of each snapshot, step x dt, units of 1/t1 (hbar = 1)",
+    "magnetization": "mean spin (1/N) sum_r S_r of each snapshot",
+    "charge": "topological charge Q of each snapshot (NaN: not a 2D lattice)",
+    "energy": "total energy E = energy_electronic + energy_zeeman, summed over the N sites, "
+              "units of t1",
+    "energy_electronic": "energy of the field source (source ed: exact electronic energy; "
+                         "source model: the learned one), summed over the N sites, units of t1",
+    "energy_zeeman": "Zeeman energy -H_z sum_r S^z_r, units of t1",
+}
+
+
+def _observables(spins: torch.Tensor, graph, triangles, system=None) -> dict:
+    """Magnetization, Q and the energies (total, electronic, Zeeman) of one snapshot."""
     from .observables import magnetization, topological_charge
     m = magnetization(spins).cpu().numpy()
     q = float(topological_charge(spins, triangles)) if triangles is not None else float("nan")
-    return m, q
+    e_el = e_z = float("nan")
+    if system is not None:
+        hz = float(system.zeeman)
+        e_z = -hz * float(spins[..., 2].double().sum())
+        if system.energy_source is not None:
+            e_el = float(system.energy_source(spins))
+    return {"magnetization": m, "charge": q, "energy": e_el + e_z, "energy_electronic": e_el,
+            "energy_zeeman": e_z}
+
+
+def _series_datasets(g, n_snapshots: int = 0) -> None:
+    """Create the per-snapshot series a run group lacks (NaN for snapshots written before)."""
+    for key, (shape, dt) in _SERIES.items():
+        if key not in g:
+            g.create_dataset(key, (n_snapshots,) + shape, maxshape=(None,) + shape,
+                             chunks=(256,) + shape, dtype=dt, fillvalue=np.nan)
+    for key in ("spin", *_SERIES):
+        if key in g and "description" not in g[key].attrs:
+            g[key].attrs["description"] = _DESCRIPTIONS[key]
 
 
 def simulate(config: Union[str, Path, Mapping, None] = None, overrides: Optional[Mapping] = None,
@@ -214,8 +497,9 @@ def simulate(config: Union[str, Path, Mapping, None] = None, overrides: Optional
     cfg = load_config(config if config is not None else DEFAULT_CONFIG, SIMULATE_SCHEMA,
                       overrides)
     _check(cfg)
-    check_writable(cfg["output"], "trajectory file")   # a read-only place fails before any work
     cfg = _lattice_of_run(cfg)
+    check_writable(cfg["output"], "trajectory file")   # a read-only place fails before any work
+    _check_memory(cfg)
     if cfg["num_threads"] is not None:
         set_threads(cfg["num_threads"], "num_threads")     # refuses 0, -1 with a clear message
     graph = lattice_graph(cfg["lattice"], cfg["size"], cfg["hoppings"])
@@ -233,6 +517,8 @@ def simulate(config: Union[str, Path, Mapping, None] = None, overrides: Optional
         triangles = None
     source = field_source(cfg, graph)
     initial = _initial(cfg, graph)
+    cfg["sites_per_magnetic_cell"] = _magnetic_cell(cfg, source)
+    _check_timestep(cfg, source, initial, dtype, device)
     with terminate_as_interrupt(), output_lock(path, what="trajectory file"):
         f = _open_output(path, identity, graph, cfg)
         f.attrs["config"] = yaml.safe_dump(cfg, sort_keys=False)
@@ -306,23 +592,47 @@ def _open_output(path: Path, identity: Mapping, graph, cfg: Mapping) -> h5py.Fil
     return f
 
 
-def plot_runs(path: Union[str, Path], sites_per_magnetic_cell: int = 48) -> list:
-    """Pictures of the last state of every run of a trajectory file.
-
-    Writes ``<stem>_run_XXX.png`` (in-plane spins as arrows over an S_z colour
-    map, with H_z, T, n_sk and M_z in the title) next to the file and, for every
-    temperature with two or more fields, ``<stem>_phase_diagram[_T<T>].png``:
-    |n_sk| and |M_z| of the last states against H_z (the paper's Fig. 4a).
+def magnetic_cell_of(path: Union[str, Path]) -> Optional[int]:
+    """Sites per magnetic unit cell recorded in a trajectory file (``None``: unknown).
 
     Args:
         path: a trajectory file of :func:`simulate`.
-        sites_per_magnetic_cell: magnetic unit cell for n_sk = Q N_mc / N.
+
+    Returns:
+        The ``sites_per_magnetic_cell`` the run resolved (config or model card).
+    """
+    with h5py.File(path, "r", locking=False) as f:
+        cell = yaml.safe_load(f.attrs.get("config", "{}") or "{}").get("sites_per_magnetic_cell")
+    return int(cell) if isinstance(cell, int) and cell > 0 else None
+
+
+def plot_runs(path: Union[str, Path], sites_per_magnetic_cell: Optional[int] = None) -> list:
+    """Pictures of the last state of every run of a trajectory file.
+
+    Writes ``<stem>_run_XXX.png`` (in-plane spins as arrows over an S_z colour
+    map, with H_z, T, Q, n_sk (where the magnetic cell is known) and M_z in the
+    title) next to the file and, for every temperature with two or more fields,
+    ``<stem>_phase_diagram[_T<T>].png``: |n_sk| (or |Q| where the magnetic cell
+    is unknown) and |M_z| of the last states against H_z (the paper's Fig. 4a).
+
+    Args:
+        path: a trajectory file of :func:`simulate`.
+        sites_per_magnetic_cell: magnetic unit cell for n_sk = Q N_mc / N;
+            default: the one recorded in the file (:func:`magnetic_cell_of`).
 
     Returns:
         The paths written.
+
+    Raises:
+        ValueError: if ``sites_per_magnetic_cell`` is given and not a positive integer.
     """
     from .plot import phase_diagram, spin_texture
     path = Path(path)
+    cell = sites_per_magnetic_cell
+    if cell is None:
+        cell = magnetic_cell_of(path)
+    elif isinstance(cell, bool) or not isinstance(cell, (int, np.integer)) or cell < 1:
+        raise ValueError(f"sites_per_magnetic_cell must be a positive integer, got {cell!r}")
     runs = read_runs(path)
     with h5py.File(path, "r", locking=False) as f:
         graph = read_graph(f)
@@ -330,21 +640,24 @@ def plot_runs(path: Union[str, Path], sites_per_magnetic_cell: int = 48) -> list
     stride = max(1, int(round((n / 48 ** 2) ** 0.5)))
     written, by_temp = [], {}
     for r in runs:
-        n_sk = r["charge"][-1] * sites_per_magnetic_cell / n
+        q = r["charge"][-1]
+        charge = q * cell / n if cell else q
         m_z = r["magnetization"][-1][2]
-        by_temp.setdefault(float(r["temperature"]), []).append((r["zeeman"], n_sk, m_z))
+        by_temp.setdefault(float(r["temperature"]), []).append((r["zeeman"], charge, m_z))
         out = path.with_name(f"{path.stem}_{r['name']}.png")
+        topo = f"Q = {q:+.2f}" + (f", n_sk = {charge:+.2f}" if cell else "")
         spin_texture(r["spin"][-1], graph, out, arrow_stride=stride,
                      title=f"H_z = {r['zeeman']:g}, T = {r['temperature']:g}, t = {r['time'][-1]:g}\n"
-                           f"n_sk = {n_sk:+.2f}, M_z = {m_z:.3f}")
+                           f"{topo}, M_z = {m_z:.3f}")
         written.append(out)
     for temp, rows in by_temp.items():
         if len(rows) < 2:
             continue
         suffix = "" if len(by_temp) == 1 else f"_T{temp:g}"
         out = path.with_name(f"{path.stem}_phase_diagram{suffix}.png")
-        h, n_sk, m_z = zip(*rows)
-        phase_diagram(h, n_sk, m_z, out, title=f"{path.stem}: last states, T = {temp:g}")
+        h, charge, m_z = zip(*rows)
+        phase_diagram(h, charge, m_z, out, title=f"{path.stem}: last states, T = {temp:g}",
+                      quantity="n_sk" if cell else "Q")
         written.append(out)
     return written
 
@@ -367,19 +680,19 @@ def _run_one(f, r, hz, temp, cfg, graph, source, initial, triangles, dtype, devi
             return
         spins = torch.from_numpy(spin_state).to(device, dtype)
         gen.set_state(torch.from_numpy(rng_state))
-        for key in ("spin", "time", "magnetization", "charge"):
+        _series_datasets(g, g["spin"].shape[0])     # a file of an older version: no energies
+        for key in ("spin", *_SERIES):
             g[key].resize(m, axis=0)                # drop any snapshot written after the state
+        system = SpinSystem(source, zeeman=hz, energy=getattr(source, "energy", None))
     else:
         g = f.create_group(name)
         g.attrs.update({"zeeman": hz, "temperature": temp, "step": 0})
         g.create_dataset("spin", (0, n, 3), maxshape=(None, n, 3), chunks=(1, n, 3), dtype="f4")
-        g.create_dataset("time", (0,), maxshape=(None,), chunks=(256,), dtype="f8")
-        g.create_dataset("magnetization", (0, 3), maxshape=(None, 3), chunks=(256, 3), dtype="f8")
-        g.create_dataset("charge", (0,), maxshape=(None,), chunks=(256,), dtype="f8")
+        _series_datasets(g)
         spins = torch.from_numpy(initial(r)).to(device, dtype)
         step = 0
-        _save(g, 0, 0.0, spins, gen, graph, triangles)
-    system = SpinSystem(source, zeeman=hz)
+        system = SpinSystem(source, zeeman=hz, energy=getattr(source, "energy", None))
+        _save(g, 0, 0.0, spins, gen, graph, triangles, system)
     integ = make_integrator(cfg["integrator"], cfg["dt"], alpha=cfg["alpha"], temperature=temp,
                             generator=gen)
     bar = tqdm(total=cfg["n_steps"], initial=step, disable=not progress,
@@ -389,7 +702,7 @@ def _run_one(f, r, hz, temp, cfg, graph, source, initial, triangles, dtype, devi
         spins = integ.run(spins, system, k)
         step += k
         bar.update(k)
-        _save(g, step, step * cfg["dt"], spins, gen, graph, triangles)
+        _save(g, step, step * cfg["dt"], spins, gen, graph, triangles, system)
     bar.close()
 
 
@@ -454,7 +767,7 @@ def _committed_state(g, every: int):
                         "and start the run again")
 
 
-def _save(g, step, time, spins, gen, graph, triangles):
+def _save(g, step, time, spins, gen, graph, triangles, system=None):
     """Append a snapshot, then commit the resume state (the commit point of the save).
 
     Order: the snapshot rows, a flush; then spins and generator state into the
@@ -463,8 +776,7 @@ def _save(g, step, time, spins, gen, graph, triangles):
     save cut short anywhere leaves the last committed state intact, and a
     reader trusts a slot only if its record matches its data.
     """
-    m, q = _observables(spins, graph, triangles)
-    obs = {"time": time, "magnetization": m, "charge": q}
+    obs = {"time": time, **_observables(spins, graph, triangles, system)}
     try:
         _write_save(g, step, spins, gen, obs)
     except OSError as err:
@@ -510,7 +822,12 @@ def _write_save(g, step, spins, gen, obs):
 
 
 def read_runs(path) -> list:
-    """All runs of a trajectory file as dicts (zeeman, temperature, time, spin, observables)."""
+    """All runs of a trajectory file as dicts (zeeman, temperature, step, spin and the series).
+
+    The series are those of the module docstring (time, magnetization, charge,
+    energy, energy_electronic, energy_zeeman); a file of an older version may
+    lack the energies.
+    """
     out = []
     with h5py.File(path, "r", locking=False) as f:
         if f.attrs.get("format") != FORMAT:
@@ -522,5 +839,5 @@ def read_runs(path) -> list:
             step, m = (state[0], state[3]) if state is not None else (0, 0)
             out.append({"name": name, "zeeman": g.attrs["zeeman"],
                         "temperature": g.attrs["temperature"], "step": step,
-                        **{k: g[k][:m] for k in ("time", "spin", "magnetization", "charge")}})
+                        **{k: g[k][:m] for k in ("spin", *_SERIES) if k in g}})
     return out

@@ -129,7 +129,8 @@ def test_pictures_of_runs_and_phase_diagram(tmp_path, capsys):
     import yaml
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg(tmp_path, "sw.h5", zeeman=[0.0, 0.004, 0.008],
-                                       temperature=0.0, n_steps=4, plot=True)))
+                                       temperature=0.0, n_steps=4, plot=True,
+                                       sites_per_magnetic_cell=48)))
     assert main(["simulate", "--config", str(path), "--quiet"]) == 0
     out = capsys.readouterr().out
     names = ["sw_run_000.png", "sw_run_001.png", "sw_run_002.png", "sw_phase_diagram.png"]

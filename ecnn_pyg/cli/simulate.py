@@ -1,9 +1,19 @@
 """Run stochastic LLG dynamics (a trajectory or a sweep over fields/temperatures).
 
 The field comes from exact diagonalization (source: ed) or a trained model
-(source: model). Snapshots, magnetization and topological charge go to an
-HDF5 file; resumable: rerun the same command to continue, or raise n_steps
-to extend the runs.
+(source: model). Snapshots, magnetization, topological charge Q and the
+energy (total, electronic, Zeeman) go to an HDF5 file; resumable: rerun the
+same command to continue, or raise n_steps to extend the runs.
+
+Units: hbar = 1; energies, fields, H_z and temperatures in units of the
+nearest-neighbour hopping t1; time and dt in units of hbar/t1 = 1/t1.
+A dt far beyond the step suggested by the initial field is warned about.
+
+A model runs only on the Hamiltonian of its training data (lattice, hoppings,
+and J, mu, filling if given): anything else is refused unless the config sets
+allow_hamiltonian_mismatch: true. n_sk (skyrmions per magnetic cell) is
+printed where the magnetic cell is known (sites_per_magnetic_cell, or the model
+card's: 48 for triangular-paper); Q always.
 
 Without --config the built-in default runs: T = 0 ML-LLG with the shipped
 triangular model (``triangular-paper``) on 48 x 48 at H_z = 0.006 from random
@@ -32,6 +42,9 @@ def add_arguments(parser):
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override config keys, values parsed as YAML")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--ignore-memory-check", action="store_true",
+                        help="run even if the estimated memory exceeds what the machine has "
+                             "available (config key ignore_memory_check)")
 
 
 def run(args):
@@ -48,11 +61,14 @@ def run(args):
         ValueError: if the config is invalid or the output file was made with
             other settings.
     """
-    from ..simulate import read_runs, simulate
+    from ..simulate import magnetic_cell_of, read_runs, simulate
+    overrides = parse_overrides(args.set)
+    if args.ignore_memory_check:
+        overrides["ignore_memory_check"] = True
     from ..locking import OutputLockedError, OutputWriteError
     from .generate import rerun_command
     try:
-        path = simulate(args.config, parse_overrides(args.set), progress=not args.quiet)
+        path = simulate(args.config, overrides, progress=not args.quiet)
     except KeyboardInterrupt:
         print("interrupted; the runs are saved every save_every steps, resume with: "
               + rerun_command("simulate", args))
@@ -61,16 +77,16 @@ def run(args):
         print(f"ecnn-pyg simulate: error: {err}", file=sys.stderr)
         return 1
     print(f"trajectories: {path.resolve()}")
-    import h5py
-    import yaml
-    with h5py.File(path, "r", locking=False) as f:
-        cell = yaml.safe_load(f.attrs["config"]).get("sites_per_magnetic_cell", 48)
+    cell = magnetic_cell_of(path)
     for r in read_runs(path):
         m = r["magnetization"][-1]
         n_sites = r["spin"].shape[1]
+        q = r["charge"][-1]
+        e = r.get("energy")
         print(f"  {r['name']}: H_z={r['zeeman']:g} T={r['temperature']:g} steps={r['step']} "
               f"snapshots={len(r['time'])} M=({m[0]:+.4f}, {m[1]:+.4f}, {m[2]:+.4f}) "
-              f"Q={r['charge'][-1]:+.3f} n_sk={r['charge'][-1] * cell / n_sites:+.2f}")
+              f"Q={q:+.3f}" + (f" n_sk={q * cell / n_sites:+.2f}" if cell else "")
+              + (f" E/N={e[-1] / n_sites:+.6f}" if e is not None else ""))
     pictures = sorted(path.parent.glob(f"{path.stem}_*.png"))
     if pictures:
         print("pictures: " + ", ".join(str(p) for p in pictures))
