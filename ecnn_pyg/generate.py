@@ -146,7 +146,8 @@ def generate(config: Union[str, Path, Mapping, None] = None, overrides: Optional
         spin = stock[i] if stock is not None else sampler(graph.num_nodes, rng)
         return (spin, *ed.energy_field(spin))
 
-    labels = ShardedLabels(label, "ED samples")     # under torchrun: ranks label round-robin
+    # under torchrun: ranks label round-robin (all with rank 0's settings), rank 0 writes
+    labels = ShardedLabels(label, "ED samples", identity={**meta, "total": total})
     if not labels.is_main:
         labels.serve()                              # ranks > 0 label, rank 0 writes
         return Path(cfg["output"])

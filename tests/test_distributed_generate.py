@@ -41,16 +41,23 @@ def _same_file(a, b):
 
 def _generate_two(cfg_a, cfg_b):
     # rank 0 writes, the others label: both files from one process group
+    from ecnn_pyg.distributed import rank
     generate(cfg_a, progress=False)
     generate(cfg_b, progress=False)
-    return "done"
+    try:     # a rank given other settings would label other samples: every rank refuses
+        generate({**cfg_b, "seed": cfg_b["seed"] + rank()}, progress=False)
+        return "no error"
+    except ValueError as err:
+        return str(err)
 
 
 def test_sharded_generation_writes_the_serial_file(tmp_path):
     serial = generate(_cfg(tmp_path / "serial.h5"), progress=False)
     small = generate(_cfg(tmp_path / "serial_small.h5", splits={"train": 2}), progress=False)
-    assert run_ranks(3, _generate_two, _cfg(tmp_path / "sharded.h5"),
-                     _cfg(tmp_path / "small.h5", splits={"train": 2})) == ["done"] * 3
+    res = run_ranks(3, _generate_two, _cfg(tmp_path / "sharded.h5"),
+                    _cfg(tmp_path / "small.h5", splits={"train": 2}))
+    for msg in res:
+        assert "different settings (seed: rank 0 5, rank 1 6, rank 2 7)" in msg, msg
     _same_file(serial, tmp_path / "sharded.h5")
     _same_file(small, tmp_path / "small.h5")        # more ranks than samples: rank 2 idles
     assert sorted(p.name for p in tmp_path.iterdir()) == [

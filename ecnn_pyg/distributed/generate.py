@@ -22,7 +22,7 @@ is allowed: the ranks beyond them have nothing to label (rank 0 says so).
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator, Optional, Tuple
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Tuple
 
 from . import comm
 
@@ -45,6 +45,11 @@ class ShardedLabels:
         label: ``label(i) -> (spin, energy, field)`` of sample ``i``
             (deterministic in ``i``).
         what: what is labelled, for messages (e.g. ``"ED samples"``).
+        identity: the settings that decide the labels (e.g. the data file's
+            attributes); under ``torchrun`` every rank must give rank 0's.
+
+    Raises:
+        ValueError: on every rank, if the ranks' ``identity`` differ.
 
     Example (the shape of :func:`ecnn_pyg.generate.generate`)::
 
@@ -57,11 +62,21 @@ class ShardedLabels:
                 writer.append(spin, energy, field)
     """
 
-    def __init__(self, label: Callable[[int], Tuple], what: str = "samples"):
+    def __init__(self, label: Callable[[int], Tuple], what: str = "samples",
+                 identity: Optional[Mapping[str, Any]] = None):
         self.label, self.what = label, what
         comm.init(backend="gloo")         # from the launcher's environment; none in one process
         self.rank, self.world = comm.rank(), comm.world_size()
         self._stopped = False
+        if self.world > 1 and identity is not None:
+            every = comm.all_gather_object(dict(identity), what="comparing the ranks' settings")
+            diff = sorted({k for d in every[1:] for k in set(d) | set(every[0])
+                           if d.get(k) != every[0].get(k)})
+            if diff:
+                raise ValueError(
+                    "the ranks were given different settings (" + "; ".join(
+                        f"{k}: " + ", ".join(f"rank {r} {d.get(k)!r}" for r, d in enumerate(every))
+                        for k in diff) + "): every rank must run the same config")
 
     @property
     def is_main(self) -> bool:
