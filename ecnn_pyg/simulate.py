@@ -325,12 +325,14 @@ def memory_estimate(cfg: Mapping) -> int:
 
 def _check_memory(cfg: Mapping) -> None:
     """Refuse a run whose memory estimate exceeds the machine's available memory."""
+    from .lattice import load_lattice
     from .runtime import check_memory
     try:
         needed = memory_estimate(cfg)
     except (ValueError, TypeError, OverflowError):
         return                                     # a bad size: lattice_graph says what is wrong
-    check_memory(needed, f"simulate on {cfg['lattice']} {cfg['size']} (source {cfg['source']})",
+    name = load_lattice(cfg["lattice"]).name       # a definition (lattice of one's own): its name
+    check_memory(needed, f"simulate on {name} {cfg['size']} (source {cfg['source']})",
                  allow=cfg["ignore_memory_check"],
                  override="ignore_memory_check: true (--set ignore_memory_check=true)")
 
