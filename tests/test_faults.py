@@ -297,11 +297,13 @@ def _start_slow_generate(tmp_path, cfg, env=None):
     proc = subprocess.Popen([sys.executable, "-c", SLOW, "generate", "--quiet", "--config",
                              str(tmp_path / "c.yaml")], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 120
-    while not (os.path.exists(cfg["output"]) and read_lock(cfg["output"])):
-        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
-        time.sleep(0.05)
-    while read_meta(cfg["output"])["n_done"] < 1:
+    def n_done():
+        try:
+            return read_meta(cfg["output"])["n_done"]
+        except DataFileError:                   # not yet created, or being created
+            return -1
+    deadline = time.time() + 300
+    while n_done() < 1:
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
         time.sleep(0.05)
     return proc
@@ -476,7 +478,7 @@ def test_ctrl_c_in_simulate_is_a_clean_message(tmp_path):
             return S.read_runs(cfg["output"])[0]["step"]
         except (OSError, IndexError, KeyError, DataFileError):    # not yet written
             return -1
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     while steps() < 5:
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
         time.sleep(0.1)
