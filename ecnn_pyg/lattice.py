@@ -307,9 +307,14 @@ class Lattice:
         # the same length
         A = self.vectors.T
         G = A.T @ A
-        bound = int(math.ceil(np.sqrt(np.diag(G)).max()
-                              * np.linalg.norm(np.linalg.inv(A), axis=1).max() + tol))
-        grid = np.stack(np.meshgrid(*[np.arange(-bound, bound + 1)] * self.dim, indexing="ij"),
+        # coefficient j of a lattice vector of length l is at most l |row j of A^-1|
+        bounds = np.ceil(np.sqrt(np.diag(G)).max() * np.linalg.norm(np.linalg.inv(A), axis=1)
+                         + tol).astype(np.int64)
+        if np.prod(2 * bounds + 1) > 4_000_000:
+            raise LatticeError(f"lattice '{self.name}': the primitive vectors are too skewed to "
+                               "search their symmetries; give a reduced basis (the shortest "
+                               "vectors that span the lattice)")
+        grid = np.stack(np.meshgrid(*[np.arange(-b, b + 1) for b in bounds], indexing="ij"),
                         -1).reshape(-1, self.dim)
         norms = np.einsum("ni,ij,nj->n", grid, G, grid)
         cand = [grid[np.abs(norms - G[i, i]) < tol * max(1.0, G[i, i])] for i in range(self.dim)]
@@ -341,6 +346,10 @@ class Lattice:
             rotations (by angle in 2D), then the reflections (improper
             operations). A lattice whose list holds the identity only has no
             symmetry to augment with.
+
+        Raises:
+            LatticeError: if the primitive vectors are so skewed that the
+                search would be too large (give a reduced basis).
         """
         f = self.basis                                     # (n_basis, dim) fractional
         nb = len(f)

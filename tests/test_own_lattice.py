@@ -72,6 +72,16 @@ def test_symmetry_group_is_derived_from_the_lattice(name, order, rotations):
     assert len(perms) == order and all(sorted(p) == list(range(g.num_nodes)) for p in perms)
 
 
+def test_symmetries_do_not_depend_on_the_choice_of_primitive_vectors():
+    """The square lattice given by the vectors (1, 0), (7, 1) still has C4v."""
+    bonds = [{"from": 0, "to": 0, "offset": [1, 0]}, {"from": 0, "to": 0, "offset": [-7, 1]}]
+    lat = Lattice("skewed_square", [[1, 0], [7, 1]], [[0, 0]], {"t1": {"bonds": bonds}})
+    assert len(lat.symmetries()) == 8 and len(lat.point_group()) == 4
+    with pytest.raises(ep.LatticeError, match="too skewed"):
+        Lattice("too_skewed", [[1, 0], [3000, 1]], [[0, 0]],
+                {"t1": {"bonds": bonds[:1]}}).symmetries()
+
+
 @pytest.mark.parametrize("spec", ["kagome", "honeycomb", "own"])
 def test_every_symmetry_leaves_the_exact_energy_and_field_invariant(spec):
     lat = ep.load_lattice(honeycomb_t2() if spec == "own" else spec)
