@@ -43,7 +43,6 @@ import warnings
 from typing import Optional, Tuple
 
 import numpy as np
-import scipy.linalg
 
 from . import keys as K
 from .runtime import check_memory
@@ -156,6 +155,12 @@ def _add_twist(h: np.ndarray, bonds, twist) -> None:
     d = amp * (np.exp(1j * (shift @ theta)) - 1.0)
     for s in (0, 1):
         np.add.at(h, (rows + s, cols + s), d)
+
+
+def _eigh(*args, **kwargs):
+    """``scipy.linalg.eigh``, imported on first use (the memory estimate needs no SciPy)."""
+    import scipy.linalg
+    return scipy.linalg.eigh(*args, **kwargs)
 
 
 def _real(v, name: str) -> float:
@@ -335,7 +340,7 @@ class KondoED:
             if ne == 0:
                 return np.zeros(0), np.zeros((n_orb, 0)), np.zeros(0)
             hi = min(ne, n_orb - 1)            # one level above: Fermi-level degeneracy check
-            out = scipy.linalg.eigh(h, subset_by_index=[0, hi], **kw)
+            out = _eigh(h, subset_by_index=[0, hi], **kw)
             w = out if not vectors else out[0]
             if vectors and hi == ne and _degenerate_at_fermi_level(w, ne):
                 warnings.warn(_DEGENERATE, RuntimeWarning, stacklevel=3)
@@ -346,7 +351,7 @@ class KondoED:
         # grand canonical: the matrix already holds -mu
         T = self.temperature
         top = 0.0 if T == 0 else 40.0 * T
-        out = scipy.linalg.eigh(h, subset_by_value=(-np.inf, top), **kw)
+        out = _eigh(h, subset_by_value=(-np.inf, top), **kw)
         w = out if not vectors else out[0]
         if T == 0:
             w = w[w < 0]
@@ -364,7 +369,7 @@ class KondoED:
             return [self._solve(self.hamiltonian(spin, k), vectors) for k in range(self.num_sectors)]
         # canonical: the lowest N_e * (number of sectors) levels of all sectors together
         kw = dict(overwrite_a=True, check_finite=False, driver="evr", eigvals_only=not vectors)
-        outs = [scipy.linalg.eigh(self.hamiltonian(spin, k), **kw) for k in range(self.num_sectors)]
+        outs = [_eigh(self.hamiltonian(spin, k), **kw) for k in range(self.num_sectors)]
         ws = [o[0] if vectors else o for o in outs]
         n_occ = self.electrons * len(ws)
         levels = np.concatenate(ws)

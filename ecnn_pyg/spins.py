@@ -17,10 +17,19 @@ generation); both raise :class:`SpinError` with the same messages.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
-import torch
+
+# torch is imported where a function needs it: the numpy path (exact diagonalization,
+# the command line's checks of spin files) runs without loading it
+
+
+def _is_tensor(x) -> bool:
+    """Whether ``x`` is a torch tensor (without importing torch: none exists before it is)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
 
 __all__ = ["SpinError", "check_spins", "as_spin_batch", "supercell_shape", "load_spin_file",
            "random_spins", "ferromagnet", "triple_q"]
@@ -35,7 +44,9 @@ def _check_values(s, tol: float, name: str, normalize: bool = False):
 
     Returns ``s``, divided by its lengths when ``normalize`` (then ``tol`` is not used).
     """
-    xp_torch = isinstance(s, torch.Tensor)
+    xp_torch = _is_tensor(s)
+    if xp_torch:
+        import torch
 
     def where(mask):
         idx = (torch.nonzero(mask)[0].tolist() if xp_torch else np.argwhere(mask)[0].tolist())
@@ -81,6 +92,7 @@ def check_spins(spins, tol: Optional[float] = None, name: str = "spins",
             dtype, empty, NaN/inf, a spin of the wrong length (with its index),
             or the wrong number of sites.
     """
+    import torch
     if isinstance(spins, np.ndarray):
         spins = torch.from_numpy(spins)
     if not isinstance(spins, torch.Tensor):
@@ -143,7 +155,7 @@ def as_spin_batch(spins, n_sites: int, lattice_shape: Optional[Sequence[int]] = 
             the message; also for complex, boolean or non-numeric arrays
             (never converted with a loss).
     """
-    if isinstance(spins, torch.Tensor):
+    if _is_tensor(spins):
         spins = spins.detach().cpu().numpy()
     try:
         raw = np.asarray(spins)
@@ -247,6 +259,7 @@ def random_spins(n_sites: int, n_replicas: Optional[int] = None, *, generator=No
                              "generator gives float64 numpy arrays (convert with torch.from_numpy)")
         v = generator.standard_normal(shape)
         return v / np.linalg.norm(v, axis=-1, keepdims=True)
+    import torch
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(f"random_spins: generator must be a torch.Generator or a "
                          f"numpy.random.Generator, got {type(generator).__name__}")

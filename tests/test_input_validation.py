@@ -98,6 +98,13 @@ def test_cli_ed_refuses_size_100_at_once(tmp_path, capsys):
     assert rc == 2 and took < 10, took
     assert "23.8 GiB" in err and "available" in err and "--ignore-memory-check" in err
     assert "Traceback" not in err and not (tmp_path / "o.npz").exists()
+    # in a fresh process the refusal comes before torch (and SciPy) are loaded
+    out = _python(f"import sys\nfrom ecnn_pyg.cli import main\n"
+                  f"rc = main(['ed', '--size', '100', '100', '--t1', '1', '--J', '7', "
+                  f"'--electrons', '10000', '--spins', {str(tmp_path / 's.npy')!r}, "
+                  f"'--out', {str(tmp_path / 'o.npz')!r}])\n"
+                  f"print(rc, 'torch' in sys.modules, 'scipy' in sys.modules)\n")
+    assert out == ["2", "False", "False"]
 
 
 # ------------------------------------------------------------------ numbers and spins
@@ -382,20 +389,25 @@ def test_help_and_argument_errors_do_not_import_torch():
         "        main(argv)\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "print([m for m in ('torch', 'torch_geometric', 'e3nn', 'h5py', 'scipy') "
+        "print([m for m in ('torch', 'torch_geometric', 'e3nn', 'h5py', 'scipy', 'numpy') "
         "if m in sys.modules])\n")
     assert out == ["[]"]
 
 
 def test_the_command_line_uses_one_thread_unless_told():
-    code = ("import torch\nfrom ecnn_pyg.cli import main\n"
-            "main(['lattices'{extra}])\nimport os\n"
-            "print(torch.get_num_threads(), os.environ.get('OPENBLAS_NUM_THREADS'))\n")
-    assert _python(code.format(extra="")) == ["1", "1"]
-    assert _python(code.format(extra=", '--threads', '2'")) == ["2", "2"]
-    assert _python(code.format(extra=""), ECNN_PYG_NUM_THREADS="2") == ["2", "2"]
-    # the user's own OMP_NUM_THREADS stands
-    assert _python(code.format(extra=""), OMP_NUM_THREADS="2") == ["2", "None"]
+    """One process (torch loads once): the default, --threads, the package's variable, and
+    a user's OMP_NUM_THREADS, which the command line leaves alone."""
+    out = _python(
+        "import os\nfrom ecnn_pyg.cli import main\n"
+        "main(['lattices'])\nimport torch\nr = [torch.get_num_threads(), "
+        "os.environ['OPENBLAS_NUM_THREADS']]\n"
+        "main(['lattices', '--threads', '2'])\nr.append(torch.get_num_threads())\n"
+        "os.environ['ECNN_PYG_NUM_THREADS'] = '3'\nmain(['lattices'])\n"
+        "r.append(torch.get_num_threads())\n"
+        "del os.environ['ECNN_PYG_NUM_THREADS']\nos.environ['OMP_NUM_THREADS'] = '2'\n"
+        "main(['lattices'])\nr.append(torch.get_num_threads())\n"
+        "print(*r)\n")
+    assert out == ["1", "1", "2", "3", "3"]
 
 
 @pytest.mark.parametrize("setting,match", [("device=banana", "unknown device 'banana'"),

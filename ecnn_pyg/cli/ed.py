@@ -62,12 +62,21 @@ def run(args):
         InsufficientMemoryError: if the ED would need more memory than is
             available (without ``--ignore-memory-check``).
     """
+    import math
+    from ..ed import ed_memory_bytes
+    from ..lattice import load_lattice
+    from ..runtime import check_memory
+    from ._common import check_output
+    out = check_output(args.out, force=args.force, suffix=".npz")
+    # the memory guard before torch is loaded: a size beyond the machine is refused at once
+    lat = load_lattice(args.lattice)
+    n_sites = math.prod(args.size if len(args.size) > 1 else args.size * lat.dim) * lat.n_basis
+    check_memory(ed_memory_bytes(n_sites), f"exact diagonalization of {n_sites} sites",
+                 allow=args.ignore_memory_check, override="--ignore-memory-check")
     import numpy as np
     from ..ed import KondoED
     from ..graph import lattice_graph
     from ..spins import load_spin_file
-    from ._common import check_output
-    out = check_output(args.out, force=args.force, suffix=".npz")
     hop = {t: getattr(args, t) for t in ("t1", "t2", "t3") if getattr(args, t) is not None}
     for item in args.hopping:
         k, _, v = item.partition("=")
