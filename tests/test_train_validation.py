@@ -78,6 +78,11 @@ def test_bad_model_values_are_refused_with_the_key(tmp_path, key, value):
                    model_config={"hidden": [0]}))
 
 
+def test_missing_init_from_is_refused_before_the_data_are_read(tmp_path):
+    with pytest.raises(CheckpointError, match="init_from .*nowhere.pt' does not exist"):
+        train(_cfg(tmp_path / "missing.h5", tmp_path / "run", init_from=str(tmp_path / "nowhere.pt")))
+
+
 def test_cli_says_which_key(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(_cfg(tmp_path / "missing.h5", tmp_path / "run")))

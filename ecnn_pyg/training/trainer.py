@@ -128,6 +128,9 @@ class Trainer:
                               "pass --resume to continue it or choose another run_dir")
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise ConfigError(f"run_dir '{self.run_dir}' exists and is not a directory")
+        if cfg["init_from"] and not resume and not Path(cfg["init_from"]).is_file():
+            raise CheckpointError(f"init_from '{cfg['init_from']}' does not exist (or is not a "
+                                  "file)")
         check_writable(self.run_dir / "last.pt", "run directory")   # before any work
         if cfg["num_threads"]:
             torch.set_num_threads(cfg["num_threads"])
