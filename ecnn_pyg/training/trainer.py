@@ -388,7 +388,9 @@ class Trainer:
             out = self.dp.model(b, b[K.SPIN], compute_field=True, training=True)
             loss = field_energy_loss(out[K.FIELD], b[K.FIELD], out[K.ENERGY], energy, nn_,
                                      cfg["energy_weight"])
-            if not torch.isfinite(loss.detach()):
+            # (under DDP a rank alone must not stop inside a step: the NaN reaches every
+            # rank's weights through the gradient reduction, and the epoch's check stops all)
+            if not self.dp.active and not torch.isfinite(loss.detach()):
                 raise TrainingDivergedError(
                     f"the training loss became {float(loss.detach())} in epoch {epoch}"
                     + self._diverged_advice())
