@@ -244,13 +244,18 @@ def data_parallel(trainer) -> DataParallel:
     from ..training.loss import field_energy_loss
 
     def loss_of_model(model):
-        part = next(p for p in trainer.parts if p.train[K.ENERGY].shape[0])
-        arr = part.train
-        spin, field, energy = arr[K.SPIN][:1], arr[K.FIELD][:1], arr[K.ENERGY][:1]
-        b = part.batcher(spin, field, energy)
-        out = model(b, b[K.SPIN], compute_field=True, training=True)
-        n = torch.full((1,), float(part.n_sites), dtype=trainer.dtype)
-        return field_energy_loss(out[K.FIELD], b[K.FIELD], out[K.ENERGY], energy, n,
-                                 trainer.cfg["energy_weight"])
+        # one sample of every supercell: a parameter used by any of them is reduced
+        total = 0.0
+        for part in trainer.parts:
+            arr = part.train
+            if not arr[K.ENERGY].shape[0]:
+                continue
+            spin, field, energy = arr[K.SPIN][:1], arr[K.FIELD][:1], arr[K.ENERGY][:1]
+            b = part.batcher(spin, field, energy)
+            out = model(b, b[K.SPIN], compute_field=True, training=True)
+            n = torch.full((1,), float(part.n_sites), dtype=trainer.dtype)
+            total = total + field_energy_loss(out[K.FIELD], b[K.FIELD], out[K.ENERGY], energy,
+                                              n, trainer.cfg["energy_weight"])
+        return total
 
     return DataParallel(trainer.model, loss_of_model)
