@@ -194,3 +194,19 @@ def test_dead_rank_stops_the_others_with_a_clear_error():
     for r in (0, 2):
         assert "DistributedError" in res[r] and "waiting in the test failed" in res[r], res[r]
         assert "another rank has probably stopped" in res[r]
+
+
+@pytest.mark.slow
+def test_torchrun_command_writes_the_single_process_file(tmp_path, ckpt, one_process):
+    # the real launcher: torchrun --nproc-per-node 2 -m ecnn_pyg.cli simulate --config F.yaml
+    import subprocess
+    import sys
+    from ecnn_pyg.distributed.testing import free_port
+    cfg, out = _config(tmp_path, "torchrun", ckpt, temperature=[0.0, 0.05])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ECNN_PYG_DIST_TIMEOUT": "60"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
+                           "2", "--master-port", str(free_port()), "-m", "ecnn_pyg.cli",
+                           "simulate", "--config", cfg, "--quiet", "--set", "parallel=domain"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _assert_same_file(one_process, out, atol=1e-9)
