@@ -12,7 +12,9 @@ Two tables, every case in its own processes (the peak resident memory,
   ``--ranks`` (1, 2) ranks with one thread each (gloo on CPU; ``--device cuda``
   and NCCL on GPUs), the halo's share of the evaluated sites, and the bytes one
   rank sends per step (two halo exchanges of two strips). A rank whose slab
-  plus halo exceeds ``--budget`` evaluates it tile by tile. The ranks are
+  plus halo exceeds ``--budget`` evaluates it tile by tile. ``CPU s/rank``
+  is the process time of the step on the busiest rank: its own work,
+  independent of other jobs on a shared machine (wall times are not). The ranks are
   started as ``torchrun`` starts them (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``,
   ``MASTER_PORT``).
 
@@ -106,20 +108,22 @@ def llg_worker(L: int, steps: int, budget, threads: int, device: str) -> dict:
         evaluated, halo = slabs.graph.num_nodes, slabs.halo_sites()
         sent = 2 * halo * 3 * own.element_size()       # two exchanges per SIB step
     system = SpinSystem(source, zeeman=0.005)
-    times = []
+    times, cpu = [], []
     for _ in range(steps):
         dist.barrier()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         own = integ.step(own, system)
         if dev.type != "cpu":
             torch.cuda.synchronize()
+        cpu.append(time.process_time() - c)     # this rank's own work, whatever the load
         dist.barrier()
         times.append(time.perf_counter() - t)
     res = {"L": L, "N": graph.num_nodes, "ranks": world, "rank": rank,
            "own_sites": int(own.shape[0]), "evaluated_sites": evaluated,
            "halo_share": halo / evaluated if evaluated else 0.0,
            "bytes_sent_per_step": sent, "first_s": times[0],
-           "best_s": min(times[1:]) if len(times) > 1 else times[0], "peak_mb": _peak_mb()}
+           "best_s": min(times[1:]) if len(times) > 1 else times[0],
+           "cpu_s": min(cpu[1:]) if len(cpu) > 1 else cpu[0], "peak_mb": _peak_mb()}
     out = dist.all_gather_object(res)
     dist.shutdown()
     return out if rank == 0 else None
@@ -191,7 +195,8 @@ def main(argv=None):
     print(f"one SIB step (2 field evaluations), default triangular ECNN, float32, "
           f"{a.threads} thread(s) per rank, {a.device}, budget {budget} per rank")
     print(f"{'L':>6} {'N':>9} {'ranks':>5} {'own sites':>9} {'evaluated':>9} {'halo %':>6} "
-          f"{'MB sent/step/rank':>17} {'first s':>8} {'best s':>8} {'peak RSS MB/rank':>16}")
+          f"{'MB sent/step/rank':>17} {'first s':>8} {'best s':>8} {'CPU s/rank':>10} "
+          f"{'peak RSS MB/rank':>16}")
     for L in a.sizes:
         for n in a.ranks:
             rows = _launch(["_llg", "--L", str(L), "--steps", str(a.steps), "--budget",
@@ -200,6 +205,7 @@ def main(argv=None):
             print(f"{L:>6} {r['N']:>9} {n:>5} {r['own_sites']:>9} {r['evaluated_sites']:>9} "
                   f"{100 * r['halo_share']:>6.1f} {r['bytes_sent_per_step'] / 2 ** 20:>17.2f} "
                   f"{r['first_s']:>8.2f} {r['best_s']:>8.2f} "
+                  f"{max(x['cpu_s'] for x in rows):>10.2f} "
                   f"{max(x['peak_mb'] for x in rows):>16.0f}", flush=True)
 
 

@@ -258,10 +258,11 @@ def parse_bytes(value: Union[str, int, float]) -> int:
 
 
 #: Peak bytes per site of one energy + field evaluation, per float of hidden feature
-#: (``channels * (lmax + 1)^2``) per convolution: 576 x 576 with the default
-#: architecture on CPU peaks at 3.3-3.4 GB above the process (docs/benchmarks.md),
-#: about 10 kB per site, i.e. 7 x 4 bytes x 72 features x 5 convolutions.
-_PEAK_PER_FEATURE = 7.0
+#: (``channels * (lmax + 1)^2``) per convolution, measured for the default architecture
+#: on CPU (float32, one thread; docs/distributed.md): 12.0 kB per site at 576 x 576
+#: untiled, 13.7 kB per site in tiles of 488 k sites, i.e. 9.5 x 4 bytes x 72 features
+#: x 5 convolutions.
+_PEAK_PER_FEATURE = 9.5
 
 
 def bytes_per_site(model, dtype: Optional[torch.dtype] = None) -> float:
