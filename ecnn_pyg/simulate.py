@@ -38,6 +38,7 @@ the model (``triangular-paper``: 48); where it is unknown only Q is reported.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -105,6 +106,11 @@ SIMULATE_SCHEMA = {
     # run a model on a Hamiltonian other than its training data's (refused by default)
     "allow_hamiltonian_mismatch": (bool, False),
     "ignore_memory_check": (bool, False),       # run even if the memory estimate exceeds RAM
+    # source model: evaluate the field region by region with halos (exact), within this
+    # memory ("8GB") or this many sites per evaluation (docs/distributed.md)
+    "memory_budget": ((str, float, type(None)), None),
+    "max_tile_sites": ((int, type(None)), None),
+    "parallel": (str, "auto"),      # under torchrun: domain (split the lattice) | runs | auto
 }
 
 #: The built-in default run of ``ecnn-pyg simulate`` (no config): T = 0 ML-LLG with the
@@ -161,11 +167,17 @@ def field_source(cfg: Mapping, graph) -> Callable:
             warnings.warn(f"model '{cfg['model']}' records no training Hamiltonian; make sure "
                           "the run's lattice and hoppings are those it was trained on",
                           HamiltonianMismatchWarning, stacklevel=2)
-        source = model_field_source(model, graph)
+        from .distributed.tiling import tile_options
+        tiling = tile_options(cfg, model)
+        source = model_field_source(model, graph, **tiling)
+        source.model = model
         mgraph = graph.to(cfg["device"])
         p_dtype = next(model.parameters()).dtype
 
         def energy(spins):
+            if tiling:
+                return float(source.evaluator(spins.detach().to(cfg["device"], p_dtype),
+                                              compute_field=False)["energy"].double().sum())
             with torch.no_grad():
                 out = model(mgraph, spins.detach().to(cfg["device"], p_dtype),
                             compute_field=False)
@@ -320,6 +332,10 @@ def memory_estimate(cfg: Mapping) -> int:
                               keep_sectors=sectors > 1 and cfg.get("mu") is None)
     else:
         src = _MODEL_BYTES_PER_BOND * bonds * (2 if cfg.get("dtype") == "float64" else 1)
+        if cfg.get("memory_budget") or cfg.get("max_tile_sites"):     # evaluated tile by tile
+            from .distributed.tiling import parse_bytes
+            src = min(src, parse_bytes(cfg["memory_budget"]) if cfg.get("memory_budget")
+                      else src * cfg["max_tile_sites"] / n)
     return int(bonds * _GRAPH_BYTES_PER_BOND + spins + src)
 
 
@@ -520,14 +536,27 @@ def simulate(config: Union[str, Path, Mapping, None] = None, overrides: Optional
     source = field_source(cfg, graph)
     initial = _initial(cfg, graph)
     cfg["sites_per_magnetic_cell"] = _magnetic_cell(cfg, source)
-    _check_timestep(cfg, source, initial, dtype, device)
-    with terminate_as_interrupt(), output_lock(path, what="trajectory file"):
+    # under torchrun: rank 0 writes, the other ranks follow it (ecnn_pyg.distributed.llg)
+    from .distributed.llg import plan_for
+    plan = plan_for(cfg, graph, len(runs), getattr(source, "model", None))
+    if plan is None or plan.writer:
+        _check_timestep(cfg, source, initial, dtype, device)
+
+    def one(f, r, **kw):
+        _run_one(f, r, *runs[r], cfg, graph, source, initial, triangles, dtype, device,
+                 progress and (plan is None or plan.writer), **kw)
+    if plan is not None and not plan.writer:
+        plan.follow(one)
+        return path
+    with terminate_as_interrupt(), output_lock(path, what="trajectory file"), \
+            (plan.lead() if plan is not None else contextlib.nullcontext()):
         f = _open_output(path, identity, graph, cfg)
         f.attrs["config"] = yaml.safe_dump(cfg, sort_keys=False)
         with f:
-            for r, (hz, temp) in enumerate(runs):
-                _run_one(f, r, hz, temp, cfg, graph, source, initial, triangles, dtype, device,
-                         progress)
+            if plan is not None and plan.mode == "runs":
+                plan.run_all(f, runs, one)
+            for r in range(len(runs)) if plan is None or plan.mode == "domain" else ():
+                one(f, r, advance=plan.advance if plan is not None else None)
     if cfg["plot"]:
         plot_runs(path, cfg["sites_per_magnetic_cell"])
     return path
@@ -664,7 +693,8 @@ def plot_runs(path: Union[str, Path], sites_per_magnetic_cell: Optional[int] = N
     return written
 
 
-def _run_one(f, r, hz, temp, cfg, graph, source, initial, triangles, dtype, device, progress):
+def _run_one(f, r, hz, temp, cfg, graph, source, initial, triangles, dtype, device, progress,
+             advance=None):
     name = f"run_{r:03d}"
     n, every = graph.num_nodes, cfg["save_every"]
     gen = torch.Generator(device=device).manual_seed(int(cfg["seed"]) * 1000003 + r)
@@ -701,7 +731,8 @@ def _run_one(f, r, hz, temp, cfg, graph, source, initial, triangles, dtype, devi
                desc=f"{name} H_z={hz:g} T={temp:g}", unit="step")
     while step < cfg["n_steps"]:
         k = min(every - step % every, cfg["n_steps"] - step)
-        spins = integ.run(spins, system, k)
+        spins = integ.run(spins, system, k) if advance is None else \
+            advance(integ, spins, system, k)            # the lattice split over ranks
         step += k
         bar.update(k)
         _save(g, step, step * cfg["dt"], spins, gen, graph, triangles, system)

@@ -67,13 +67,18 @@ def run(args):
         overrides["ignore_memory_check"] = True
     from ..locking import OutputLockedError, OutputWriteError
     from .generate import rerun_command
+    from .. import distributed
     try:
-        path = simulate(args.config, overrides, progress=not args.quiet)
+        with distributed.session():     # under torchrun: one rank of several (rank 0 writes)
+            main_rank = distributed.is_main()
+            path = simulate(args.config, overrides, progress=not args.quiet)
+        if not main_rank:
+            return 0
     except KeyboardInterrupt:
         print("interrupted; the runs are saved every save_every steps, resume with: "
               + rerun_command("simulate", args))
         return 130
-    except (OutputLockedError, OutputWriteError) as err:
+    except (OutputLockedError, OutputWriteError, distributed.DistributedError) as err:
         print(f"ecnn-pyg simulate: error: {err}", file=sys.stderr)
         return 1
     print(f"trajectories: {path.resolve()}")
