@@ -111,7 +111,12 @@ class ShardedLabels:
             span = f"{self.what} {batch[0]}..{batch[-1]}"
             comm.broadcast_object((_ROUND, batch), what=f"sending {span} to the ranks")
             mine = (batch[0], *self.label(batch[0]))
-            results = comm.gather_object(mine, what=f"collecting {span}")
+            try:
+                results = comm.gather_object(mine, what=f"collecting {span}")
+            except comm.DistributedError as err:
+                raise comm.DistributedError(
+                    f"{err}. The {self.what} before {batch[0]} are complete; run the command "
+                    "again (on any number of ranks) to label the rest") from err
             for res in results[:len(batch)]:
                 yield res
 
