@@ -143,6 +143,28 @@ class DataParallel:
         with comm.guard("averaging the gradients over the ranks (DDP)"):
             (loss * weight).backward()
 
+    def share(self, samples: Tensor) -> Tensor:
+        """This rank's share of a split's samples (positions ``rank, rank + world, ...``)."""
+        return samples if self.world == 1 else samples[self.rank::self.world]
+
+    def mean(self, chunks: List[Tensor]) -> float:
+        """The mean of the values of every rank's ``chunks`` (the same on every rank).
+
+        Args:
+            chunks: this rank's values (possibly none).
+
+        Returns:
+            ``float(torch.cat(chunks).mean())`` in one process; over the ranks,
+            the sum of all values over their number.
+        """
+        if self.world == 1:
+            return float(torch.cat(chunks).mean())
+        local = torch.cat(chunks).double() if chunks else torch.zeros(0, dtype=torch.float64)
+        every = comm.all_gather_object((float(local.sum()), int(local.numel())),
+                                       what="averaging over the ranks")
+        n = sum(c for _, c in every)
+        return sum(s for s, _ in every) / n if n else float("nan")
+
     def reduce_metrics(self, acc: ErrorAccumulator) -> Dict[str, float]:
         """The metrics of the squared errors of all ranks (summed in rank order).
 

@@ -294,8 +294,9 @@ class Trainer:
         errors = []
         try:
             with torch.no_grad():
-                for part in self.parts:
-                    spin, energy = part.train[K.SPIN], part.train[K.ENERGY]
+                for part in self.parts:       # under torchrun: this rank's share
+                    spin, energy = self.dp.share(part.train[K.SPIN]), self.dp.share(
+                        part.train[K.ENERGY])
                     for i in range(0, len(energy), bs):
                         b = part.batcher(spin[i:i + bs])
                         out = model(b, b[K.SPIN], compute_field=False, training=False)
@@ -303,7 +304,7 @@ class Trainer:
                                        - out[K.ENERGY].detach().double()) / part.n_sites)
         finally:
             model.train(was_training)
-        delta = float(torch.cat(errors).mean())
+        delta = self.dp.mean(errors)          # float(torch.cat(errors).mean()) in one process
         if math.isfinite(delta):
             self._set_energy_shift(model.energy_shift + delta)
         return delta
