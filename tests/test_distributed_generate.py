@@ -146,3 +146,20 @@ def test_torchrun_runs_the_command_line(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("data set:") == 1                      # rank 0 alone describes it
     _same_file(generate(_cfg(tmp_path / "serial.h5"), progress=False), tmp_path / "d.h5")
+
+
+def test_killed_writer_rank_leaves_a_file_that_one_process_completes(tmp_path, capfd):
+    serial = generate(_cfg(tmp_path / "serial.h5"), progress=False)
+    out = tmp_path / "d.h5"
+    config = tmp_path / "gen.yaml"
+    config.write_text(yaml.safe_dump(_cfg(out)))
+    # rank 0, the writer, dies labelling sample 3 (its second): the others lose their peer
+    res = run_ranks(3, _killed_at_second_sample, str(config), 0, expect_failure=True,
+                    timeout=120, collective_timeout=20)
+    assert "exited with code 9" in res[0]
+    assert res[1] == res[2] == 1
+    assert "sending ED samples 3..5 to rank 0 failed" in capfd.readouterr().err
+    assert read_meta(out)["n_done"] == 3
+    with pytest.warns(RuntimeWarning, match="taking over the lock"):    # the dead writer's lock
+        generate(_cfg(out), progress=False)
+    _same_file(serial, out)
