@@ -110,9 +110,8 @@ def test_killed_rank_loses_the_round_in_flight_and_a_rerun_completes(tmp_path, c
     assert not (tmp_path / "d.h5.lock").exists()        # rank 0 released its lock
     np.testing.assert_array_equal(read_arrays(out)["spin"], read_arrays(serial)["spin"][:n])
     # a rerun on 2 ranks refuses other settings, then completes the file
-    bad, codes = None, None
     res = run_ranks(2, _rerun, str(config), _cfg(out, seed=6), timeout=120, collective_timeout=20)
-    for r, (bad, code) in enumerate(res):
+    for bad, code in res:
         assert "different settings" in bad and "seed" in bad, bad
         assert code == 0
     assert "rank 0 stopped" in res[1][0]          # rank 1 says where the error came from
