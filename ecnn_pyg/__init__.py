@@ -33,6 +33,11 @@ _EXPORTS = {
     "SpinError": "spins", "KondoED": "ed", "SpinDataset": "datasets", "ECNN": "nn",
 }
 _SUBMODULES = ("dynamics", "nn", "observables", "pretrained", "runtime", "testing")
+#: submodules that ``import ecnn_pyg`` made attributes before the imports were lazy
+#: (as the public ones above, loaded on first access); any other submodule is an
+#: attribute once imported, as usual
+_LOADED_BEFORE = ("checkpoint", "config", "datasets", "ed", "graph", "keys", "lattice",
+                  "models", "spins")
 
 __all__ = ["__version__", *_EXPORTS, *_SUBMODULES]
 
@@ -40,13 +45,8 @@ __all__ = ["__version__", *_EXPORTS, *_SUBMODULES]
 def __getattr__(name: str):
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    elif not name.startswith("__"):
-        try:
-            value = importlib.import_module(f".{name}", __name__)
-        except ModuleNotFoundError as err:
-            if err.name != f"{__name__}.{name}":
-                raise
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    elif name in _SUBMODULES or name in _LOADED_BEFORE:
+        value = importlib.import_module(f".{name}", __name__)
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value
