@@ -153,7 +153,7 @@ def as_spin_batch(spins, n_sites: int, lattice_shape: Optional[Sequence[int]] = 
     Raises:
         SpinError: with the expected shape, or the offending sample and site, in
             the message; also for complex, boolean or non-numeric arrays
-            (never converted with a loss).
+            (never converted with a loss) and for an empty array.
     """
     if _is_tensor(spins):
         spins = spins.detach().cpu().numpy()
@@ -166,6 +166,8 @@ def as_spin_batch(spins, n_sites: int, lattice_shape: Optional[Sequence[int]] = 
         raise SpinError(f"spins must be real numbers (float); got an array of dtype {raw.dtype}"
                         + (" (the imaginary part would be lost)" if raw.dtype.kind == "c" else ""))
     s = raw.astype(np.float64, copy=False)
+    if s.size == 0:
+        raise SpinError(f"spins are empty (shape {s.shape}): expected at least one configuration")
     expected = f"(n_sites={n_sites}, 3) or (n_samples, {n_sites}, 3)"
     shapes = [(n_sites,)]
     if lattice_shape is not None and tuple(lattice_shape) != (n_sites,):

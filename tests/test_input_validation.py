@@ -427,3 +427,13 @@ def test_simulate_refuses_cuda_without_cuda(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert main(["simulate", "--quiet", "--set", "device=cuda", f"output={tmp_path / 't.h5'}"]) == 2
     assert "use device 'cpu'" in capsys.readouterr().err
+
+
+def test_an_empty_spin_file_is_refused_everywhere(tmp_path, capsys):
+    np.save(tmp_path / "empty.npy", np.zeros((0, 2304, 3)))
+    with pytest.raises(SpinError, match="empty"):
+        as_spin_batch(np.zeros((0, 16, 3)), 16)
+    rc = main(["simulate", "--quiet", "--set", f"initial={tmp_path / 'empty.npy'}",
+               f"output={tmp_path / 't.h5'}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "empty" in err and "Traceback" not in err
