@@ -437,3 +437,9 @@ def test_an_empty_spin_file_is_refused_everywhere(tmp_path, capsys):
                f"output={tmp_path / 't.h5'}"])
     err = capsys.readouterr().err
     assert rc == 2 and "empty" in err and "Traceback" not in err
+
+
+def test_import_ecnn4klm_checks_its_output_first(tmp_path, readonly_dir, capsys):
+    rc = main(["import-ecnn4klm", "--checkpoint", str(tmp_path / "missing.cpt"),
+               "--lattice", "square", "--out", str(readonly_dir / "m.pt")])
+    assert rc == 2 and "not writable" in capsys.readouterr().err

@@ -16,7 +16,6 @@ Examples:
     ecnn-pyg import-ecnn4klm --checkpoint data/triangle/param.cpt --lattice triangular \\
         --out models/ecnn4klm-triangular.pt
 """
-from pathlib import Path
 
 
 def add_arguments(parser):
@@ -45,14 +44,14 @@ def run(args):
         0 on success.
 
     Raises:
-        ValueError: if ``--out`` exists and ``--force`` is not given.
+        ValueError: if ``--out`` exists and ``--force`` is not given, or its
+            folder cannot be written (checked before the import).
         ecnn_pyg.checkpoint.CheckpointError: if the file is not a readable
             published checkpoint or its weights do not fit ``--lattice``.
     """
     from ..ecnn4klm import import_ecnn4klm
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise ValueError(f"'{out}' exists; use --force to overwrite it")
+    from ._common import check_output
+    out = check_output(args.out, force=args.force)
     path = import_ecnn4klm(args.checkpoint, args.lattice, out)
     print(f"wrote {path} (published {args.lattice} model, architecture "
           f"configs/model_ecnn4klm.yaml)")
