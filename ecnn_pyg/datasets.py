@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import signal
 import warnings
@@ -353,7 +354,7 @@ class H5Writer:
             try:
                 self.file = self._create(graph, meta, total)
             except (OSError, RuntimeError) as err:     # nothing computed yet: leave no file
-                self.path.unlink(missing_ok=True)
+                self.path.with_name(f".{self.path.name}.creating").unlink(missing_ok=True)
                 raise OutputWriteError(f"cannot create '{self.path}' ({err}); the disk may be "
                                        "full. Free space or choose another output") from err
         if int(self.file["graph"].attrs["num_nodes"]) != self.n_sites:
@@ -361,8 +362,8 @@ class H5Writer:
             self.file.close()
             raise DataFileError(f"'{self.path}' holds a graph of {n_file} sites, not "
                                 f"{self.n_sites}")
-        # persistent handles: their chunks are written by our flushes, where a failure raises,
-        # never by a garbage-collected handle (whose errors HDF5 can only print)
+        # persistent handles: their chunks are written by the file flushes, where a failure
+        # raises, never when a handle is garbage-collected (HDF5 can then only print the error)
         self._datasets = [self.file[key] for key in (K.SPIN, K.FIELD, K.ENERGY)]
         self._repair(meta)
 
@@ -373,7 +374,9 @@ class H5Writer:
         small fails here, before any computation, and the samples are later
         written into space the file already has.
         """
-        f = h5py.File(self.path, "w")
+        # made complete under a temporary name, then renamed: a kill leaves no half-made file
+        tmp = self.path.with_name(f".{self.path.name}.creating")
+        f = h5py.File(tmp, "w")
         f.attrs["format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["package_version"] = __version__
@@ -385,12 +388,12 @@ class H5Writer:
                                    (K.ENERGY, (), (1024,))):
             dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
             dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
-            ds = f.create_dataset(key, (total,) + shape, maxshape=(None,) + shape, chunks=chunks,
-                                  dtype="f8", fillvalue=np.nan, fill_time="alloc", dcpl=dcpl)
-            ds.flush()
+            f.create_dataset(key, (total,) + shape, maxshape=(None,) + shape, chunks=chunks,
+                             dtype="f8", fillvalue=np.nan, fill_time="alloc", dcpl=dcpl)
         _graph_to_group(graph, f.create_group("graph"))
-        f.flush()
-        return f
+        f.close()
+        os.replace(tmp, self.path)
+        return h5py.File(self.path, "r+")
 
     def _repair(self, meta: Mapping) -> None:
         """Lower ``n_done`` to the first sample that is missing or damaged (a rerun redoes it)."""
@@ -440,9 +443,7 @@ class H5Writer:
             spin_ds[i] = spin
             field_ds[i] = field
             energy_ds[i] = energy
-            for ds in self._datasets:
-                ds.flush()
-            self.file.flush()
+            self.file.flush()               # one file flush: never ahead of the superblock
         except (OSError, RuntimeError) as err:      # h5py reports some write failures so
             raise self._write_error(err, i) from err
         self._commit(i + 1)

@@ -42,6 +42,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Union
@@ -612,15 +613,18 @@ def _open_output(path: Path, identity: Mapping, graph, cfg: Mapping) -> h5py.Fil
         if model_hash and not old_hash:             # a file of an older version: record it now
             f.attrs["model_sha256"] = model_hash
         return f
-    f = h5py.File(path, "w")
-    f.attrs["format"] = FORMAT
-    f.attrs["package_version"] = __version__
-    for k, v in identity.items():
-        f.attrs[k] = v
-    if model_hash:
-        f.attrs["model_sha256"] = model_hash
-    _graph_to_group(graph, f.create_group("graph"))
-    return f
+    # made complete under a temporary name, then renamed: a kill leaves no half-made file
+    tmp = path.with_name(f".{path.name}.creating")
+    with h5py.File(tmp, "w") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["package_version"] = __version__
+        for k, v in identity.items():
+            f.attrs[k] = v
+        if model_hash:
+            f.attrs["model_sha256"] = model_hash
+        _graph_to_group(graph, f.create_group("graph"))
+    os.replace(tmp, path)
+    return h5py.File(path, "r+")
 
 
 def magnetic_cell_of(path: Union[str, Path]) -> Optional[int]:
@@ -825,8 +829,10 @@ def _snapshot_keys(g) -> list:
 
 
 def _write_save(g, step, spins, gen, obs):
-    # every dataset handle is flushed by us, where a failed write raises, never only when a
-    # handle is garbage-collected (HDF5 can then just print the error)
+    # the dataset handles stay open until the file is flushed: their buffered rows are written
+    # by that flush, where a failure raises, never when a handle is garbage-collected (HDF5
+    # can then only print the error); one file flush, not one per dataset, so the file on disk
+    # is never ahead of its superblock
     series = {key: g[key] for key in _snapshot_keys(g)}
     i = series["spin"].shape[0]
     for ds in series.values():
@@ -834,8 +840,6 @@ def _write_save(g, step, spins, gen, obs):
     series["spin"][i] = spins.detach().cpu().numpy()
     for key, value in obs.items():
         series[key][i] = value
-    for ds in series.values():
-        ds.flush()
     g.file.flush()
     spin, rng = spins.detach().cpu().double().numpy(), gen.get_state().numpy()
     states = _saved_states(g)
@@ -844,9 +848,9 @@ def _write_save(g, step, spins, gen, obs):
     for key, value in (("spin", spin), ("rng", rng)):
         if key in s and s[key].shape != value.shape:
             del s[key]
-        ds = s[key] if key in s else s.create_dataset(key, value.shape, dtype=value.dtype)
-        ds[...] = value
-        ds.flush()
+        series[key] = s[key] if key in s else s.create_dataset(key, value.shape,
+                                                                 dtype=value.dtype)
+        series[key][...] = value
     s.attrs["commit"] = json.dumps({"step": int(step), "snapshots": i + 1,
                                     "sha256": _state_digest(spin, rng, step, i + 1)})
     g.file.flush()

@@ -80,11 +80,15 @@ def test_killed_run_resumes_to_identical_file(tmp_path, sig, monkeypatch):
     cfg_path.write_text(yaml.safe_dump(cfg))
     cmd = [sys.executable, "-c", SLOW, "generate", "--config", str(cfg_path), "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not os.path.exists(cfg["output"]) and time.time() < deadline:
-        assert proc.poll() is None, proc.stderr.read().decode()
+    def n_done():
+        try:
+            return read_meta(cfg["output"])["n_done"]
+        except DataFileError:                   # not yet there
+            return -1
+    deadline = time.time() + 300
+    while n_done() < 2:                         # a few samples written, then the kill
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read().decode()
         time.sleep(0.05)
-    time.sleep(0.5)
     proc.send_signal(sig)
     proc.wait(timeout=60)
     n_killed = read_meta(cfg["output"])["n_done"]          # the file is still readable
