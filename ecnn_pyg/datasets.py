@@ -498,7 +498,7 @@ def data_file_bytes(n_samples: int, n_sites: int) -> int:
     Returns:
         Bytes: spins, fields and energies (float64), the chunk index and the graph.
     """
-    return int(n_samples * (2 * n_sites * 3 * 8 + 8 + 48) + n_sites * 1000 + 32768)
+    return int(n_samples * (2 * n_sites * 3 * 8 + 8 + 48) + n_sites * 1000 + 49152)
 
 
 def check_space(path: Union[str, Path], needed: int) -> None:
