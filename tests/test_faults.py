@@ -6,14 +6,26 @@ SIGINT) and checks that nothing is lost and nothing wrong is accepted.
 """
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 
+import h5py
+import numpy as np
 import pytest
+import yaml
 
-from ecnn_pyg.locking import (OutputLockedError, OutputNotWritableError, lock_path, output_lock,
+import ecnn_pyg.simulate as S
+from ecnn_pyg import generate as G
+from ecnn_pyg import keys as K
+from ecnn_pyg.cli import main
+from ecnn_pyg.datasets import (DataFileError, SpinDataset, damaged_samples, read_arrays,
+                               read_meta)
+from ecnn_pyg.generate import generate
+from ecnn_pyg.locking import (OutputLockedError, OutputWriteError, lock_path, output_lock,
                               read_lock)
 
 # a process that holds the lock of argv[1] until it is killed
@@ -125,21 +137,6 @@ def test_disabled_lock_is_a_no_op(tmp_path):
 
 
 # ---------------------------------------------------------------- generate: full disk, damage
-
-import signal                                   # noqa: E402  (sections of one file)
-import shutil                                   # noqa: E402
-
-import h5py                                     # noqa: E402
-import numpy as np                              # noqa: E402
-import yaml                                     # noqa: E402
-
-from ecnn_pyg import keys as K                  # noqa: E402
-from ecnn_pyg import generate as G              # noqa: E402
-from ecnn_pyg.cli import main                   # noqa: E402
-from ecnn_pyg.datasets import (DataFileError, SpinDataset, damaged_samples,  # noqa: E402
-                               read_arrays, read_meta)
-from ecnn_pyg.generate import generate          # noqa: E402
-from ecnn_pyg.locking import OutputWriteError   # noqa: E402
 
 #: a 5 x 5 triangular data set of 8 samples (the conftest's small set, longer)
 DATA = {"lattice": "triangular", "size": [5, 5], "hoppings": {"t1": 1.0, "t3": -0.4},
@@ -335,8 +332,6 @@ def test_second_generate_on_one_file_is_refused(tmp_path, monkeypatch, capsys):
 
 
 # ---------------------------------------------------------------- simulate
-
-import ecnn_pyg.simulate as S                   # noqa: E402
 
 SIM = {"lattice": "triangular", "size": [6, 6], "hoppings": {"t1": 1.0, "t3": -0.85},
        "J": -1.0, "mu": -3.5, "integrator": "sib", "dt": 0.5, "alpha": 1.0,
