@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import signal
 import warnings
@@ -37,7 +38,8 @@ from . import keys as K
 from .locking import OutputWriteError
 
 __all__ = ["DataFileError", "H5Writer", "SpinDataset", "read_graph", "read_meta",
-           "read_arrays", "damaged_samples", "split_ranges", "open_error_message", "FORMAT"]
+           "read_arrays", "damaged_samples", "split_ranges", "open_error_message",
+           "extend_truncated", "FORMAT"]
 
 FORMAT = "ecnn_pyg-dataset"
 FORMAT_VERSION = 1
@@ -63,6 +65,47 @@ def _open(path, mode="r") -> h5py.File:
         raise DataFileError(f"'{path}' is an HDF5 file but not an ecnn_pyg data set "
                             f"(attribute format != '{FORMAT}')")
     return f
+
+
+_TRUNCATED = re.compile(r"truncated file: eof = (\d+), sblock->base_addr = \d+, stored_eof = (\d+)")
+
+
+def extend_truncated(path: Union[str, Path], err: OSError, max_missing: int = 1 << 20) -> bool:
+    """Give a data file cut short by a failed write its recorded length back (zeros).
+
+    A write that fails on a full disk can leave an HDF5 file shorter than the
+    end of file its superblock records, and HDF5 then refuses to open it. If
+    at most ``max_missing`` bytes are missing, they are appended as zeros and
+    the file is opened read-only to check that its structure (attributes,
+    datasets, graph) is whole; if not, the file is cut back to its former
+    length (nothing is lost either way). The rows that
+    were not written are then found by the integrity check and recomputed.
+
+    Args:
+        path: the file.
+        err: the error of opening it.
+        max_missing: the largest tail (bytes) to restore.
+
+    Returns:
+        Whether the file now opens.
+    """
+    found = _TRUNCATED.search(str(err))
+    if not found:
+        return False
+    eof, stored = int(found.group(1)), int(found.group(2))
+    if not 0 < stored - eof <= max_missing or Path(path).stat().st_size != eof:
+        return False
+    try:
+        os.truncate(path, stored)
+        with h5py.File(path, "r", locking=False) as f:     # the structure must be whole
+            ok = (f.attrs.get("format") == FORMAT and int(f.attrs["n_done"]) >= 0
+                  and all(f[key].shape is not None for key in (K.SPIN, K.FIELD, K.ENERGY))
+                  and int(f["graph"].attrs["num_nodes"]) > 0)
+    except (OSError, KeyError, RuntimeError, ValueError):
+        ok = False
+    if not ok:
+        os.truncate(path, eof)
+    return ok
 
 
 def open_error_message(path, err: OSError) -> str:
@@ -337,7 +380,16 @@ class H5Writer:
         meta = {k: (json.dumps(v, sort_keys=True) if k in ("hoppings", "model", "splits") else v)
                 for k, v in meta.items()}
         if self.path.exists():
-            self.file = _open(self.path, "r+")
+            try:
+                self.file = _open(self.path, "r+")
+            except DataFileError as err:
+                if not (isinstance(err.__cause__, OSError)
+                        and extend_truncated(self.path, err.__cause__)):
+                    raise
+                warnings.warn(f"'{self.path}' was cut short by a failed write (a full disk?); "
+                              "its recorded length was restored and its samples are checked",
+                              RuntimeWarning, stacklevel=2)
+                self.file = _open(self.path, "r+")
             old = dict(self.file.attrs)
             diff = [k for k in IDENTITY if k in meta and _norm(old.get(k)) != _norm(meta[k])]
             if diff:

@@ -192,6 +192,33 @@ def test_full_disk_is_refused_before_any_work(tmp_path, reference):
     assert_same(cfg["output"], reference)
 
 
+def test_full_disk_mid_run_stops_cleanly_and_the_rerun_recovers(tmp_path, reference):
+    """A real failed write mid-run (a file that grows sample by sample, as older versions made).
+
+    The run stops with one error line (exit 1, no segmentation fault); HDF5 left
+    the file shorter than its superblock records, and the rerun restores that
+    length, finds the unwritten rows and recomputes them.
+    """
+    cfg = data_cfg(tmp_path)
+    generate(cfg, progress=False)
+    with h5py.File(cfg["output"], "r+") as f:        # the layout of older versions: rows grow
+        for key in (K.SPIN, K.FIELD, K.ENERGY):
+            f[key].resize(2, axis=0)
+        f.attrs["n_done"] = 2
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    limit = os.path.getsize(cfg["output"]) + 3000   # room for about two more samples
+    proc = subprocess.run([sys.executable, "-c", FSIZE, str(limit), "generate", "--quiet",
+                           "--config", str(tmp_path / "c.yaml")], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "error: cannot write sample" in proc.stderr and "File too large" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    with pytest.warns(RuntimeWarning, match="cut short by a failed write"):
+        generate(cfg, progress=False)
+    assert damaged_samples(cfg["output"]) == {}
+    assert_same(cfg["output"], reference)
+
+
 def test_failed_write_is_not_counted_and_the_rerun_redoes_it(tmp_path, monkeypatch, reference):
     """A write failure mid-run (injected ENOSPC) stops the run; n_done counts what reached the file."""
     cfg = data_cfg(tmp_path)
