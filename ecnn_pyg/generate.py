@@ -16,11 +16,11 @@ from . import keys as K
 from .config import REQUIRED, load_config
 from .datasets import H5Writer, read_meta, terminate_as_interrupt
 from .distributed.generate import ShardedLabels
-from .ed import KondoED
+from .ed import KondoED, ed_memory_bytes
 from .graph import lattice_graph
 from .lattice import load_lattice
 from .locking import check_writable, output_lock
-from .spins import as_spin_batch, random_spins
+from .spins import as_spin_batch, load_spin_file, random_spins
 
 __all__ = ["GENERATE_SCHEMA", "SAMPLERS", "DEFAULT_CONFIG", "generate", "build_solver"]
 
@@ -42,6 +42,7 @@ GENERATE_SCHEMA = {
     "snapshots": ((str, type(None)), None),      # trajectory: "start:stop:step" of every run
     "seed": (int, 0),
     "splits": (dict, {"train": 100, "val": 50}),
+    "ignore_memory_check": (bool, False),       # label even if one ED call exceeds the RAM
 }
 
 #: The built-in default run of ``ecnn-pyg generate`` (no config): a small square data set.
@@ -90,7 +91,7 @@ def spins_from_file(path: Union[str, Path], n_sites: int,
     path = Path(path)
     sel = parse_slice(snapshots)
     if path.suffix == ".npy":
-        return as_spin_batch(np.load(path, allow_pickle=False), n_sites, normalize=True)[0][sel]
+        return as_spin_batch(load_spin_file(path), n_sites, normalize=True)[0][sel]
     from .simulate import read_runs
     runs = read_runs(path)
     if not runs:
@@ -102,12 +103,30 @@ def spins_from_file(path: Union[str, Path], n_sites: int,
     return as_spin_batch(spins, n_sites, normalize=True)[0]     # float32 snapshots, renormalized
 
 
+def _check_memory(cfg: Mapping) -> None:
+    """Refuse, before the graph is built, a size whose ED exceeds the available memory."""
+    from .runtime import check_memory
+    lat = load_lattice(cfg["lattice"])
+    size = cfg["size"]
+    try:
+        cells = int(size) ** lat.dim if isinstance(size, int) else int(np.prod([int(x) for x in size]))
+    except (TypeError, ValueError):
+        return                                     # a bad size: lattice_graph says what is wrong
+    twists = cfg.get("twists") or 1
+    sectors = int(np.prod(twists if isinstance(twists, list) else [twists] * lat.dim))
+    needed = ed_memory_bytes(cells * lat.n_basis, sectors=sectors,
+                             keep_sectors=sectors > 1 and cfg.get("mu") is None)
+    check_memory(needed, f"generate on {lat.name} {size}", allow=cfg.get("ignore_memory_check", False),
+                 override="ignore_memory_check: true (--set ignore_memory_check=true)")
+
+
 def build_solver(cfg: Mapping):
     """Lattice graph and :class:`KondoED` of a generate config."""
+    _check_memory(cfg)
     graph = lattice_graph(cfg["lattice"], cfg["size"], cfg["hoppings"])
     ed = KondoED(graph, J=cfg["J"], electrons=cfg["electrons"], filling=cfg["filling"],
                  mu=cfg["mu"], temperature=cfg["temperature"], zeeman=cfg["zeeman"],
-                 twists=cfg["twists"])
+                 twists=cfg["twists"], ignore_memory_check=cfg.get("ignore_memory_check", False))
     return graph, ed
 
 

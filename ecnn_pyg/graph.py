@@ -42,9 +42,17 @@ class PeriodicImageWarning(UserWarning):
 
 
 def _as_size(size, dim: int) -> tuple:
-    if isinstance(size, (int, np.integer)):
+    if isinstance(size, (int, np.integer)) and not isinstance(size, (bool, np.bool_)):
         size = (int(size),) * dim
-    size = tuple(int(s) for s in size)
+    try:
+        items = list(size)
+    except TypeError:
+        items = [size]
+    if any(isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer))
+           and not (isinstance(s, (float, np.floating)) and float(s).is_integer())
+           for s in items):
+        raise LatticeError(f"supercell size must be {dim} positive integers, got {size!r}")
+    size = tuple(int(s) for s in items)
     if len(size) != dim or any(s < 1 for s in size):
         raise LatticeError(f"supercell size must be {dim} positive integers, got {size}")
     return size

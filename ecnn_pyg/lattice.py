@@ -145,6 +145,9 @@ class Lattice:
                 or self.vectors.shape[0] not in (1, 2, 3):
             raise LatticeError(f"lattice '{name}': 'vectors' must be a square list of 1, 2 or "
                                f"3 primitive vectors, got shape {self.vectors.shape}")
+        if not np.all(np.isfinite(self.vectors)):
+            raise LatticeError(f"lattice '{name}': 'vectors' must be finite numbers, got "
+                               f"{self.vectors.tolist()}")
         if abs(np.linalg.det(self.vectors)) < 1e-10:
             raise LatticeError(f"lattice '{name}': primitive vectors are linearly dependent")
         self.dim = self.vectors.shape[0]
@@ -152,6 +155,9 @@ class Lattice:
             if np.size(basis) else np.zeros((0, self.dim))
         if len(self.basis) == 0:
             raise LatticeError(f"lattice '{name}': 'basis' must list at least one site")
+        if not np.all(np.isfinite(self.basis)):
+            raise LatticeError(f"lattice '{name}': 'basis' must be finite fractional "
+                               f"coordinates, got {self.basis.tolist()}")
         if not isinstance(hoppings, Mapping) or not hoppings:
             raise LatticeError(f"lattice '{name}': 'hoppings' must map shell names to "
                                "{default, bonds}")
@@ -166,11 +172,20 @@ class Lattice:
                 raise LatticeError(f"lattice '{name}': shell '{shell}' has unknown keys "
                                    f"{sorted(unknown)} (expected 'default', 'bonds')")
             self.shells.append(str(shell))
-            self.defaults[str(shell)] = float(spec.get("default", 0.0))
+            default = spec.get("default", 0.0)
+            if isinstance(default, bool) or not isinstance(default, (int, float)) \
+                    or not np.isfinite(default):
+                raise LatticeError(f"lattice '{name}': the default of shell '{shell}' must be a "
+                                   f"finite real number, got {default!r}")
+            self.defaults[str(shell)] = float(default)
+            if not isinstance(spec["bonds"], (list, tuple)) or not spec["bonds"]:
+                raise LatticeError(f"lattice '{name}': 'bonds' of shell '{shell}' must be a "
+                                   "non-empty list of {from: int, to: int, offset: [ints]}, "
+                                   f"got {spec['bonds']!r}")
             for b in spec["bonds"]:
                 try:
-                    bond = Bond(str(shell), int(b["from"]), int(b["to"]),
-                                tuple(int(o) for o in b["offset"]))
+                    bond = Bond(str(shell), _integer(b["from"]), _integer(b["to"]),
+                                tuple(_integer(o) for o in b["offset"]))
                 except (KeyError, TypeError, ValueError) as err:
                     raise LatticeError(f"lattice '{name}': bond {b!r} of shell '{shell}' must "
                                        "be {from: int, to: int, offset: [ints]}") from err
@@ -414,6 +429,13 @@ def available_lattices() -> List[str]:
         Sorted lattice names, loadable with :func:`load_lattice`.
     """
     return sorted(p.stem for p in LATTICES_DIR.glob("*.yaml"))
+
+
+def _integer(x) -> int:
+    """``x`` as an int if it is an integer (not a bool, not 1.5); else ``ValueError``."""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
+        raise ValueError(f"{x!r} is not an integer")
+    return int(x)
 
 
 def load_lattice(name_or_path: Union[str, Path, Lattice, Mapping]) -> Lattice:

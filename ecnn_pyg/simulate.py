@@ -139,7 +139,8 @@ def field_source(cfg: Mapping, graph) -> Callable:
         if cfg["J"] is None:
             raise ValueError("source 'ed' needs J and one of electrons, filling, mu")
         ed = KondoED(graph, J=cfg["J"], electrons=cfg["electrons"], filling=cfg["filling"],
-                     mu=cfg["mu"], temperature=cfg["el_temperature"], twists=cfg["twists"])
+                     mu=cfg["mu"], temperature=cfg["el_temperature"], twists=cfg["twists"],
+                     ignore_memory_check=cfg["ignore_memory_check"])
         source = numpy_field_source(lambda s: ed.energy_field(s)[1])
         source.energy = lambda s: float(ed.energy_field(s.detach().cpu().double().numpy())[0])
         source.card = {}

@@ -443,3 +443,53 @@ def test_import_ecnn4klm_checks_its_output_first(tmp_path, readonly_dir, capsys)
     rc = main(["import-ecnn4klm", "--checkpoint", str(tmp_path / "missing.cpt"),
                "--lattice", "square", "--out", str(readonly_dir / "m.pt")])
     assert rc == 2 and "not writable" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------- lattice files and sizes
+def _square_spec():
+    import yaml
+    return yaml.safe_load((Path(ecnn_pyg.lattice.LATTICES_DIR) / "square.yaml").read_text())
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda s: s["hoppings"]["t2"].update(bonds=5), "'bonds' of shell 't2' must be a non-empty list"),
+    (lambda s: s["hoppings"]["t2"].update(bonds=[]), "'bonds' of shell 't2' must be a non-empty list"),
+    (lambda s: s["vectors"][0].__setitem__(0, float("nan")), "'vectors' must be finite"),
+    (lambda s: s["basis"][0].__setitem__(0, float("inf")), "'basis' must be finite"),
+    (lambda s: s["hoppings"]["t1"]["bonds"][0].update({"from": 0.5}), "must be {from: int"),
+    (lambda s: s["hoppings"]["t1"]["bonds"][0].update(offset=[1.5, 0]), "must be {from: int"),
+    (lambda s: s["hoppings"]["t1"]["bonds"][0].update(offset=[True, 0]), "must be {from: int"),
+    (lambda s: s["hoppings"]["t1"].update(default=float("nan")), "finite real number"),
+    (lambda s: s["hoppings"]["t1"].update(default="one"), "finite real number"),
+])
+def test_lattice_file_values_that_cannot_be_meant_are_refused(tmp_path, capsys, edit, match):
+    """A malformed lattice file is a one-line error naming the key, never a traceback or a
+    silently truncated value (offset 1.5 was read as 1, a NaN vector was accepted)."""
+    import yaml
+    spec = _square_spec()
+    edit(spec)
+    with pytest.raises(ecnn_pyg.lattice.LatticeError, match=match):
+        ecnn_pyg.lattice.Lattice.from_dict(spec)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["lattices", str(path)]) == 2
+    assert match.split("'")[0] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", [[8, 8.5], [8, True], [8, "8"], [8, -1], [8], 0])
+def test_a_supercell_size_that_is_not_positive_integers_is_refused(size):
+    with pytest.raises(ecnn_pyg.lattice.LatticeError, match="positive integers"):
+        ecnn_pyg.lattice_graph("square", size)
+
+
+def test_integer_valued_sizes_are_accepted():
+    assert ecnn_pyg.lattice_graph("square", [4, 4.0]).num_nodes == 16
+
+
+def test_generate_refuses_a_size_beyond_memory_before_building_the_graph(tmp_path, capsys):
+    out = tmp_path / "x.h5"
+    t0 = time.perf_counter()
+    assert main(["generate", "--set", "size=[100000, 100000]", f"output={out}"]) == 2
+    err = capsys.readouterr().err
+    assert "TiB" in err and "available" in err and "ignore_memory_check" in err
+    assert time.perf_counter() - t0 < 30 and not out.exists()

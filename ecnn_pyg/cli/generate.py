@@ -31,6 +31,9 @@ def add_arguments(parser):
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override config keys, values parsed as YAML")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--ignore-memory-check", action="store_true",
+                        help="label even if one exact diagonalization needs more memory than is "
+                             "available (config key ignore_memory_check)")
 
 
 def run(args):
@@ -52,7 +55,10 @@ def run(args):
     from ..locking import OutputLockedError, OutputWriteError
     try:
         with session():     # under torchrun: ranks label round-robin, rank 0 writes
-            path = generate(args.config, parse_overrides(args.set), progress=not args.quiet)
+            overrides = parse_overrides(args.set)
+            if args.ignore_memory_check:
+                overrides["ignore_memory_check"] = True
+            path = generate(args.config, overrides, progress=not args.quiet)
             if not is_main():
                 return 0
     except KeyboardInterrupt:
