@@ -48,7 +48,7 @@ from . import keys as K
 from .runtime import check_memory
 from .spins import as_spin_batch, supercell_shape
 
-__all__ = ["KondoED", "EDError", "hopping_matrix", "ed_memory_bytes"]
+__all__ = ["KondoED", "EDError", "hopping_matrix", "ed_memory_bytes", "ed_memory_of"]
 
 #: dense 2N x 2N matrices alive at the peak of building a KondoED and of one call
 #: (3.5 to 3.6 measured with tracemalloc at N = 196 to 900; see ed_memory_bytes)
@@ -79,6 +79,25 @@ def ed_memory_bytes(n_sites: int, dtype=np.complex128, *, sectors: int = 1,
     matrix = float(np.dtype(dtype).itemsize) * (2 * int(n_sites)) ** 2
     held = _ED_PEAK_MATRICES + (max(int(sectors), 1) if keep_sectors else 0)
     return int(held * matrix)
+
+
+def ed_memory_of(lattice, size, twists=None, canonical: bool = True) -> int:
+    """:func:`ed_memory_bytes` of a run given by its config values, before any graph exists.
+
+    Args:
+        lattice: a :class:`~ecnn_pyg.lattice.Lattice`.
+        size: ``L`` or ``(L1, L2[, L3])`` unit cells (integers; checked by ``lattice_graph``).
+        twists: twist sectors per axis (int, list or None).
+        canonical: fixed electron number (all sectors' eigenvectors held at once).
+
+    Returns:
+        The estimate in bytes.
+    """
+    cells = int(size) ** lattice.dim if isinstance(size, int) else int(np.prod([int(x) for x in size]))
+    t = twists or 1
+    sectors = int(np.prod(t if isinstance(t, list) else [t] * lattice.dim))
+    return ed_memory_bytes(cells * lattice.n_basis, sectors=sectors,
+                           keep_sectors=sectors > 1 and canonical)
 
 
 class EDError(ValueError):

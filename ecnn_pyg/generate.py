@@ -16,7 +16,7 @@ from . import keys as K
 from .config import REQUIRED, load_config
 from .datasets import H5Writer, read_meta, terminate_as_interrupt
 from .distributed.generate import ShardedLabels
-from .ed import KondoED, ed_memory_bytes
+from .ed import KondoED, ed_memory_of
 from .graph import lattice_graph
 from .lattice import load_lattice
 from .locking import check_writable, output_lock
@@ -109,13 +109,9 @@ def _check_memory(cfg: Mapping) -> None:
     lat = load_lattice(cfg["lattice"])
     size = cfg["size"]
     try:
-        cells = int(size) ** lat.dim if isinstance(size, int) else int(np.prod([int(x) for x in size]))
+        needed = ed_memory_of(lat, size, cfg.get("twists"), canonical=cfg.get("mu") is None)
     except (TypeError, ValueError):
         return                                     # a bad size: lattice_graph says what is wrong
-    twists = cfg.get("twists") or 1
-    sectors = int(np.prod(twists if isinstance(twists, list) else [twists] * lat.dim))
-    needed = ed_memory_bytes(cells * lat.n_basis, sectors=sectors,
-                             keep_sectors=sectors > 1 and cfg.get("mu") is None)
     check_memory(needed, f"generate on {lat.name} {size}", allow=cfg.get("ignore_memory_check", False),
                  override="ignore_memory_check: true (--set ignore_memory_check=true)")
 

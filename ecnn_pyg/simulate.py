@@ -59,7 +59,7 @@ from .datasets import (DataFileError, _graph_to_group, open_error_message, read_
                        terminate_as_interrupt)
 from .dynamics import (INTEGRATORS, SpinSystem, check_timestep, make_integrator,
                        numpy_field_source)
-from .ed import KondoED, ed_memory_bytes
+from .ed import KondoED, ed_memory_of
 from .graph import lattice_graph
 from .locking import OutputWriteError, check_writable, output_lock
 from .runtime import resolve_device, set_threads
@@ -328,10 +328,7 @@ def memory_estimate(cfg: Mapping) -> int:
     bonds = n // lat.n_basis * sum(1 for b in lat.bonds if hop[b.shell] != 0.0)
     spins = n * 3 * 8 * 12                          # integrator temporaries, state, snapshot
     if cfg.get("source", "ed") == "ed":
-        twists = cfg.get("twists") or 1
-        sectors = int(np.prod(twists if isinstance(twists, list) else [twists] * lat.dim))
-        src = ed_memory_bytes(n, sectors=sectors,
-                              keep_sectors=sectors > 1 and cfg.get("mu") is None)
+        src = ed_memory_of(lat, cfg["size"], cfg.get("twists"), canonical=cfg.get("mu") is None)
     else:
         src = _MODEL_BYTES_PER_BOND * bonds * (2 if cfg.get("dtype") == "float64" else 1)
         if cfg.get("memory_budget") or cfg.get("max_tile_sites"):     # evaluated tile by tile
