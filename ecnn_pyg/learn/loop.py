@@ -1,0 +1,497 @@
+"""The active-learning loop: rounds of explore, score, select, label, retrain, report.
+
+Everything lives under the config's ``run_dir``::
+
+    config.yaml            the resolved config (a continued run must keep it; see RESUME_MUTABLE)
+    learn.lock             one loop per run directory
+    summary.json, summary.md   one row per round, rewritten after every round's report
+    round_000/             seed.json  seed_random.h5  seed_ed_llg_traj.h5  seed_ed_llg_spins.npy
+                           seed_ed_llg.h5  committee/ (train_committee's run)  train.json
+                           report.json  report.md
+    round_001/             explore/<size>_<start>.h5  explore.json
+                           scores.npz  score.json     selected_<size>.npy  select.json
+                           labels_<size>.h5  label.json    committee/  train.json
+                           report.json  report.md
+
+A stage is finished when its record ``<stage>.json`` has been renamed into place (written
+to a temporary file, then ``os.replace``); a stage without its record is run again, and
+the machinery it uses continues what it had done: ``generate`` its data sets (sample by
+sample), ``simulate`` its trajectories (from the last save), ``train_committee`` its
+members (from their ``last.pt``). A finished stage is never redone. Every stage's wall time
+(summed over interrupted attempts) is in its record and in the round's report.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+
+import numpy as np
+import yaml
+
+from ..config import ConfigError
+from .schema import RESUME_MUTABLE, STARTS, identity_of, load_learn_config, size_label, twists_of
+from ._files import (ROUND0_STAGES, STAGES, jsonable, read_json, round_dir, save_npy,
+                     save_npz, write_json, write_text)
+from .select import CLASSES, classify, select_candidates
+
+__all__ = ["learn", "status", "STAGES", "ROUND0_STAGES", "LearnStopped"]
+
+
+
+class LearnStopped(Exception):
+    """Raised inside the loop to stop after the stage named by ``until`` (caught by :func:`learn`)."""
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def _parse_until(until: Optional[str]) -> Optional[Tuple[Optional[int], str]]:
+    if until is None:
+        return None
+    text = str(until).strip()
+    rnd, _, stage = text.rpartition("/")
+    known = set(ROUND0_STAGES) | set(STAGES)
+    if stage not in known or (rnd and not rnd.isdigit()):
+        raise ValueError(f"until must be a stage ({', '.join(sorted(known))}) or ROUND/STAGE "
+                         f"(e.g. 1/label), got {until!r}")
+    k = int(rnd) if rnd else None
+    if k == 0 and stage not in ROUND0_STAGES or k is not None and k > 0 and stage == "seed":
+        raise ValueError(f"round {k} has no stage {stage!r}: round 0 has "
+                         f"{', '.join(ROUND0_STAGES)}, later rounds {', '.join(STAGES)}")
+    return k, stage
+
+
+def _check_continuation(run_dir: Path, cfg: Mapping) -> None:
+    """Refuse to continue a run directory made with other settings (before anything is written)."""
+    stored = run_dir / "config.yaml"
+    if not stored.exists():
+        if run_dir.exists() and any(p.name.startswith("round_") for p in run_dir.iterdir()):
+            raise ConfigError(f"'{run_dir}' holds rounds but no config.yaml: it was not made by "
+                              "ecnn-pyg learn, or is damaged; choose another run_dir")
+        return
+    old = yaml.safe_load(stored.read_text()) or {}
+    a, b = jsonable(identity_of(old)), jsonable(identity_of(cfg))
+    stop_old, stop_new = dict(a.pop("stop", {}) or {}), dict(b.pop("stop", {}) or {})
+    stop_old.pop("max_rounds", None), stop_new.pop("max_rounds", None)
+    diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    diff += [f"stop.{k}" for k in sorted(set(stop_old) | set(stop_new))
+             if stop_old.get(k) != stop_new.get(k)]
+    if diff:
+        raise ConfigError(f"'{run_dir}' was started with other settings ({', '.join(diff)} "
+                          f"differ from its config.yaml); only {', '.join(RESUME_MUTABLE)} "
+                          "(of stop: max_rounds) may change when a run is continued. Choose "
+                          "another run_dir, or restore the settings")
+
+
+def learn(config: Union[str, Path, Mapping], overrides: Optional[Mapping] = None, *,
+          rounds: Optional[int] = None, until: Optional[str] = None,
+          progress: bool = False, log: Callable[[str], None] = print) -> Path:
+    """Run (or continue) the active-learning loop of ``config``; returns the run directory.
+
+    Round 0 labels the seed data and trains the first committee; every later round
+    explores with the committee's mean field, scores the snapshots by the committee's
+    disagreement, labels the candidates exactly and retrains the committee from its
+    previous weights (see ``docs/active_learning.md``). The loop stops when the share
+    of accurate snapshots reaches ``stop.accurate_share``, when no candidate is left, or
+    after ``stop.max_rounds`` rounds.
+
+    Args:
+        config: a learn config (YAML path or mapping; ``configs/square_learn.yaml``).
+        overrides: ``{key: value}`` over the config (``select.lower`` reaches into a section).
+        rounds: sets ``stop.max_rounds``.
+        until: stop after this stage: ``STAGE`` (its next run) or ``ROUND/STAGE`` (``1/label``).
+        progress: progress bars of the stages' generate, simulate and training runs.
+        log: where the loop's one-line messages go.
+
+    Returns:
+        The run directory.
+
+    Raises:
+        ConfigError: if the config is invalid or differs from the one the run
+            directory was started with; nothing is written then.
+        OutputLockedError: if another process runs the loop in the same directory.
+    """
+    overrides = dict(overrides or {})
+    if rounds is not None:
+        overrides["stop.max_rounds"] = rounds
+    cfg = load_learn_config(config, overrides)
+    stop_at = _parse_until(until)
+    run_dir = Path(cfg["run_dir"])
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"run_dir '{run_dir}' exists and is not a directory")
+    _check_continuation(run_dir, cfg)
+    from ..datasets import terminate_as_interrupt
+    from ..locking import check_writable, output_lock
+    check_writable(run_dir / "config.yaml", "learning run directory")
+    if cfg["num_threads"] is not None:
+        from ..runtime import set_threads
+        set_threads(cfg["num_threads"], "num_threads")
+    with terminate_as_interrupt(), output_lock(run_dir / "learn", what="learning run"):
+        if not (run_dir / "config.yaml").exists():
+            write_text(run_dir / "config.yaml", "# ecnn_pyg learn config (resolved)\n"
+                       + yaml.safe_dump(jsonable(cfg), sort_keys=False))
+        try:
+            _Loop(cfg, run_dir, stop_at, progress, log).run()
+        except LearnStopped as stopped:
+            log(str(stopped))
+    return run_dir
+
+
+class _Loop:
+    """The rounds of one :func:`learn` call (one object, one process)."""
+
+    def __init__(self, cfg, run_dir: Path, stop_at, progress: bool, log):
+        self.cfg, self.run_dir, self.stop_at = cfg, run_dir, stop_at
+        self.progress, self.log = progress, log
+
+    # ------------------------------------------------------------------ stage machinery
+    def stage(self, k: int, name: str, fn: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
+        """Run stage ``name`` of round ``k`` unless its record exists; returns the record."""
+        rd = round_dir(self.run_dir, k)
+        record = rd / f"{name}.json"
+        if record.exists():
+            return read_json(record)
+        rd.mkdir(parents=True, exist_ok=True)
+        clock = rd / f".{name}.time"
+        spent = float(clock.read_text()) if clock.exists() else 0.0
+        self.log(f"round {k}: {name} ...")
+        t0 = time.time()
+        try:
+            out = fn()
+        finally:
+            write_text(clock, repr(spent + time.time() - t0))
+        out = {"stage": name, "round": k, "wall_s": round(spent + time.time() - t0, 3), **out}
+        write_json(record, out)
+        clock.unlink(missing_ok=True)
+        self.log(f"round {k}: {name} done in {out['wall_s']:.1f} s")
+        if self.stop_at is not None and self.stop_at[1] == name and \
+                self.stop_at[0] in (None, k):
+            raise LearnStopped(f"stopped after round {k}: {name} (until); rerun to continue")
+        return out
+
+    def hamiltonian(self) -> Dict[str, Any]:
+        c = self.cfg
+        return {"lattice": c["lattice"], "hoppings": dict(c["hoppings"]), "J": c["J"],
+                "electrons": c["electrons"], "filling": c["filling"], "mu": c["mu"]}
+
+    def labels_config(self, output: Path, size, twists, splits, **extra) -> Dict[str, Any]:
+        """A generate config: the run's Hamiltonian (electronic part only) on ``size``."""
+        return {**self.hamiltonian(), "output": str(output), "size": size, "twists": twists,
+                "temperature": self.cfg["el_temperature"], "zeeman": 0.0, "seed": self.cfg["seed"],
+                "splits": splits, "ignore_memory_check": self.cfg["ignore_memory_check"], **extra}
+
+    def committee_path(self, k: int) -> Path:
+        return round_dir(self.run_dir, k) / "committee" / "committee.pt"
+
+    # ------------------------------------------------------------------ the rounds
+    def run(self) -> None:
+        c = self.cfg
+        self.stage(0, "seed", self.seed)
+        self.stage(0, "train", lambda: self.train(0))
+        rep = self.stage(0, "report", lambda: self.report(0))
+        self.write_summary()
+        stop = rep.get("stop")
+        k = 0
+        while stop is None:
+            k += 1
+            if k > c["stop"]["max_rounds"]:
+                stop = "max_rounds"
+                break
+            self.stage(k, "explore", lambda: self.explore(k))
+            score = self.stage(k, "score", lambda: self.score(k))
+            if score["share_accurate"] >= c["stop"]["accurate_share"]:
+                rep = self.stage(k, "report", lambda: self.report(k, stop="converged"))
+            else:
+                sel = self.stage(k, "select", lambda: self.select(k))
+                if sel["n_selected"] == 0:
+                    rep = self.stage(k, "report", lambda: self.report(k, stop="no candidates"))
+                else:
+                    self.stage(k, "label", lambda: self.label(k))
+                    self.stage(k, "train", lambda: self.train(k))
+                    rep = self.stage(k, "report", lambda: self.report(k))
+            stop = rep.get("stop")
+            self.write_summary()
+        self.write_summary(final=stop)
+        self.log(f"finished: {stop}; summary in {self.run_dir / 'summary.md'}")
+
+    # ------------------------------------------------------------------ round 0
+    def seed(self) -> Dict[str, Any]:
+        from ..generate import generate
+        c, rd = self.cfg, round_dir(self.run_dir, 0)
+        sd = c["seed_data"]
+        files, counts = [], {}
+        if sd["random"] is not None:
+            r = sd["random"]
+            out = rd / "seed_random.h5"
+            generate(self.labels_config(out, r["size"], r["twists"],
+                                        {"train": r["n_train"], "val": r["n_val"]}),
+                     progress=self.progress)
+            files.append(str(out))
+            counts["random"] = r["n_train"] + r["n_val"]
+        if sd["ed_llg"] is not None:
+            files.append(str(self.seed_ed_llg(sd["ed_llg"], rd)))
+            counts["ed_llg"] = int(np.load(rd / "seed_ed_llg_spins.npy", mmap_mode="r").shape[0])
+        files += [str(p) for p in sd["paths"]]
+        return {"data": files, "ed_labels": int(sum(counts.values())), "counts": counts}
+
+    def seed_ed_llg(self, e: Mapping, rd: Path) -> Path:
+        from ..generate import generate, parse_slice
+        from ..simulate import read_runs, simulate
+        c = self.cfg
+        traj = rd / "seed_ed_llg_traj.h5"
+        simulate({**{k: v for k, v in self.hamiltonian().items()}, "output": str(traj),
+                  "size": e["size"], "source": "ed", "el_temperature": c["el_temperature"],
+                  "twists": e["twists"], "integrator": e["integrator"], "dt": e["dt"],
+                  "alpha": e["alpha"], "temperature": e["temperature"], "zeeman": e["zeeman"],
+                  "n_steps": e["n_steps"], "save_every": e["save_every"],
+                  "initial": STARTS[e["initial"]], "seed": c["seed"],
+                  "ignore_memory_check": c["ignore_memory_check"]}, progress=self.progress)
+        spins_file = rd / "seed_ed_llg_spins.npy"
+        if not spins_file.exists():
+            sel = parse_slice(e["snapshots"])
+            spins = np.concatenate([r["spin"][sel] for r in read_runs(traj)]).astype(np.float64)
+            order = np.random.default_rng([c["seed"], 0]).permutation(len(spins))
+            save_npy(spins_file, spins[order])        # shuffled: the val split is a sample
+        n = int(np.load(spins_file, mmap_mode="r").shape[0])
+        out = rd / "seed_ed_llg.h5"
+        generate(self.labels_config(out, e["size"], e["twists"],
+                                    {"train": n - e["n_val"], "val": e["n_val"]},
+                                    sampler="file", spins_from=str(spins_file)),
+                 progress=self.progress)
+        return out
+
+    # ------------------------------------------------------------------ training
+    def training_data(self, k: int) -> List[str]:
+        """The data of round ``k``'s committee: the seed data and the labels of rounds 1..k."""
+        files = list(read_json(round_dir(self.run_dir, 0) / "seed.json")["data"])
+        for j in range(1, k + 1):
+            files += read_json(round_dir(self.run_dir, j) / "label.json")["files"]
+        return files
+
+    def train(self, k: int) -> Dict[str, Any]:
+        from ..committee import read_committee_info, train_committee
+        c = self.cfg
+        train = dict(c["committee"]["train"])
+        if k > 0:
+            train.update(c["committee"]["retrain"])
+        train.setdefault("progress", self.progress)
+        data = self.training_data(k)
+        run = round_dir(self.run_dir, k) / "committee"
+        init = str(self.committee_path(k - 1)) if k > 0 else None
+        path = train_committee({**train, "data": data, "run_dir": str(run)},
+                               members=c["committee"]["members"], resume=True, init_from=init)
+        info = read_committee_info(path)
+        return {"committee": str(path), "init_from": init, "data": data,
+                "trust": info.get("trust"), "metrics": info.get("metrics")}
+
+    # ------------------------------------------------------------------ exploration
+    def explore_runs(self) -> List[Tuple[List[int], str, str]]:
+        """``(size, start, name)`` of every exploration file (a .npy start: its size only)."""
+        from ..lattice import load_lattice
+        lat = load_lattice(self.cfg["lattice"])
+        out = []
+        for size in self.cfg["explore"]["sizes"]:
+            n = int(np.prod(size if len(size) > 1 else size * lat.dim)) * lat.n_basis
+            for start in self.cfg["explore"]["starts"]:
+                if start in STARTS:
+                    name = start
+                else:
+                    arr = np.load(start, mmap_mode="r")
+                    if int(np.prod(arr.shape[:-1])) != n:
+                        continue
+                    name = Path(start).stem
+                out.append((size, start, name))
+        return out
+
+    def explore(self, k: int) -> Dict[str, Any]:
+        from ..simulate import simulate
+        c, ex = self.cfg, self.cfg["explore"]
+        folder = round_dir(self.run_dir, k) / "explore"
+        files = []
+        for size, start, name in self.explore_runs():
+            out = folder / f"{size_label(size)}_{name}.h5"
+            simulate({"output": str(out), "lattice": c["lattice"], "size": size,
+                      "hoppings": dict(c["hoppings"]), "source": "model",
+                      "model": str(self.committee_path(k - 1)), "integrator": ex["integrator"],
+                      "dt": ex["dt"], "alpha": ex["alpha"], "temperature": ex["temperatures"],
+                      "zeeman": ex["zeeman"], "n_steps": ex["n_steps"],
+                      "save_every": ex["save_every"], "initial": STARTS.get(start, start),
+                      "seed": c["seed"] + 7919 * k}, progress=self.progress)
+            files.append({"path": str(out), "size": size, "start": start})
+        return {"files": files, "committee": str(self.committee_path(k - 1))}
+
+    def trust_levels(self, k: int) -> Dict[str, Any]:
+        """The trust levels of round ``k``: the config's, else the previous committee's defaults."""
+        sel = self.cfg["select"]
+        trust = read_json(round_dir(self.run_dir, k - 1) / "train.json").get("trust") or {}
+        lower = sel["lower"] if sel["lower"] is not None else trust.get("lower")
+        upper = sel["upper"] if sel["upper"] is not None else trust.get("upper")
+        if lower is None:
+            raise ValueError(f"the committee of round {k - 1} carries no default trust level; "
+                             "set select.lower (and select.upper) in the config")
+        if upper is None:
+            upper = math.inf
+        if not upper > lower:
+            raise ValueError(f"trust levels out of order in round {k}: lower {lower} (from "
+                             f"{'the config' if sel['lower'] is not None else 'the committee'}"
+                             f"), upper {upper}; set both in select")
+        return {"lower": float(lower), "upper": float(upper),
+                "lower_from": "config" if sel["lower"] is not None else "committee",
+                "upper_from": "config" if sel["upper"] is not None else
+                ("committee" if trust.get("upper") is not None else "none"),
+                "statistic": sel["statistic"]}
+
+    def score(self, k: int) -> Dict[str, Any]:
+        from ..committee import committee_field_stats
+        from ..generate import parse_slice
+        from ..graph import lattice_graph
+        from ..pretrained import load_model
+        from ..simulate import read_runs
+        import torch
+        c = self.cfg
+        committee = load_model(str(self.committee_path(k - 1))).eval()
+        files = read_json(round_dir(self.run_dir, k) / "explore.json")["files"]
+        sel = parse_slice(c["explore"]["snapshots"])
+        cols: Dict[str, list] = {key: [] for key in ("file", "run", "snapshot", "zeeman",
+                                                     "temperature", "sigma_max", "sigma_rms",
+                                                     "sigma_mean")}
+        for fi, f in enumerate(files):
+            graph = lattice_graph(c["lattice"], f["size"], c["hoppings"])
+            for ri, run in enumerate(read_runs(f["path"])):
+                idx = np.arange(len(run["spin"]))[sel]
+                for si in idx:
+                    spin = torch.from_numpy(np.asarray(run["spin"][si], dtype=np.float64))
+                    st = committee_field_stats(committee, graph, spin)
+                    for key, v in (("file", fi), ("run", ri), ("snapshot", si),
+                                   ("zeeman", run["zeeman"]), ("temperature", run["temperature"]),
+                                   ("sigma_max", st["sigma_max"]), ("sigma_rms", st["sigma_rms"]),
+                                   ("sigma_mean", st["sigma_mean"])):
+                        cols[key].append(float(v) if key.startswith(("sigma", "zeeman", "temp"))
+                                         else int(v))
+        arrays = {key: np.asarray(v, dtype=float if key.startswith(("sigma", "zeeman", "temp"))
+                                  else int) for key, v in cols.items()}
+        trust = self.trust_levels(k)
+        stat = arrays["sigma_" + trust["statistic"]]
+        cls = classify(stat, trust["lower"], trust["upper"])
+        arrays["class"] = cls
+        save_npz(round_dir(self.run_dir, k) / "scores.npz", **arrays)
+        counts = {name: int((cls == code).sum()) for code, name in CLASSES.items()}
+        n = len(cls)
+        return {"n_scored": n, **{f"n_{name}": v for name, v in counts.items()},
+                "share_accurate": counts["accurate"] / n if n else 0.0, "trust": trust,
+                "by_group": self.group_counts(files, arrays, cls)}
+
+    @staticmethod
+    def group_of(files, arrays, i) -> Tuple:
+        f = files[int(arrays["file"][i])]
+        return (size_label(f["size"]), f["start"], float(arrays["zeeman"][i]),
+                float(arrays["temperature"][i]))
+
+    def group_counts(self, files, arrays, cls) -> List[Dict[str, Any]]:
+        rows: Dict[Tuple, Dict[str, Any]] = {}
+        for i in range(len(cls)):
+            g = self.group_of(files, arrays, i)
+            row = rows.setdefault(g, {"size": g[0], "start": g[1], "zeeman": g[2],
+                                      "temperature": g[3], "accurate": 0, "candidate": 0,
+                                      "failed": 0})
+            row[CLASSES[int(cls[i])]] += 1
+        return list(rows.values())
+
+    # ------------------------------------------------------------------ selection, labels
+    def select(self, k: int) -> Dict[str, Any]:
+        from ..simulate import read_runs
+        c, rd = self.cfg, round_dir(self.run_dir, k)
+        files = read_json(rd / "explore.json")["files"]
+        score = read_json(rd / "score.json")
+        trust = score["trust"]
+        arrays = dict(np.load(rd / "scores.npz"))
+        groups = [self.group_of(files, arrays, i) for i in range(len(arrays["file"]))]
+        stat = arrays["sigma_" + trust["statistic"]]
+        upper = trust["upper"] if trust["upper"] is not None else math.inf
+        chosen = select_candidates(stat, groups, trust["lower"], upper,
+                                   c["select"]["max_per_round"], seed=c["seed"] + 104729 * k)
+        by_size: Dict[str, list] = {}
+        rows = []
+        runs_cache: Dict[int, list] = {}
+        for i in chosen:
+            fi, ri, si = (int(arrays[key][i]) for key in ("file", "run", "snapshot"))
+            if fi not in runs_cache:
+                runs_cache[fi] = read_runs(files[fi]["path"])
+            label = size_label(files[fi]["size"])
+            by_size.setdefault(label, []).append(np.asarray(runs_cache[fi][ri]["spin"][si],
+                                                            dtype=np.float64))
+            rows.append({"index": int(i), "size": label, "file": fi, "run": ri, "snapshot": si,
+                         "start": files[fi]["start"], "zeeman": float(arrays["zeeman"][i]),
+                         "temperature": float(arrays["temperature"][i]),
+                         "sigma_max": float(arrays["sigma_max"][i]),
+                         "sigma_rms": float(arrays["sigma_rms"][i])})
+        spins_files = {}
+        for label, spins in by_size.items():
+            p = rd / f"selected_{label}.npy"
+            save_npy(p, np.stack(spins))
+            spins_files[label] = str(p)
+        return {"n_candidates": int(score["n_candidate"]), "n_selected": len(rows),
+                "max_per_round": c["select"]["max_per_round"], "selected": rows,
+                "spins": spins_files}
+
+    def label(self, k: int) -> Dict[str, Any]:
+        from ..generate import generate
+        rd = round_dir(self.run_dir, k)
+        sel = read_json(rd / "select.json")
+        sizes = {size_label(s): s for s in self.cfg["explore"]["sizes"]}
+        files, counts = [], {}
+        for label, spins_file in sel["spins"].items():
+            n = int(np.load(spins_file, mmap_mode="r").shape[0])
+            out = rd / f"labels_{label}.h5"
+            t0 = time.time()
+            generate(self.labels_config(out, sizes[label], twists_of(self.cfg["explore"],
+                                                                     sizes[label]),
+                                        {"train": n}, sampler="file", spins_from=spins_file),
+                     progress=self.progress)
+            files.append(str(out))
+            counts[label] = {"n": n, "wall_s": round(time.time() - t0, 3),
+                             "twists": twists_of(self.cfg["explore"], sizes[label])}
+        return {"files": files, "ed_labels": int(sum(v["n"] for v in counts.values())),
+                "by_size": counts}
+
+    # ------------------------------------------------------------------ reports
+    def report(self, k: int, stop: Optional[str] = None) -> Dict[str, Any]:
+        from .report import round_report, write_round_markdown
+        rep = round_report(self, k, stop)          # its record, report.json, is the report
+        write_round_markdown(round_dir(self.run_dir, k) / "report.md", rep)
+        return rep
+
+    def write_summary(self, final: Optional[str] = None) -> None:
+        from .report import write_summary
+        write_summary(self.run_dir, final)
+
+
+def status(config: Union[str, Path, Mapping], overrides: Optional[Mapping] = None) -> str:
+    """A table of the stages of a run directory: which are done, with their wall time.
+
+    Args:
+        config: the learn config (its ``run_dir`` is read; nothing is written).
+        overrides: as for :func:`learn`.
+
+    Returns:
+        Text, one line per round.
+    """
+    cfg = load_learn_config(config, overrides)
+    run_dir = Path(cfg["run_dir"])
+    lines = [f"learning run {run_dir}" + ("" if run_dir.exists() else " (not started)")]
+    k = 0
+    while round_dir(run_dir, k).exists():
+        names = ROUND0_STAGES if k == 0 else STAGES
+        cells = []
+        for name in names:
+            rec = round_dir(run_dir, k) / f"{name}.json"
+            cells.append(f"{name} {read_json(rec)['wall_s']:.0f}s" if rec.exists()
+                         else f"{name} -")
+        lines.append(f"  round {k:3d}: " + "  ".join(cells))
+        k += 1
+    summary = run_dir / "summary.md"
+    if summary.exists():
+        lines += ["", summary.read_text().rstrip()]
+    return "\n".join(lines)

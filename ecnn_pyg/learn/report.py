@@ -1,0 +1,319 @@
+"""The reports of the active-learning loop: one per round, and the summary of all rounds.
+
+A round's report (``round_NNN/report.json`` and ``report.md``) holds:
+
+* the exploration's verdict: snapshots scored, accurate / candidate / failed (overall and
+  per size, start, field and temperature), the trust levels and where they came from;
+* the cost: exact (ED) labels made and the wall time of every stage;
+* the accuracy of the committee that explored, on what it had not seen: the error of its
+  mean field against the new exact labels, before it was trained on them;
+* how well sigma_B predicted that error (:func:`calibration`): per site, the actual error
+  in bins of sigma_B and their correlation; per snapshot, the correlation of the selection
+  statistic with the snapshot's actual error;
+* the new committee's validation metrics and the RMSE(B) of its mean on every held-out set.
+
+``summary.json`` / ``summary.md`` in the run directory have one row per round (see
+``docs/active_learning.md`` for the columns).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+import numpy as np
+
+__all__ = ["calibration", "predict", "round_report", "write_round_markdown", "write_summary",
+           "SUMMARY_COLUMNS"]
+
+#: summary column -> description (docs/active_learning.md lists the same)
+SUMMARY_COLUMNS = {
+    "round": "round number (0: the seed data)",
+    "ed_labels": "exact labels made in the round",
+    "ed_wall_s": "wall time of those labels (seed or label stage), seconds",
+    "lower": "lower trust level (sigma_B, units of t1)",
+    "upper": "upper trust level",
+    "scored": "explored snapshots scored",
+    "accurate": "snapshots below the lower level",
+    "candidate": "snapshots between the levels",
+    "failed": "snapshots at or above the upper level",
+    "share_accurate": "accurate / scored",
+    "selected": "candidates labelled (at most max_per_round)",
+    "rmse_before": "RMSE(B) of the exploring committee's mean on the new labels, before training on them",
+    "corr_sigma_error": "correlation of per-site sigma_B with the per-site error |B_mean - B_ED| on the new labels",
+    "val_rmse": "RMSE(B) of the new committee's mean on its validation split",
+    "heldout_rmse": "RMSE(B) of the new committee's mean on the held-out sets (pooled)",
+    "wall_s": "wall time of the round, seconds",
+}
+
+
+def predict(committee, graph, spins: np.ndarray) -> Dict[str, np.ndarray]:
+    """The committee's mean field and sigma_B per site for configurations ``(n, N, 3)``.
+
+    Returns:
+        ``{"field": (n, N, 3), "sigma": (n, N)}`` float64 arrays.
+    """
+    import torch
+    from ..committee import committee_field_stats
+    fields, sigmas = [], []
+    for s in spins:
+        st = committee_field_stats(committee, graph, torch.from_numpy(np.asarray(s, np.float64)))
+        fields.append(st["field"].detach().double().cpu().numpy())
+        sigmas.append(st["sigma"].detach().double().cpu().numpy())
+    n_sites = spins.shape[1] if spins.ndim == 3 else 0
+    return {"field": np.stack(fields) if fields else np.zeros((0, n_sites, 3)),
+            "sigma": np.stack(sigmas) if sigmas else np.zeros((0, n_sites))}
+
+
+def _corr(x: np.ndarray, y: np.ndarray) -> Dict[str, Optional[float]]:
+    x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
+    if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
+        return {"pearson": None, "spearman": None}
+    from scipy.stats import spearmanr
+    return {"pearson": float(np.corrcoef(x, y)[0, 1]), "spearman": float(spearmanr(x, y)[0])}
+
+
+def calibration(sigma: np.ndarray, field_pred: np.ndarray, field_true: np.ndarray,
+                n_bins: int = 5) -> Dict[str, Any]:
+    """How well sigma_B predicts the actual error of the committee's mean.
+
+    Args:
+        sigma: ``(n, N)`` sigma_B per site.
+        field_pred: ``(n, N, 3)`` the committee's mean field.
+        field_true: ``(n, N, 3)`` the exact field.
+        n_bins: bins of equal site counts (quantiles of sigma_B).
+
+    Returns:
+        ``{"sites": {...}, "snapshots": {...}, "bins": [...]}``: per site the
+        correlation of sigma_B with the error ``|B_mean - B_ED|`` and, per bin of
+        sigma_B, the number of sites, its sigma range and mean, and the RMS of the
+        actual error (the number sigma_B should match); per snapshot the
+        correlations of ``sigma_max`` with the largest site error and of
+        ``sigma_rms`` with the RMS site error.
+    """
+    err = np.linalg.norm(field_pred - field_true, axis=-1)          # (n, N)
+    out: Dict[str, Any] = {"n_snapshots": int(err.shape[0]), "n_sites": int(err.size)}
+    if err.size == 0:
+        return {**out, "sites": _corr([], []), "snapshots": {}, "bins": []}
+    out["sites"] = _corr(sigma, err)
+    out["snapshots"] = {"max": _corr(sigma.max(axis=1), err.max(axis=1)),
+                        "rms": _corr(np.sqrt((sigma ** 2).mean(axis=1)),
+                                     np.sqrt((err ** 2).mean(axis=1)))}
+    s, e = sigma.ravel(), err.ravel()
+    edges = np.unique(np.quantile(s, np.linspace(0, 1, n_bins + 1)))
+    bins = []
+    for j in range(len(edges) - 1):
+        last = j == len(edges) - 2
+        m = (s >= edges[j]) & ((s <= edges[j + 1]) if last else (s < edges[j + 1]))
+        if m.any():
+            bins.append({"sigma_from": float(edges[j]), "sigma_to": float(edges[j + 1]),
+                         "n_sites": int(m.sum()), "sigma_mean": float(s[m].mean()),
+                         "error_rms": float(np.sqrt((e[m] ** 2).mean()))})
+    out["bins"] = bins
+    return out
+
+
+def _rmse(pred: np.ndarray, true: np.ndarray) -> Optional[float]:
+    return float(np.sqrt(((pred - true) ** 2).mean())) if pred.size else None
+
+
+def _heldout(committee, paths: List[str]) -> List[Dict[str, Any]]:
+    from ..datasets import read_arrays, read_graph
+    rows = []
+    for p in paths:
+        arr = read_arrays(p)
+        pred = predict(committee, read_graph(p), arr["spin"])
+        err = np.linalg.norm(pred["field"] - arr["field"], axis=-1)
+        rows.append({"path": str(p), "n": int(len(arr["spin"])),
+                     "rmse_field": _rmse(pred["field"], arr["field"]),
+                     "sse": float(((pred["field"] - arr["field"]) ** 2).sum()),
+                     "count": int(arr["field"].size),
+                     "error_site_rms": float(np.sqrt((err ** 2).mean())) if err.size else None,
+                     "sigma_rms": float(np.sqrt((pred["sigma"] ** 2).mean()))
+                     if err.size else None})
+    return rows
+
+
+def _walls(run_dir: Path, k: int, names) -> Dict[str, float]:
+    from ._files import read_json, round_dir
+    out = {}
+    for name in names:
+        rec = round_dir(run_dir, k) / f"{name}.json"
+        if rec.exists():
+            out[name] = read_json(rec)["wall_s"]
+    return out
+
+
+def round_report(loop, k: int, stop: Optional[str]) -> Dict[str, Any]:
+    """The report of round ``k`` of a :class:`~ecnn_pyg.learn.loop._Loop` (see the module docstring)."""
+    from ..pretrained import load_model
+    from ._files import ROUND0_STAGES, STAGES, read_json, round_dir
+    rd = round_dir(loop.run_dir, k)
+    rep: Dict[str, Any] = {"round": k, "stop": stop}
+    walls = _walls(loop.run_dir, k, ROUND0_STAGES if k == 0 else STAGES)
+    if k == 0:
+        seed = read_json(rd / "seed.json")
+        rep.update({"ed_labels": seed["ed_labels"], "ed_wall_s": seed["wall_s"],
+                    "seed_counts": seed["counts"], "data": seed["data"]})
+    else:
+        score = read_json(rd / "score.json")
+        rep.update({key: score[key] for key in ("n_scored", "n_accurate", "n_candidate",
+                                                 "n_failed", "share_accurate", "trust",
+                                                 "by_group")})
+        rep["explore_files"] = [f["path"] for f in read_json(rd / "explore.json")["files"]]
+        rep["ed_labels"], rep["ed_wall_s"] = 0, 0.0
+        if (rd / "select.json").exists():
+            sel = read_json(rd / "select.json")
+            rep["n_selected"] = sel["n_selected"]
+        if (rd / "label.json").exists():
+            lab = read_json(rd / "label.json")
+            rep["ed_labels"], rep["ed_wall_s"] = lab["ed_labels"], lab["wall_s"]
+            rep["labels"] = lab["by_size"]
+            rep["before_training"] = _before_training(loop, k, lab["files"])
+    if (rd / "train.json").exists():
+        tr = read_json(rd / "train.json")
+        metrics = tr.get("metrics") or {}
+        rep["committee"] = {"path": tr["committee"], "init_from": tr["init_from"],
+                            "n_training_files": len(tr["data"]), "trust": tr.get("trust"),
+                            "val_rmse_field": metrics.get("val_rmse_field"),
+                            "val_error_site_rms": metrics.get("val_error_site_rms"),
+                            "val_sigma_error_correlation":
+                                metrics.get("val_sigma_error_correlation"),
+                            "members": metrics.get("members")}
+        if loop.cfg["validation"]:
+            committee = load_model(tr["committee"]).eval()
+            rows = _heldout(committee, loop.cfg["validation"])
+            pooled = math.sqrt(sum(r["sse"] for r in rows) / max(1, sum(r["count"] for r in rows)))
+            rep["heldout"] = {"files": rows, "rmse_field": pooled}
+    rep["stage_wall_s"] = walls            # the report stage's own time: wall_s of report.json
+    return rep
+
+
+def _before_training(loop, k: int, files: List[str]) -> Dict[str, Any]:
+    """The exploring committee (round k-1) against the exact labels of round k."""
+    from ..datasets import read_arrays, read_graph
+    from ..pretrained import load_model
+    committee = load_model(str(loop.committee_path(k - 1))).eval()
+    preds, trues, sigmas, by_size = [], [], [], {}
+    for p in files:
+        arr = read_arrays(p)
+        pred = predict(committee, read_graph(p), arr["spin"])
+        by_size[Path(p).stem.replace("labels_", "")] = {
+            "n": int(len(arr["spin"])), "rmse_field": _rmse(pred["field"], arr["field"]),
+            "calibration": calibration(pred["sigma"], pred["field"], arr["field"])}
+        preds.append(pred["field"].reshape(1, -1, 3))
+        trues.append(arr["field"].reshape(1, -1, 3))
+        sigmas.append(pred["sigma"].reshape(1, -1))
+    pred, true = np.concatenate(preds, axis=1), np.concatenate(trues, axis=1)
+    err = np.linalg.norm(pred - true, axis=-1)
+    # the sites of every size pooled (the per-snapshot correlations are per size, in by_size)
+    pooled = calibration(np.concatenate(sigmas, axis=1), pred, true)
+    pooled.pop("snapshots", None)
+    if len(by_size) == 1:
+        pooled["snapshots"] = next(iter(by_size.values()))["calibration"]["snapshots"]
+    pooled["n_snapshots"] = int(sum(v["n"] for v in by_size.values()))
+    return {"rmse_field": _rmse(pred, true), "error_site_rms": float(np.sqrt((err ** 2).mean())),
+            "calibration": pooled, "by_size": by_size}
+
+
+def _fmt(v, spec: str = ".4g") -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    if isinstance(v, float):
+        return format(v, spec)
+    return str(v)
+
+
+def write_round_markdown(path: Path, rep: Mapping[str, Any]) -> None:
+    """``report.md``: the round's report for a reader."""
+    from ._files import write_text
+    k = rep["round"]
+    lines = [f"# Round {k}", ""]
+    if k == 0:
+        lines += [f"Seed data: {rep['ed_labels']} exact labels ({rep['seed_counts']}) in "
+                  f"{_fmt(rep['ed_wall_s'], '.1f')} s; files: {', '.join(rep['data'])}.", ""]
+    else:
+        t = rep["trust"]
+        lines += [f"Exploration: {rep['n_scored']} snapshots scored by sigma_{t['statistic']} "
+                  f"with trust levels lower {_fmt(t['lower'])} ({t['lower_from']}), upper "
+                  f"{_fmt(t['upper'])} ({t['upper_from']}).", "",
+                  f"| | accurate | candidate | failed |", "|---|---|---|---|",
+                  f"| all | {rep['n_accurate']} | {rep['n_candidate']} | {rep['n_failed']} |"]
+        for g in rep["by_group"]:
+            lines.append(f"| {g['size']} {g['start']} H_z={g['zeeman']:g} T={g['temperature']:g} "
+                         f"| {g['accurate']} | {g['candidate']} | {g['failed']} |")
+        lines += ["", f"Share accurate: {_fmt(rep['share_accurate'], '.3f')}; selected "
+                  f"{rep.get('n_selected', 0)}; exact labels {rep['ed_labels']} in "
+                  f"{_fmt(rep['ed_wall_s'], '.1f')} s.", ""]
+        bt = rep.get("before_training")
+        if bt:
+            cal = bt["calibration"]
+            lines += [f"Exploring committee on the new labels (before training on them): "
+                      f"RMSE(B) {_fmt(bt['rmse_field'])}, RMS site error |B_mean - B_ED| "
+                      f"{_fmt(bt['error_site_rms'])}; correlation of sigma_B with the site "
+                      f"error: Pearson {_fmt(cal['sites']['pearson'], '.3f')}, Spearman "
+                      f"{_fmt(cal['sites']['spearman'], '.3f')}.", "",
+                      "| sigma_B bin | sites | mean sigma_B | actual RMS error |",
+                      "|---|---|---|---|"]
+            for b in cal["bins"]:
+                lines.append(f"| {_fmt(b['sigma_from'])} - {_fmt(b['sigma_to'])} | "
+                             f"{b['n_sites']} | {_fmt(b['sigma_mean'])} | "
+                             f"{_fmt(b['error_rms'])} |")
+            lines.append("")
+    com = rep.get("committee")
+    if com:
+        lines += [f"Committee {com['path']}: validation RMSE(B) of the mean "
+                  f"{_fmt(com['val_rmse_field'])}; default trust levels {com['trust']}.", ""]
+    if rep.get("heldout"):
+        lines += [f"Held-out RMSE(B) of the mean (pooled): {_fmt(rep['heldout']['rmse_field'])}"
+                  + "".join(f"; {r['path']}: {_fmt(r['rmse_field'])}"
+                            for r in rep["heldout"]["files"]) + ".", ""]
+    lines += ["Wall time per stage (s): " + ", ".join(
+        f"{name} {_fmt(v, '.1f')}" for name, v in rep["stage_wall_s"].items()) + "."]
+    if rep.get("stop"):
+        lines += ["", f"Stop: {rep['stop']}."]
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def summary_rows(run_dir: Path) -> List[Dict[str, Any]]:
+    """One row per round with a report (:data:`SUMMARY_COLUMNS`)."""
+    from ._files import read_json, round_dir
+    rows = []
+    k = 0
+    while (round_dir(run_dir, k) / "report.json").exists():
+        rep = read_json(round_dir(run_dir, k) / "report.json")
+        walls = dict(rep.get("stage_wall_s") or {})
+        walls["report"] = rep.get("wall_s")            # the report stage's own time
+        trust = rep.get("trust") or {}
+        bt = rep.get("before_training") or {}
+        rows.append({
+            "round": k, "ed_labels": rep.get("ed_labels"), "ed_wall_s": rep.get("ed_wall_s"),
+            "lower": trust.get("lower"), "upper": trust.get("upper"),
+            "scored": rep.get("n_scored"), "accurate": rep.get("n_accurate"),
+            "candidate": rep.get("n_candidate"), "failed": rep.get("n_failed"),
+            "share_accurate": rep.get("share_accurate"), "selected": rep.get("n_selected"),
+            "rmse_before": bt.get("rmse_field"),
+            "corr_sigma_error": ((bt.get("calibration") or {}).get("sites") or {}).get("pearson"),
+            "val_rmse": (rep.get("committee") or {}).get("val_rmse_field"),
+            "heldout_rmse": (rep.get("heldout") or {}).get("rmse_field"),
+            "wall_s": sum(v for v in walls.values() if v is not None),
+            "stop": rep.get("stop")})
+        k += 1
+    return rows
+
+
+def write_summary(run_dir: Path, final: Optional[str] = None) -> None:
+    """``summary.json`` and ``summary.md`` of a run directory, from its rounds' reports."""
+    from ._files import write_json, write_text
+    rows = summary_rows(Path(run_dir))
+    write_json(Path(run_dir) / "summary.json", {"rounds": rows, "finished": final})
+    cols = list(SUMMARY_COLUMNS)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r.get(c), ".4g") for c in cols) + " |")
+    total_labels = sum(r["ed_labels"] or 0 for r in rows)
+    lines += ["", f"ED labels in all: {total_labels}; wall time in all: "
+              f"{_fmt(sum(r['wall_s'] or 0 for r in rows), '.1f')} s."]
+    if final:
+        lines.append(f"Finished: {final}.")
+    write_text(Path(run_dir) / "summary.md", "\n".join(lines) + "\n")

@@ -1,0 +1,447 @@
+"""The active-learning config: one YAML file, its defaults and every check made before any work.
+
+A learn config has top-level keys (:data:`LEARN_SCHEMA`) and sections, each a mapping with a
+schema of its own (:data:`SECTIONS`); every key is commented in ``configs/square_learn.yaml``.
+:func:`load_learn_config` reads the file (``extends:`` resolved), applies overrides (dotted
+keys reach into the sections: ``select.lower=0.01``) and checks everything that can be checked
+without computing: the Hamiltonian, the committee's training settings (against the training
+schema), the seed data, the exploration starts and sizes, the trust levels, the stop rule and
+the held-out files. A bad config fails here, before the run directory is touched.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+import numpy as np
+
+from ..config import REQUIRED, ConfigError, _merge, load_config, read_config_file
+
+__all__ = ["LEARN_SCHEMA", "SECTIONS", "STARTS", "STATISTICS", "RESUME_MUTABLE",
+           "load_learn_config", "identity_of", "snapshots_per_run", "size_label", "twists_of",
+           "floats"]
+
+_NONE = type(None)
+
+#: top-level keys: key -> (type(s), default)
+LEARN_SCHEMA = {
+    "run_dir": (str, REQUIRED),
+    "seed": (int, 0),
+    "num_threads": ((int, _NONE), None),
+    # the Hamiltonian (that of the labels: the electronic part, no Zeeman term)
+    "lattice": (str, REQUIRED),
+    "hoppings": (dict, {}),
+    "J": (float, REQUIRED),
+    "electrons": ((int, _NONE), None),
+    "filling": ((float, _NONE), None),
+    "mu": ((float, _NONE), None),
+    "el_temperature": (float, 0.0),
+    "ignore_memory_check": (bool, False),
+    # the sections (SECTIONS)
+    "committee": (dict, REQUIRED),
+    "seed_data": (dict, REQUIRED),
+    "explore": (dict, REQUIRED),
+    "select": (dict, {}),
+    "stop": (dict, {}),
+    "validation": (list, []),
+}
+
+_SIZE = (int, list)
+_TWISTS = (int, list, _NONE)
+
+#: section -> its schema
+SECTIONS = {
+    "committee": {
+        "members": (int, 4),
+        "train": (dict, {}),         # training keys (TRAIN_SCHEMA) of round 0; may 'extends'
+        "retrain": (dict, {}),       # keys that differ from rounds 1 on (e.g. max_epochs, lr)
+    },
+    "seed_data": {
+        "random": ((dict, _NONE), None),
+        "ed_llg": ((dict, _NONE), None),
+        "paths": (list, []),
+    },
+    "seed_data.random": {
+        "size": (_SIZE, REQUIRED),
+        "twists": (_TWISTS, None),
+        "n_train": (int, REQUIRED),
+        "n_val": (int, 0),
+    },
+    "seed_data.ed_llg": {
+        "size": (_SIZE, REQUIRED),
+        "twists": (_TWISTS, None),
+        "zeeman": ((float, list), 0.0),
+        "temperature": ((float, list), REQUIRED),
+        "initial": (str, "random"),
+        "integrator": (str, "sib"),
+        "dt": (float, REQUIRED),
+        "alpha": (float, 1.0),
+        "n_steps": (int, REQUIRED),
+        "save_every": (int, REQUIRED),
+        "snapshots": (str, "1:"),
+        "n_val": (int, 0),
+    },
+    "explore": {
+        "sizes": (list, REQUIRED),
+        "twists": ((int, list, dict, _NONE), None),
+        "starts": (list, ["random"]),
+        "zeeman": ((float, list), 0.0),
+        "temperatures": ((float, list), 0.0),
+        "integrator": (str, "sib"),
+        "dt": (float, REQUIRED),
+        "alpha": (float, 1.0),
+        "n_steps": (int, REQUIRED),
+        "save_every": (int, REQUIRED),
+        "snapshots": (str, "1:"),
+    },
+    "select": {
+        "lower": ((float, _NONE), None),
+        "upper": ((float, _NONE), None),
+        "statistic": (str, "max"),
+        "max_per_round": (int, 20),
+    },
+    "stop": {
+        "accurate_share": (float, 0.95),
+        "max_rounds": (int, 5),
+    },
+}
+
+#: exploration starts by name (anything else must be a .npy file of spins)
+STARTS = {"random": "random", "triple-q": "triple-q", "ferromagnet": "ferro", "ferro": "ferro"}
+#: the disagreement statistics a selection may use: the max or the RMS over sites of sigma_B
+STATISTICS = ("max", "rms")
+#: keys that may change when a run is continued (everything else is the run's identity)
+RESUME_MUTABLE = ("num_threads", "stop", "validation")
+#: training keys the loop sets itself
+_LOOP_TRAIN_KEYS = ("data", "run_dir", "init_from")
+_INTEGRATORS = ("sib", "heun", "depondt")
+
+
+def _section(raw: Mapping, name: str, where: str) -> Dict[str, Any]:
+    try:
+        return load_config(dict(raw), SECTIONS[name])
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def _apply_overrides(raw: Dict[str, Any], overrides: Optional[Mapping]) -> Dict[str, Any]:
+    """``raw`` with ``{key: value}`` applied; ``a.b`` sets key ``b`` of section ``a``."""
+    raw = dict(raw)
+    for key, value in (overrides or {}).items():
+        parts = str(key).split(".")
+        node = raw
+        for p in parts[:-1]:
+            child = node.get(p)
+            child = dict(child) if isinstance(child, Mapping) else {}
+            node[p] = child
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def size_label(size) -> str:
+    """``[12, 12]`` -> ``"12x12"`` (file names and report rows)."""
+    return "x".join(str(int(x)) for x in (size if isinstance(size, (list, tuple)) else [size]))
+
+
+def _check_size(size, where: str) -> List[int]:
+    sizes = size if isinstance(size, list) else [size]
+    if not sizes or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1
+                            for x in sizes):
+        raise ConfigError(f"{where} must be a positive integer or a list of them "
+                          f"([L1, L2]), got {size!r}")
+    return [int(x) for x in sizes]
+
+
+def _check_twists(value, where: str):
+    if value is None:
+        return None
+    vals = value if isinstance(value, list) else [value]
+    if not vals or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in vals):
+        raise ConfigError(f"{where} must be null, a positive integer or a list of them "
+                          f"([m1, m2]), got {value!r}")
+    return value
+
+
+def twists_of(explore: Mapping, size) -> Any:
+    """The twists of one exploration size (``explore.twists``: one value, or per ``"L1xL2"``)."""
+    tw = explore["twists"]
+    if isinstance(tw, dict):
+        return tw.get(size_label(size))
+    return tw
+
+
+def _positive(value, key: str, where: str, allow_zero: bool = False):
+    ok = value >= 0 if allow_zero else value >= 1
+    if isinstance(value, bool) or not ok:
+        raise ConfigError(f"{where}.{key} must be {'>= 0' if allow_zero else '>= 1'}, "
+                          f"got {value!r}")
+
+
+def _floats(value) -> List[float]:
+    return [float(v) for v in (value if isinstance(value, list) else [value])]
+
+
+def _train_settings(raw: Mapping, base_dir: Path, where: str) -> Dict[str, Any]:
+    """A ``committee.train`` mapping with its ``extends`` (relative to the config file) resolved."""
+    raw = dict(raw)
+    given = [k for k in _LOOP_TRAIN_KEYS if k in raw]
+    if given:
+        raise ConfigError(f"{where}: {', '.join(given)} are set by the learning loop (the data "
+                          "of every round, its run directory, the previous committee); remove "
+                          "them")
+    if "extends" not in raw:
+        return raw
+    ext = raw.pop("extends")
+    ext = [ext] if isinstance(ext, str) else ext
+    if not isinstance(ext, list) or not ext or not all(isinstance(e, str) for e in ext):
+        raise ConfigError(f"{where}: 'extends' must be a training config path or a list of "
+                          f"them, got {ext!r}")
+    merged: Dict[str, Any] = {}
+    for e in ext:
+        merged = _merge(merged, read_config_file(base_dir / e))
+    for k in _LOOP_TRAIN_KEYS:              # the extended config's own data and run are not used
+        merged.pop(k, None)
+    return _merge(merged, raw)
+
+
+def _check_train(train: Mapping, where: str) -> None:
+    from ..training.schema import load_train_config
+    try:
+        load_train_config({**train, "data": "<learn data>", "run_dir": "<learn run>"})
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def _check_start(start, sizes: List[List[int]], n_sites_of) -> None:
+    if not isinstance(start, str) or not start:
+        raise ConfigError(f"explore.starts: each start must be a string, got {start!r}")
+    if start in STARTS:
+        return
+    if not start.endswith(".npy"):
+        raise ConfigError(f"explore.starts: unknown start {start!r}; expected one of "
+                          f"{', '.join(STARTS)} or a .npy file of spins")
+    path = Path(start)
+    if not path.is_file():
+        raise ConfigError(f"explore.starts: the spins file '{start}' does not exist")
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"explore.starts: cannot read '{start}' as a .npy array: {err}") \
+            from None
+    n = int(np.prod(arr.shape[:-1])) if arr.ndim >= 2 and arr.shape[-1] == 3 else -1
+    fits = [size_label(s) for s in sizes if n_sites_of(s) == n]
+    if not fits:
+        raise ConfigError(f"explore.starts: '{start}' holds spins of shape {arr.shape}, which "
+                          "fit none of the exploration sizes "
+                          f"{', '.join(size_label(s) for s in sizes)} (one configuration "
+                          "of N sites: (N, 3) or (L1, L2, 3))")
+
+
+def load_learn_config(source: Union[str, Path, Mapping],
+                      overrides: Optional[Mapping] = None) -> Dict[str, Any]:
+    """Read and check an active-learning config; fill in every default.
+
+    Args:
+        source: a YAML file (``extends:`` resolved) or a mapping.
+        overrides: ``{key: value}``; a dotted key (``select.lower``) sets a key of a section.
+
+    Returns:
+        The config with every section complete: ``committee`` (with ``train`` and
+        ``retrain`` resolved), ``seed_data`` (``random`` / ``ed_llg`` complete or
+        ``None``), ``explore``, ``select``, ``stop``, ``validation``.
+
+    Raises:
+        ConfigError: for anything the config gets wrong, with a message naming
+            the key: unknown or ill-typed keys, a missing Hamiltonian (``J`` and
+            exactly one of ``electrons``, ``filling``, ``mu``), fewer than two
+            committee members, invalid training settings, no seed data, an
+            unknown start or a ``.npy`` start that fits no exploration size,
+            ``max_per_round < 1``, trust levels out of order, a stop rule out
+            of range, or held-out files that are missing or also seed data.
+    """
+    base_dir = Path(source).parent if isinstance(source, (str, Path)) else Path(".")
+    raw = read_config_file(source) if isinstance(source, (str, Path)) else dict(source)
+    raw = _apply_overrides(raw, overrides)
+    cfg = load_config(raw, LEARN_SCHEMA)
+    # --- Hamiltonian
+    given = [k for k in ("electrons", "filling", "mu") if cfg[k] is not None]
+    if len(given) != 1:
+        raise ConfigError("the Hamiltonian needs exactly one of electrons, filling (canonical) "
+                          f"or mu (grand canonical), got {given or 'none'}")
+    if not str(cfg["run_dir"]).strip():
+        raise ConfigError("run_dir must not be empty")
+    if cfg["seed"] < 0:
+        raise ConfigError(f"seed must be >= 0, got {cfg['seed']}")
+    from ..lattice import LatticeError, load_lattice
+    try:
+        lat = load_lattice(cfg["lattice"])
+        lat.hopping_values(cfg["hoppings"])
+    except (LatticeError, ValueError, TypeError) as err:
+        raise ConfigError(f"lattice / hoppings: {err}") from None
+
+    def n_sites_of(size):
+        s = size if isinstance(size, list) else [size] * lat.dim
+        return int(np.prod(s)) * lat.n_basis
+    # --- committee
+    com = _section(cfg["committee"], "committee", "committee")
+    if isinstance(com["members"], bool) or com["members"] < 2:
+        raise ConfigError(f"committee.members must be >= 2 (the disagreement of a committee "
+                          f"needs two members at least), got {com['members']!r}")
+    com["train"] = _train_settings(com["train"], base_dir, "committee.train")
+    _check_train(com["train"], "committee.train")
+    if any(k in com["retrain"] for k in _LOOP_TRAIN_KEYS + ("extends",)):
+        raise ConfigError("committee.retrain: give training keys that change from round 1 on "
+                          "(max_epochs, lr, ...); data, run_dir, init_from and extends are not "
+                          "allowed there")
+    _check_train({**com["train"], **com["retrain"]}, "committee.retrain")
+    cfg["committee"] = com
+    # --- seed data
+    seed = _section(cfg["seed_data"], "seed_data", "seed_data")
+    sizes_used = []
+    if seed["random"] is not None:
+        r = _section(seed["random"], "seed_data.random", "seed_data.random")
+        r["size"] = _check_size(r["size"], "seed_data.random.size")
+        _check_twists(r["twists"], "seed_data.random.twists")
+        _positive(r["n_train"], "n_train", "seed_data.random")
+        _positive(r["n_val"], "n_val", "seed_data.random", allow_zero=True)
+        seed["random"] = r
+        sizes_used.append(r["size"])
+    if seed["ed_llg"] is not None:
+        e = _section(seed["ed_llg"], "seed_data.ed_llg", "seed_data.ed_llg")
+        e["size"] = _check_size(e["size"], "seed_data.ed_llg.size")
+        _check_twists(e["twists"], "seed_data.ed_llg.twists")
+        _check_dynamics(e, "seed_data.ed_llg", e["temperature"])
+        _positive(e["n_val"], "n_val", "seed_data.ed_llg", allow_zero=True)
+        n_runs = len(_floats(e["zeeman"])) * len(_floats(e["temperature"]))
+        n_snap = n_runs * snapshots_per_run(e)
+        if e["n_val"] >= n_snap:
+            raise ConfigError(f"seed_data.ed_llg.n_val ({e['n_val']}) must be below the number "
+                              f"of snapshots it labels ({n_snap}: {n_runs} runs x "
+                              f"{snapshots_per_run(e)} snapshots each)")
+        if e["initial"] not in STARTS:
+            raise ConfigError(f"seed_data.ed_llg.initial: unknown start {e['initial']!r}; "
+                              f"expected one of {', '.join(STARTS)}")
+        seed["ed_llg"] = e
+        sizes_used.append(e["size"])
+    for p in seed["paths"]:
+        if not isinstance(p, str) or not Path(p).is_file():
+            raise ConfigError(f"seed_data.paths: '{p}' is not an existing data file")
+    if seed["random"] is None and seed["ed_llg"] is None and not seed["paths"]:
+        raise ConfigError("seed_data needs random, ed_llg or paths: the first committee is "
+                          "trained on them")
+    n_val = sum(s["n_val"] for s in (seed["random"], seed["ed_llg"]) if s is not None)
+    if n_val == 0 and not seed["paths"]:
+        raise ConfigError("seed_data: the committee needs validation samples (its trust levels "
+                          "come from its validation error): set n_val > 0 in random or ed_llg, "
+                          "or give paths with a 'val' split")
+    cfg["seed_data"] = seed
+    # --- exploration
+    ex = _section(cfg["explore"], "explore", "explore")
+    if not ex["sizes"]:
+        raise ConfigError("explore.sizes must list at least one supercell, e.g. [[12, 12]]")
+    ex["sizes"] = [_check_size(s, "explore.sizes") for s in ex["sizes"]]
+    if len({size_label(s) for s in ex["sizes"]}) != len(ex["sizes"]):
+        raise ConfigError(f"explore.sizes lists a size twice: {ex['sizes']}")
+    if isinstance(ex["twists"], dict):
+        known = {size_label(s) for s in ex["sizes"]}
+        for k, v in ex["twists"].items():
+            if str(k) not in known:
+                raise ConfigError(f"explore.twists: '{k}' is not one of the exploration sizes "
+                                  f"{sorted(known)} (keys look like '12x12')")
+            _check_twists(v, f"explore.twists.{k}")
+    else:
+        _check_twists(ex["twists"], "explore.twists")
+    if not ex["starts"]:
+        raise ConfigError("explore.starts must list at least one start")
+    for s in ex["starts"]:
+        _check_start(s, ex["sizes"], n_sites_of)
+    if len(set(ex["starts"])) != len(ex["starts"]):
+        raise ConfigError(f"explore.starts lists a start twice: {ex['starts']}")
+    _check_dynamics(ex, "explore", ex["temperatures"])
+    if snapshots_per_run(ex) < 1:
+        raise ConfigError(f"explore.snapshots ({ex['snapshots']!r}) selects none of the "
+                          f"{1 + -(-ex['n_steps'] // ex['save_every'])} snapshots of a run")
+    sizes_used += ex["sizes"]
+    cfg["explore"] = ex
+    if cfg["electrons"] is not None and len({n_sites_of(s) for s in sizes_used}) > 1:
+        raise ConfigError("electrons counts the electrons of one supercell, but the seed data "
+                          "and exploration use several sizes; give filling (electrons per "
+                          "spin-orbital) or mu instead")
+    # --- selection and stop
+    sel = _section(cfg["select"], "select", "select")
+    if sel["statistic"] not in STATISTICS:
+        raise ConfigError(f"select.statistic must be one of {STATISTICS} (the max or the RMS "
+                          f"over sites of sigma_B), got {sel['statistic']!r}")
+    if isinstance(sel["max_per_round"], bool) or sel["max_per_round"] < 1:
+        raise ConfigError(f"select.max_per_round must be >= 1, got {sel['max_per_round']!r}")
+    for k in ("lower", "upper"):
+        v = sel[k]
+        if v is not None and (not math.isfinite(v) or v < 0):
+            raise ConfigError(f"select.{k} must be a finite number >= 0 or null (the "
+                              f"committee's default), got {v!r}")
+    if sel["lower"] is not None and sel["upper"] is not None and sel["upper"] <= sel["lower"]:
+        raise ConfigError(f"select.upper ({sel['upper']}) must be above select.lower "
+                          f"({sel['lower']}): candidates lie between the two trust levels")
+    cfg["select"] = sel
+    stop = _section(cfg["stop"], "stop", "stop")
+    if not 0 < stop["accurate_share"] <= 1:
+        raise ConfigError(f"stop.accurate_share must lie in (0, 1], got {stop['accurate_share']}")
+    if isinstance(stop["max_rounds"], bool) or stop["max_rounds"] < 1:
+        raise ConfigError(f"stop.max_rounds must be >= 1, got {stop['max_rounds']!r}")
+    cfg["stop"] = stop
+    # --- held-out validation
+    seed_paths = {Path(p).resolve() for p in seed["paths"]}
+    for p in cfg["validation"]:
+        if not isinstance(p, str) or not Path(p).is_file():
+            raise ConfigError(f"validation: '{p}' is not an existing data file")
+        if Path(p).resolve() in seed_paths:
+            raise ConfigError(f"validation: '{p}' is also seed data; a held-out set is never "
+                              "trained on")
+    if cfg["num_threads"] is not None and cfg["num_threads"] < 1:
+        raise ConfigError(f"num_threads must be >= 1 or null, got {cfg['num_threads']}")
+    return cfg
+
+
+def _check_dynamics(sec: Mapping, where: str, temperatures) -> None:
+    if sec["integrator"] not in _INTEGRATORS:
+        raise ConfigError(f"{where}.integrator must be one of {_INTEGRATORS}, "
+                          f"got {sec['integrator']!r}")
+    if not sec["dt"] > 0 or not math.isfinite(sec["dt"]):
+        raise ConfigError(f"{where}.dt must be > 0, got {sec['dt']}")
+    if sec["alpha"] < 0:
+        raise ConfigError(f"{where}.alpha must be >= 0, got {sec['alpha']}")
+    _positive(sec["n_steps"], "n_steps", where)
+    _positive(sec["save_every"], "save_every", where)
+    for key in ("zeeman", "temperature" if "temperature" in sec else "temperatures"):
+        vals = sec[key] if isinstance(sec[key], list) else [sec[key]]
+        if not vals or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                               and math.isfinite(v) for v in vals):
+            raise ConfigError(f"{where}.{key} must be a number or a non-empty list of numbers, "
+                              f"got {sec[key]!r}")
+    if any(t < 0 for t in _floats(temperatures)):
+        raise ConfigError(f"{where}: temperatures must be >= 0, got {temperatures!r}")
+    from ..generate import parse_slice
+    try:
+        parse_slice(sec["snapshots"])
+    except ValueError as err:
+        raise ConfigError(f"{where}.snapshots: {err}") from None
+
+
+def snapshots_per_run(sec: Mapping) -> int:
+    """Snapshots of one run that ``sec["snapshots"]`` selects (simulate saves the start, every
+    ``save_every`` steps and the end)."""
+    from ..generate import parse_slice
+    m = 1 + sec["n_steps"] // sec["save_every"] + (1 if sec["n_steps"] % sec["save_every"] else 0)
+    return len(range(m)[parse_slice(sec["snapshots"])])
+
+
+def identity_of(cfg: Mapping) -> Dict[str, Any]:
+    """The keys of a resolved config that a continued run must keep (all but :data:`RESUME_MUTABLE`)."""
+    return {k: v for k, v in cfg.items() if k not in RESUME_MUTABLE}
+
+
+def floats(value) -> List[float]:
+    """A number or a list of numbers as a list of floats."""
+    return _floats(value)
