@@ -13,6 +13,11 @@ A checkpoint is a ``torch.save`` dict (loaded with ``weights_only=True``)::
     epoch, metrics, best, train_config, optimizer_state, scheduler_state,
     rng_state, early_stop ...   (training state, for ``--resume``)
 
+A committee (:mod:`ecnn_pyg.committee`) is one checkpoint of ``kind``
+``"committee"`` (``model_type`` ``"committee"``, an empty ``model_state``)
+whose ``members`` entry lists M >= 2 complete member checkpoints; each member
+is validated (and its weights checked) as a checkpoint of its own.
+
 Writes go to a temporary file in the same directory, then ``os.replace``: an
 interrupted write never leaves a truncated checkpoint behind. Loads check the
 archive's checksums (a damaged file is refused, not loaded with wrong
@@ -37,7 +42,7 @@ import torch
 
 from ._version import __version__
 
-__all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "REQUIRED_KEYS", "DTYPES",
+__all__ = ["CheckpointError", "COMMITTEE_KIND", "FORMAT", "FORMAT_VERSION", "REQUIRED_KEYS", "DTYPES",
            "save_checkpoint", "read_torch_file", "load_checkpoint", "validate_checkpoint",
            "check_finite_weights"]
 
@@ -47,6 +52,8 @@ FORMAT_VERSION = 1
 REQUIRED_KEYS = ("model_type", "model_config", "model_state")
 #: the floating types a model is stored and rebuilt in
 DTYPES = ("float32", "float64")
+#: ``kind`` of a committee checkpoint (its members are checkpoints of their own)
+COMMITTEE_KIND = "committee"
 
 
 class CheckpointError(ValueError):
@@ -109,6 +116,16 @@ def validate_checkpoint(ckpt: Any, source: str = "checkpoint",
     if ckpt.get("dtype") is not None and ckpt["dtype"] not in DTYPES:
         raise CheckpointError(f"'{source}': dtype must be one of {list(DTYPES)}, "
                               f"got {ckpt['dtype']!r}")
+    if ckpt.get("kind") == COMMITTEE_KIND:
+        members = ckpt.get("members")
+        if not isinstance(members, (list, tuple)) or len(members) < 2:
+            raise CheckpointError(f"'{source}' is a committee checkpoint whose 'members' is not "
+                                  f"a list of M >= 2 member checkpoints")
+        for i, member in enumerate(members):
+            if isinstance(member, Mapping) and member.get("kind") == COMMITTEE_KIND:
+                raise CheckpointError(f"'{source}': member {i} is itself a committee")
+            validate_checkpoint(member, source=f"{source} (member {i})",
+                                strict_version=strict_version)
     return ckpt
 
 
@@ -242,4 +259,7 @@ def load_checkpoint(path: Union[str, Path], strict_version: bool = True) -> Dict
     ckpt = read_torch_file(path)
     validate_checkpoint(ckpt, source=str(path), strict_version=strict_version)
     check_finite_weights(ckpt["model_state"], source=str(path))
+    if ckpt.get("kind") == COMMITTEE_KIND:
+        for i, member in enumerate(ckpt["members"]):
+            check_finite_weights(member["model_state"], source=f"{path} (member {i})")
     return ckpt

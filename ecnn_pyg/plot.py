@@ -1,4 +1,4 @@
-"""Figures of spin textures, topological-charge maps, S(q) and the field phase diagram.
+"""Figures of spin textures, topological-charge maps, S(q), the field phase diagram, uncertainty.
 
 Built on matplotlib's object-oriented API with the Agg canvas: importing this
 module never selects or changes the global pyplot backend, and it works
@@ -23,7 +23,8 @@ from . import keys as K
 from .observables import charge_density, structure_factor
 from .spins import SpinError, check_spins
 
-__all__ = ["spin_texture", "charge_density_map", "structure_factor_map", "phase_diagram"]
+__all__ = ["spin_texture", "charge_density_map", "structure_factor_map", "phase_diagram",
+           "uncertainty_plot"]
 
 PathLike = Union[str, Path, None]
 
@@ -241,6 +242,47 @@ def phase_diagram(fields: Sequence[float], n_sk: Sequence[float], m_z: Sequence[
     ax2.set_ylim(bottom=0)
     lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
     ax.legend(lines, [label, r"$|M_z|$"], loc="upper right")
+    if title:
+        ax.set_title(title)
+    return _finish(fig, path)
+
+
+def uncertainty_plot(runs: Sequence[dict], path: PathLike = None, ax=None,
+                     lower: Optional[float] = None, upper: Optional[float] = None,
+                     title: Optional[str] = None, figsize=(6, 4)) -> Figure:
+    r"""A committee's uncertainty against time: ``sigma_max`` (solid) and ``sigma_mean`` (dashed).
+
+    Args:
+        runs: dicts with ``time``, ``sigma_max``, ``sigma_mean`` and a ``name``
+            (the runs of :func:`ecnn_pyg.simulate.read_runs` of a committee run).
+        path: if given, also write a PNG there (parent folders are created).
+        ax: draw into this matplotlib axes instead of a new figure.
+        lower, upper: trust levels drawn as horizontal lines (``None``/NaN: none).
+        title: axes title.
+        figsize: size of a new figure, in inches.
+
+    Returns:
+        The :class:`~matplotlib.figure.Figure` (that of ``ax`` if given).
+
+    Raises:
+        ValueError: if no run has ``sigma_max``.
+    """
+    runs = [r for r in runs if "sigma_max" in r and len(r["sigma_max"])]
+    if not runs:
+        raise ValueError("no run holds the committee uncertainty (sigma_max)")
+    fig, ax = _figure(ax, figsize)
+    for i, r in enumerate(runs):
+        t = _np(r["time"])
+        ax.plot(t, _np(r["sigma_max"]), color=f"C{i % 10}", label=r.get("name", f"run {i}"))
+        if "sigma_mean" in r:
+            ax.plot(t, _np(r["sigma_mean"]), color=f"C{i % 10}", ls="--", lw=1)
+    for value, name, style in ((lower, "lower", ":"), (upper, "upper", "-.")):
+        if value is not None and math.isfinite(value):
+            ax.axhline(value, color="k", ls=style, lw=1, label=f"trust {name} {value:.3g}")
+    ax.set_xlabel(r"time ($1/t_1$)")
+    ax.set_ylabel(r"$\sigma_B$: max over sites (solid), mean (dashed)")
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="best", fontsize=8)
     if title:
         ax.set_title(title)
     return _finish(fig, path)

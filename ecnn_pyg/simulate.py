@@ -23,6 +23,9 @@ start, every ``save_every`` steps and the end)::
               energy_electronic (m,)  the field source's energy: exact (source ed) or
                                       learned (source model) electronic energy
               energy_zeeman (m,)    -H_z sum_r S^z_r
+              sigma_mean, sigma_max (m,)  a committee model only (ecnn_pyg.committee): mean
+                                  and largest per-site uncertainty sigma_B; attrs
+                                  trust_lower, trust_upper (NaN: none)
               state_a/, state_b/  resume state, written in turn: spin (N, 3) float64,
                                   rng (uint8), attrs commit (JSON: step, snapshots, SHA-256)
     attrs: config (YAML; sites_per_magnetic_cell as resolved, null: unknown),
@@ -35,6 +38,10 @@ Energies are totals over the supercell's N sites (E/N: divide by ``spin.shape[1]
 float64. n_sk = Q N_mc / N needs the magnetic unit cell N_mc
 (``sites_per_magnetic_cell``): given in the config, or from the model card of
 the model (``triangular-paper``: 48); where it is unknown only Q is reported.
+
+A committee model warns once (:class:`~ecnn_pyg.committee.UncertaintyWarning`)
+when a saved snapshot's ``sigma_max`` exceeds its upper trust level
+(``trust_upper`` overrides it).
 """
 from __future__ import annotations
 
@@ -42,6 +49,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import math
 import os
 import warnings
 from pathlib import Path
@@ -112,6 +120,9 @@ SIMULATE_SCHEMA = {
     "memory_budget": ((str, float, type(None)), None),
     "max_tile_sites": ((int, type(None)), None),
     "parallel": (str, "auto"),      # under torchrun: domain (split the lattice) | runs | auto
+    # committee model: warn (once) when a snapshot's largest per-site sigma_B exceeds this;
+    # null: the committee's own upper trust level (docs/committee.md)
+    "trust_upper": ((float, type(None)), None),
 }
 
 #: The built-in default run of ``ecnn-pyg simulate`` (no config): T = 0 ML-LLG with the
@@ -186,6 +197,11 @@ def field_source(cfg: Mapping, graph) -> Callable:
             return float(out["energy"].double().sum())
         source.energy = energy
         source.card = card
+        if hasattr(model, "members"):       # a committee: sigma_B of every saved snapshot
+            from .committee import SnapshotUncertainty
+            upper = cfg.get("trust_upper") or model.trust["upper"]
+            source.uncertainty = SnapshotUncertainty(model, graph, upper=upper,
+                                                     lower=model.trust["lower"], **tiling)
         return source
     raise ValueError(f"unknown source '{cfg['source']}'; expected 'ed' or 'model'")
 
@@ -427,6 +443,10 @@ def _check(cfg):
     for t in _as_list(cfg["temperature"]):
         if t < 0:
             raise ValueError(f"temperature must be >= 0, got {t}")
+    upper = cfg.get("trust_upper")
+    if upper is not None and not (math.isfinite(upper) and upper > 0):
+        raise ValueError(f"trust_upper must be a finite number > 0 (a per-site sigma_B of a "
+                         f"committee, units of the field) or null, got {upper}")
     cell = cfg["sites_per_magnetic_cell"]
     if cell is not None and cell < 1:
         raise ValueError(f"sites_per_magnetic_cell must be a positive integer (the sites of the "
@@ -498,6 +518,30 @@ def _series_datasets(g, n_snapshots: int = 0) -> None:
             g[key].attrs["description"] = _DESCRIPTIONS[key]
 
 
+#: Per-snapshot series of a run with a committee model (ecnn_pyg.committee): name -> description
+_UNCERTAINTY = {
+    "sigma_mean": "committee uncertainty: mean over sites of sigma_B(r), the RMS over members of "
+                  "|B_m(r) - <B(r)>|, units of t1",
+    "sigma_max": "committee uncertainty: largest sigma_B(r) over the sites, units of t1 (compared "
+                 "with the run's trust_upper attribute)",
+}
+
+
+def _uncertainty_datasets(g, source, n_snapshots: int = 0) -> None:
+    """A committee run's ``sigma_mean`` / ``sigma_max`` series and trust-level attributes."""
+    unc = getattr(source, "uncertainty", None)
+    if unc is None:
+        return
+    for key, text in _UNCERTAINTY.items():
+        if key not in g:
+            g.create_dataset(key, (n_snapshots,), maxshape=(None,), chunks=(256,), dtype="f8",
+                             fillvalue=np.nan)
+            g[key].attrs["description"] = text
+    for key in ("lower", "upper"):
+        value = unc.trust[key]
+        g.attrs[f"trust_{key}"] = np.nan if value is None else float(value)
+
+
 def simulate(config: Union[str, Path, Mapping, None] = None, overrides: Optional[Mapping] = None,
              progress: bool = True) -> Path:
     """Run (or continue) the simulation of ``config``; returns the output path.
@@ -566,6 +610,8 @@ def _model_sha256(cfg: Mapping) -> Optional[str]:
     if cfg["source"] != "model" or not cfg["model"]:
         return None
     p = Path(cfg["model"])
+    if p.is_dir() and (p / "committee.pt").is_file():      # a committee's run folder
+        p = p / "committee.pt"
     if not p.is_file():
         from . import pretrained
         try:
@@ -646,7 +692,9 @@ def plot_runs(path: Union[str, Path], sites_per_magnetic_cell: Optional[int] = N
     map, with H_z, T, Q, n_sk (where the magnetic cell is known) and M_z in the
     title) next to the file and, for every temperature with two or more fields,
     ``<stem>_phase_diagram[_T<T>].png``: |n_sk| (or |Q| where the magnetic cell
-    is unknown) and |M_z| of the last states against H_z (the paper's Fig. 4a).
+    is unknown) and |M_z| of the last states against H_z (the paper's Fig. 4a),
+    and for a committee model ``<stem>_uncertainty.png``: its largest and mean
+    per-site sigma_B against time, with the trust levels.
 
     Args:
         path: a trajectory file of :func:`simulate`.
@@ -659,7 +707,7 @@ def plot_runs(path: Union[str, Path], sites_per_magnetic_cell: Optional[int] = N
     Raises:
         ValueError: if ``sites_per_magnetic_cell`` is given and not a positive integer.
     """
-    from .plot import phase_diagram, spin_texture
+    from .plot import phase_diagram, spin_texture, uncertainty_plot
     path = Path(path)
     cell = sites_per_magnetic_cell
     if cell is None:
@@ -692,6 +740,12 @@ def plot_runs(path: Union[str, Path], sites_per_magnetic_cell: Optional[int] = N
         phase_diagram(h, charge, m_z, out, title=f"{path.stem}: last states, T = {temp:g}",
                       quantity="n_sk" if cell else "Q")
         written.append(out)
+    if any("sigma_max" in r and len(r["sigma_max"]) for r in runs):   # a committee model
+        out = path.with_name(f"{path.stem}_uncertainty.png")
+        r0 = next(r for r in runs if "sigma_max" in r)
+        uncertainty_plot(runs, out, lower=r0.get("trust_lower"), upper=r0.get("trust_upper"),
+                         title=f"{path.stem}: committee uncertainty")
+        written.append(out)
     return written
 
 
@@ -715,7 +769,8 @@ def _run_one(f, r, hz, temp, cfg, graph, source, initial, triangles, dtype, devi
         spins = torch.from_numpy(spin_state).to(device, dtype)
         gen.set_state(torch.from_numpy(rng_state))
         _series_datasets(g, g["spin"].shape[0])     # a file of an older version: no energies
-        for key in ("spin", *_SERIES):
+        _uncertainty_datasets(g, source, g["spin"].shape[0])
+        for key in ("spin", *_SERIES, *(k for k in _UNCERTAINTY if k in g)):
             g[key].resize(m, axis=0)                # drop any snapshot written after the state
         system = SpinSystem(source, zeeman=hz, energy=getattr(source, "energy", None))
     else:
@@ -723,6 +778,7 @@ def _run_one(f, r, hz, temp, cfg, graph, source, initial, triangles, dtype, devi
         g.attrs.update({"zeeman": hz, "temperature": temp, "step": 0})
         g.create_dataset("spin", (0, n, 3), maxshape=(None, n, 3), chunks=(1, n, 3), dtype="f4")
         _series_datasets(g)
+        _uncertainty_datasets(g, source)
         spins = torch.from_numpy(initial(r)).to(device, dtype)
         step = 0
         system = SpinSystem(source, zeeman=hz, energy=getattr(source, "energy", None))
@@ -812,6 +868,9 @@ def _save(g, step, time, spins, gen, graph, triangles, system=None):
     reader trusts a slot only if its record matches its data.
     """
     obs = {"time": time, **_observables(spins, graph, triangles, system)}
+    uncertainty = getattr(getattr(system, "source", None), "uncertainty", None)
+    if uncertainty is not None and "sigma_max" in g:     # a committee: sigma_B of the snapshot
+        obs.update(uncertainty(spins, where=f"{g.name.lstrip('/')} step {step}"))
     try:
         _write_save(g, step, spins, gen, obs)
     except OSError as err:
@@ -861,7 +920,9 @@ def read_runs(path) -> list:
 
     The series are those of the module docstring (time, magnetization, charge,
     energy, energy_electronic, energy_zeeman); a file of an older version may
-    lack the energies.
+    lack the energies. A run with a committee model also has ``sigma_mean``
+    and ``sigma_max`` (per snapshot) and ``trust_lower`` / ``trust_upper``
+    (NaN: none).
     """
     out = []
     with h5py.File(path, "r", locking=False) as f:
@@ -874,5 +935,7 @@ def read_runs(path) -> list:
             step, m = (state[0], state[3]) if state is not None else (0, 0)
             out.append({"name": name, "zeeman": g.attrs["zeeman"],
                         "temperature": g.attrs["temperature"], "step": step,
-                        **{k: g[k][:m] for k in ("spin", *_SERIES) if k in g}})
+                        **{k: g[k][:m] for k in ("spin", *_SERIES, *_UNCERTAINTY) if k in g},
+                        **{f"trust_{k}": float(g.attrs[f"trust_{k}"]) for k in ("lower", "upper")
+                           if f"trust_{k}" in g.attrs}})
     return out

@@ -18,6 +18,12 @@ With --data FILE.h5 [--split val]: prints RMSE(B), transverse RMSE(B) and
 RMSE(E per site) against the stored ED values and writes a parity plot
 (--plot, default parity_<split>.png); --out additionally saves the predictions.
 
+A committee (a committee.pt of `ecnn-pyg train --committee M`, or its run
+folder) predicts the members' mean; --data also reports each member's
+RMSE(B), the mean and largest per-site uncertainty sigma_B and the
+correlation of sigma_B with the actual per-site error |B_mean - B_ED|;
+--out also holds `field_sigma` (n, sites) and `energy_sigma` (n,).
+
 Every output (--out, --plot and its default) is checked before the model runs:
 an existing file is kept unless --force is given, and a folder that cannot be
 written is an error. A model with non-finite weights, or predictions that are
@@ -147,6 +153,8 @@ def run(args):
     from ..pretrained import load_model_and_checkpoint
     from ..spins import SpinError, as_spin_batch, load_spin_file, supercell_shape
     from ..training import evaluate_arrays
+    from ..committee import Committee, committee_predictions, committee_statistics, \
+        score_predictions
     model, ckpt = load_model_and_checkpoint(args.model,
                                             strict_version=not args.allow_version_mismatch)
     if args.spins:
@@ -160,7 +168,17 @@ def run(args):
                                 f"{'' if args.size else ', the model training size'}; "
                                 f"give --size for another)") from None
             raise
-        if args.memory_budget or args.max_tile_sites:       # region by region, exact
+        if isinstance(model, Committee):
+            from ..distributed.tiling import tile_options
+            tiling = tile_options({"memory_budget": args.memory_budget,
+                                   "max_tile_sites": args.max_tile_sites}, model)
+            pred = committee_predictions(model, graph, torch.from_numpy(s),
+                                         batch_size=args.batch_size, **tiling)
+            st = committee_statistics(pred[K.FIELD])
+            e = pred[K.ENERGY]
+            res = {K.ENERGY: e.mean(0), K.FIELD: st["field"], "field_sigma": st["sigma"],
+                   "energy_sigma": np.sqrt(((e - e.mean(0)) ** 2).mean(0))}
+        elif args.memory_budget or args.max_tile_sites:       # region by region, exact
             from ..distributed.tiling import evaluate_tiled, tile_options
             res = evaluate_tiled(model, graph, torch.from_numpy(s), **tile_options(
                 {"memory_budget": args.memory_budget, "max_tile_sites": args.max_tile_sites},
@@ -169,8 +187,11 @@ def run(args):
             res = evaluate_arrays(model, graph, torch.from_numpy(s), batch_size=args.batch_size)
         _check_finite(res, K)
         out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(out, energy=res[K.ENERGY], field=res[K.FIELD])
-        print(f"wrote {out}: energy {res[K.ENERGY].shape}, field {res[K.FIELD].shape}")
+        extra = {k: res[k] for k in ("field_sigma", "energy_sigma") if k in res}
+        np.savez(out, energy=res[K.ENERGY], field=res[K.FIELD], **extra)
+        print(f"wrote {out}: energy {res[K.ENERGY].shape}, field {res[K.FIELD].shape}"
+              + (f", field_sigma {extra['field_sigma'].shape} (committee of {len(model)})"
+                 if extra else ""))
         return 0
     from ..datasets import read_arrays, read_graph, read_meta
     from ..metrics import parity_plot
@@ -187,15 +208,31 @@ def run(args):
     if len(arr[K.ENERGY]) == 0:
         raise ValueError(f"'{args.data}' has no complete samples in split '{args.split}'")
     t = lambda a: torch.from_numpy(a)
-    res = evaluate_arrays(model, graph, t(arr[K.SPIN]), t(arr[K.FIELD]), t(arr[K.ENERGY]),
-                          batch_size=args.batch_size)
-    _check_finite(res, K)
-    m = res["metrics"]
+    report = {}
+    if isinstance(model, Committee):       # every member once; the mean and sigma_B from them
+        pred = committee_predictions(model, graph, t(arr[K.SPIN]), batch_size=args.batch_size)
+        sc = score_predictions(pred, arr[K.SPIN], arr[K.FIELD], arr[K.ENERGY])
+        res = {K.ENERGY: pred[K.ENERGY].mean(0),
+               K.FIELD: committee_statistics(pred[K.FIELD])["field"]}
+        _check_finite(res, K)
+        m = {k: sc[f"val_{k}"] for k in ("rmse_field", "rmse_field_transverse",
+                                         "rmse_energy_per_site")}
+        report = {"members": len(model),
+                  "members_rmse_field": [x["val_rmse_field"] for x in sc["members"]],
+                  "sigma_mean": sc["val_sigma_mean"], "sigma_max": sc["val_sigma_max"],
+                  "error_site_rms": sc["val_error_site_rms"],
+                  "sigma_error_correlation": sc["val_sigma_error_correlation"],
+                  "trust": dict(model.trust)}
+    else:
+        res = evaluate_arrays(model, graph, t(arr[K.SPIN]), t(arr[K.FIELD]), t(arr[K.ENERGY]),
+                              batch_size=args.batch_size)
+        _check_finite(res, K)
+        m = res["metrics"]
     n = len(arr[K.ENERGY])
     print(json.dumps({"model": str(args.model), "data": str(args.data), "split": args.split,
                       "samples": n, "rmse_field": m["rmse_field"],
                       "rmse_field_transverse": m["rmse_field_transverse"],
-                      "rmse_energy_per_site": m["rmse_energy_per_site"]}, indent=1))
+                      "rmse_energy_per_site": m["rmse_energy_per_site"], **report}, indent=1))
     plot.parent.mkdir(parents=True, exist_ok=True)
     parity_plot(res[K.FIELD], arr[K.FIELD], plot,
                 title=f"{Path(str(args.model)).name} on {Path(args.data).name} [{args.split}]: "

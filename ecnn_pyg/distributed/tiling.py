@@ -71,6 +71,9 @@ def receptive_hops(model) -> int:
         TilingError: if the model has no such layers (not a local message-passing model).
     """
     from ..nn import SpinConv
+    members = getattr(model, "members", None)      # a committee: its widest member
+    if isinstance(members, torch.nn.ModuleList) and len(members):
+        return max(receptive_hops(m) for m in members)
     n = sum(1 for m in model.modules() if isinstance(m, SpinConv))
     if n == 0:
         raise TilingError(f"tiled evaluation needs a strictly local model (ecnn_pyg.nn.ECNN, "

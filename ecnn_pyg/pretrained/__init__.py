@@ -10,6 +10,10 @@ New entries are made by ``ecnn-pyg export`` (see
 :func:`ecnn_pyg.training.export_model`), which writes ``NAME.pt`` and
 ``NAME.yaml`` to a folder of your choice, never into the installed package;
 a maintainer copies them here and adds the name to :data:`REGISTRY`.
+
+A committee checkpoint (kind ``"committee"``, :mod:`ecnn_pyg.committee`)
+loads as a :class:`~ecnn_pyg.committee.Committee`, from its file or from the
+folder holding its ``committee.pt``; every other checkpoint as its model.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from typing import Any, Dict, List, Tuple, Union
 import torch
 import yaml
 
-from ..checkpoint import CheckpointError, load_checkpoint
+from ..checkpoint import COMMITTEE_KIND, CheckpointError, load_checkpoint
 from ..models import model_from_checkpoint
 
 __all__ = ["available", "path", "info", "load", "load_model", "load_model_and_checkpoint",
@@ -82,11 +86,21 @@ def info(name: str) -> dict:
     return yaml.safe_load(card.read_text()) if card.exists() else {}
 
 
+def _model_of(ckpt: Dict[str, Any], source: str) -> torch.nn.Module:
+    """The model of a loaded checkpoint: a committee for kind ``"committee"``."""
+    if ckpt.get("kind") == COMMITTEE_KIND:
+        from ..committee import committee_from_checkpoint
+        return committee_from_checkpoint(ckpt, source=source)
+    return model_from_checkpoint(ckpt, source=source)
+
+
 def load_model_and_checkpoint(name_or_path: Union[str, Path], strict_version: bool = True
                               ) -> Tuple[torch.nn.Module, Dict[str, Any]]:
     """``(model, checkpoint dict)`` from a checkpoint path or a pretrained name.
 
-    An existing file wins over a pretrained name of the same spelling.
+    An existing file wins over a pretrained name of the same spelling; a
+    folder holding a ``committee.pt`` (the run directory of a committee
+    training) stands for that file.
 
     Args:
         name_or_path: a checkpoint file, or a name of :func:`available`.
@@ -95,20 +109,23 @@ def load_model_and_checkpoint(name_or_path: Union[str, Path], strict_version: bo
 
     Returns:
         ``(model, ckpt)``: the model (eval mode, ``model.trained_on`` set to the
-        checkpoint's ``data`` entry) and the checkpoint dict.
+        checkpoint's ``data`` entry; a :class:`~ecnn_pyg.committee.Committee`
+        for a committee checkpoint) and the checkpoint dict.
 
     Raises:
         CheckpointError: if ``name_or_path`` is neither an existing file nor a
             pretrained name, or the checkpoint cannot be loaded or rebuilt.
     """
     p = Path(name_or_path)
+    if p.is_dir() and (p / "committee.pt").is_file():
+        p = p / "committee.pt"
     if not p.exists():
         if str(name_or_path) not in available():
             raise CheckpointError(f"'{name_or_path}' is neither a checkpoint file nor a "
                                   f"pretrained model name (available: {available()})")
         p = path(str(name_or_path))
     ckpt = load_checkpoint(p, strict_version=strict_version)
-    return model_from_checkpoint(ckpt, source=str(p)), ckpt
+    return _model_of(ckpt, str(p)), ckpt
 
 
 def load_model(name_or_path: Union[str, Path], strict_version: bool = True) -> torch.nn.Module:
@@ -147,4 +164,4 @@ def load(name: str) -> torch.nn.Module:
         CheckpointError: if the checkpoint cannot be loaded.
     """
     p = path(name)
-    return model_from_checkpoint(load_checkpoint(p), source=str(p))
+    return _model_of(load_checkpoint(p), str(p))

@@ -48,6 +48,7 @@ TRAIN_SCHEMA = {
     "val_batch_size": ((int, _NONE), None),
     "plot_every": (int, 10),           # 0: no learning-curve plot
     "progress": (bool, True),
+    "committee": ((int, _NONE), None),  # M >= 2: train a committee of M seeds (ecnn_pyg.committee)
 }
 
 #: the values each numeric key accepts: key -> (test, description); ``null`` passes
@@ -70,6 +71,7 @@ RANGES = {
     "max_time": (lambda v: v > 0, "> 0 seconds and finite (or null: no limit)"),
     "val_batch_size": (lambda v: v >= 1, ">= 1 (or null: from batch_size)"),
     "plot_every": (lambda v: v >= 0, ">= 0 (0: no plot)"),
+    "committee": (lambda v: v >= 2, "an integer >= 2 (M >= 2 members; null: one model)"),
 }
 
 #: the values of ``augment``: true is "rotations"

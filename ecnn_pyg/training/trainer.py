@@ -122,6 +122,10 @@ class Trainer:
         else:
             self.cfg = load_train_config(config, overrides)
         cfg = self.cfg
+        if cfg.get("committee"):
+            raise ConfigError(f"config key 'committee: {cfg['committee']}' asks for a committee "
+                              "of models: train it with ecnn_pyg.committee.train_committee (or "
+                              "ecnn-pyg train), not with one Trainer")
         self.run_dir = Path(cfg["run_dir"])
         if not resume and (self.run_dir / "last.pt").exists():
             raise ConfigError(f"run directory '{self.run_dir}' already holds a run (last.pt); "

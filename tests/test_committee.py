@@ -1,0 +1,316 @@
+"""Committees (ecnn_pyg.committee): statistics, checkpoints, training, evaluate and simulate."""
+import json
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import ecnn_pyg as ep
+import ecnn_pyg.committee as C
+from ecnn_pyg import keys as K
+from ecnn_pyg import simulate as S
+from ecnn_pyg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ecnn_pyg.cli import main
+from ecnn_pyg.committee import (Committee, SnapshotUncertainty, UncertaintyWarning,
+                                committee_field_stats, save_committee, train_committee)
+from ecnn_pyg.config import ConfigError
+from ecnn_pyg.pretrained import load_model, load_model_and_checkpoint
+from ecnn_pyg.spins import random_spins
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = {"channels": 2, "num_blocks": 1, "lmax": 1}
+SQUARE = {"lattice": "square", "hoppings": {"t1": 1.0}, "size": [4, 4],
+          "model": {"J": 7.0, "electrons": 14}}
+
+
+def _members(n=3, lattice="square", dtype=torch.float32):
+    out = []
+    for seed in range(n):
+        torch.manual_seed(seed)
+        out.append(ep.ECNN(lattice=lattice, **TINY).to(dtype).eval())
+    return out
+
+
+def _ckpt(model, data=SQUARE):
+    from ecnn_pyg.checkpoint import FORMAT, FORMAT_VERSION
+    return {"format": FORMAT, "format_version": FORMAT_VERSION,
+            "package_version": ep.__version__, "model_type": "ecnn", "model_config": model.config,
+            "model_state": model.state_dict(), "dtype": "float32", "data": dict(data)}
+
+
+def _train_cfg(data, run_dir, **kw):
+    return {"data": str(data), "run_dir": str(run_dir), "max_epochs": 2, "batch_size": 3,
+            "optimizer": "adam", "lr": 0.01, "progress": False, "plot_every": 0,
+            "early_stopping_patience": None, "model_config": dict(TINY), **kw}
+
+
+@pytest.fixture(scope="module")
+def trained(square_data, tmp_path_factory):
+    """A committee of two tiny members trained (2 epochs) on the 4 x 4 square data."""
+    run_dir = tmp_path_factory.mktemp("committee") / "c2"
+    return train_committee(_train_cfg(square_data, run_dir), members=2)
+
+
+# ----------------------------------------------------------------------------- statistics
+def test_mean_and_sigma_are_the_members_statistics():
+    members = _members(3)
+    committee = Committee(members).eval()
+    graph = ep.lattice_graph("square", 6)
+    spins = random_spins(graph.num_nodes, seed=3, dtype=torch.float32)
+    out = committee(graph, spins)
+    outs = [m(graph, spins) for m in members]
+    f = np.stack([o["field"].detach().double().numpy() for o in outs])          # (M, N, 3)
+    e = np.array([float(o["energy"].detach()) for o in outs])
+    loc = np.stack([o["local_energy"].detach().double().numpy() for o in outs])
+    mean = f.mean(0)
+    sigma = np.sqrt(np.mean([np.sum((fm - mean) ** 2, axis=1) for fm in f], axis=0))
+    np.testing.assert_allclose(out["field"].detach().numpy(), mean, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(out["field_sigma"].detach().numpy(), sigma, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(out["local_energy"].detach().numpy(), loc.mean(0), atol=1e-6)
+    np.testing.assert_allclose(float(out["energy"].detach()), e.mean(), rtol=1e-6)
+    np.testing.assert_allclose(float(out["energy_sigma"].detach()), e.std(), rtol=1e-4)
+    assert sigma.max() > 1e-3                          # members really differ
+    st = committee_field_stats(committee, graph, spins)
+    assert st["sigma_max"] == pytest.approx(sigma.max(), rel=1e-5)
+    assert st["sigma_mean"] == pytest.approx(sigma.mean(), rel=1e-5)
+    assert st["sigma_rms"] == pytest.approx(np.sqrt(np.mean(sigma ** 2)), rel=1e-5)
+    no_field = committee(graph, spins, compute_field=False)
+    assert "field" not in no_field and "field_sigma" not in no_field
+    # where an ECNN runs: a field source (mean field), the tiling's reach, .to(float64)
+    src = ep.dynamics.model_field_source(committee, graph)
+    np.testing.assert_allclose(src(spins).numpy(), mean, rtol=1e-6, atol=1e-7)
+    from ecnn_pyg.distributed.tiling import receptive_hops
+    assert receptive_hops(committee) == receptive_hops(members[0]) == 2
+    assert next(committee.to(torch.float64).parameters()).dtype == torch.float64
+
+
+def test_tiled_sigma_equals_the_untiled_one():
+    committee = Committee(_members(2)).eval()
+    graph = ep.lattice_graph("square", 12)
+    spins = random_spins(graph.num_nodes, seed=4, dtype=torch.float32)
+    a = committee_field_stats(committee, graph, spins)
+    b = committee_field_stats(committee, graph, spins, max_sites=100)
+    np.testing.assert_allclose(b["sigma"].numpy(), a["sigma"].numpy(), atol=1e-6)
+
+
+def test_fewer_than_two_members_are_refused(tmp_path, square_data, capsys):
+    m = _members(1)
+    for bad in ([], m):
+        with pytest.raises(ValueError, match="M >= 2"):
+            Committee(bad)
+    with pytest.raises(ValueError, match="M >= 2"):
+        save_committee(tmp_path / "c.pt", [_ckpt(m[0])])
+    with pytest.raises(ValueError, match="M >= 2"):
+        train_committee(_train_cfg(square_data, tmp_path / "r"), members=1)
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--config", "x.yaml", "--committee", "1"])
+    assert exit_.value.code == 2 and "M >= 2" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="committee.*>= 2"):
+        ep.training.train(_train_cfg(square_data, tmp_path / "r", committee=1))
+    with pytest.raises(ConfigError, match="train_committee"):     # one Trainer is not a committee
+        ep.training.train(_train_cfg(square_data, tmp_path / "r", committee=3))
+
+
+def test_members_of_different_lattices_are_refused():
+    with pytest.raises(ValueError, match="lattice"):
+        Committee(_members(1) + _members(1, lattice="triangular"))
+    with pytest.raises(ValueError, match="dtype"):
+        Committee(_members(1) + _members(1, dtype=torch.float64))
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def test_a_committee_file_loads_as_a_committee(tmp_path):
+    members = _members(3)
+    path = save_committee(tmp_path / "c.pt", [_ckpt(m) for m in members],
+                          trust={"lower": 0.01, "upper": 0.05}, metrics={"val_rmse_field": 0.1})
+    model, ckpt = load_model_and_checkpoint(path)
+    assert isinstance(model, Committee) and len(model) == 3 and not model.training
+    assert model.trust == {"lower": 0.01, "upper": 0.05}
+    assert ckpt["kind"] == "committee" and ckpt["metrics"]["val_rmse_field"] == 0.1
+    assert model.trained_on["hoppings"] == {"t1": 1.0}
+    graph = ep.lattice_graph("square", 6)
+    spins = random_spins(graph.num_nodes, seed=1, dtype=torch.float32)
+    a, b = Committee(members)(graph, spins), model(graph, spins)
+    assert torch.equal(a["field"], b["field"]) and torch.equal(a["field_sigma"], b["field_sigma"])
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "committee.pt").write_bytes(path.read_bytes())
+    assert isinstance(load_model(folder), Committee)            # the run folder stands for it
+    single = save_checkpoint(tmp_path / "one.pt", _ckpt(members[0]))
+    assert type(load_model(single)) is ep.ECNN                  # single models as before
+    bad = _ckpt(members[1])
+    bad["model_state"] = {k: v.clone() for k, v in bad["model_state"].items()}
+    next(iter(bad["model_state"].values()))[...] = float("nan")
+    save_checkpoint(tmp_path / "nan.pt", {"kind": "committee", "model_type": "committee",
+                                          "model_config": {}, "model_state": {},
+                                          "members": [_ckpt(members[0]), bad]})
+    with pytest.raises(CheckpointError, match="member 1.*not finite"):
+        load_model(tmp_path / "nan.pt")
+    with pytest.raises(ValueError, match="trust level 'upper'"):
+        save_committee(tmp_path / "t.pt", [_ckpt(m) for m in members], trust={"upper": -1})
+
+
+# ----------------------------------------------------------------------------- training
+def test_trained_committee_records_metrics_and_trust(trained, square_data):
+    info = C.read_committee_info(trained)
+    assert info["members"] == 2
+    met = info["metrics"]
+    assert met["split"] == "val" and met["val_samples"] == 3
+    assert len(met["members"]) == 2 and [x["seed"] for x in met["members"]] == [0, 1]
+    for key in ("val_rmse_field", "val_rmse_energy_per_site", "val_sigma_mean", "val_sigma_q90",
+                "val_sigma_max", "val_sigma_error_correlation", "val_error_site_rms"):
+        assert np.isfinite(met[key]), key
+    # the default rule: lower = RMS over validation sites of |B_mean - B_ED|, upper = 3 x lower
+    assert info["trust"]["lower"] == pytest.approx(met["val_error_site_rms"])
+    assert info["trust"]["upper"] == pytest.approx(C.UPPER_TRUST_FACTOR * met["val_error_site_rms"])
+    # the mean's RMSE from the members' own predictions on the validation split
+    from ecnn_pyg.datasets import read_arrays, read_graph
+    arr, graph = read_arrays(square_data, "val"), read_graph(square_data)
+    preds = [ep.training.evaluate_arrays(load_model(trained.parent / f"member_{m}" / "best.pt"),
+                                         graph, torch.from_numpy(arr[K.SPIN]))[K.FIELD]
+             for m in range(2)]
+    err = np.mean(preds, axis=0) - arr[K.FIELD]
+    assert met["val_rmse_field"] == pytest.approx(np.sqrt(np.mean(err ** 2)), rel=1e-5)
+    assert met["val_error_site_rms"] == pytest.approx(np.sqrt(np.mean(np.sum(err ** 2, -1))),
+                                                      rel=1e-5)
+    seeds = [load_checkpoint(trained.parent / f"member_{m}" / "best.pt")["train_config"]["seed"]
+             for m in range(2)]
+    assert seeds == [0, 1]
+
+
+def test_interrupted_committee_training_resumes_to_the_same_result(trained, square_data,
+                                                                   tmp_path, monkeypatch):
+    from ecnn_pyg.training import trainer as T
+    run_dir = tmp_path / "c2"
+    cfg = _train_cfg(square_data, run_dir)
+    real_run = T.Trainer.run
+    calls = []
+
+    def interrupted(self):
+        calls.append(self.run_dir.name)
+        if self.run_dir.name == "member_1":
+            raise KeyboardInterrupt
+        return real_run(self)
+    monkeypatch.setattr(T.Trainer, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_committee(cfg, members=2)
+    assert (run_dir / "member_0" / "done.json").exists() and not (run_dir / "committee.pt").exists()
+    monkeypatch.setattr(T.Trainer, "run", lambda self: calls.append(self.run_dir.name)
+                        or real_run(self))
+    before = (run_dir / "member_0" / "best.pt").stat().st_mtime_ns
+    out = train_committee(cfg, members=2)
+    assert calls == ["member_0", "member_1", "member_1"]            # member 0 not redone
+    assert (run_dir / "member_0" / "best.pt").stat().st_mtime_ns == before
+    a, b = load_checkpoint(out), load_checkpoint(trained)
+    for ma, mb in zip(a["members"], b["members"]):
+        for k, v in ma["model_state"].items():
+            assert torch.equal(v, mb["model_state"][k]), k
+    assert a["trust"] == b["trust"]
+    calls.clear()
+    assert train_committee(cfg, members=2) == out and calls == []   # finished: returns at once
+    with pytest.raises(ConfigError, match="already holds a committee"):
+        train_committee(cfg, members=2, resume=False)
+
+
+def test_cli_train_committee_from_the_config_key(square_data, tmp_path):
+    import yaml
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(_train_cfg(square_data, tmp_path / "r", max_epochs=1,
+                                             committee=2)))
+    assert main(["train", "--config", str(cfg), "--quiet"]) == 0
+    assert isinstance(load_model(tmp_path / "r"), Committee)
+    assert main(["train", "--config", str(cfg), "--quiet"]) == 0          # finished: kept
+
+
+# ----------------------------------------------------------------------------- evaluate
+def test_evaluate_reports_the_committee_uncertainty(trained, square_data, tmp_path, capsys):
+    assert main(["evaluate", "--model", str(trained), "--data", str(square_data),
+                 "--plot", str(tmp_path / "p.png")]) == 0
+    out = capsys.readouterr().out
+    rep = json.loads(out[:out.rindex("}") + 1])
+    met = C.read_committee_info(trained)["metrics"]
+    assert rep["members"] == 2 and rep["rmse_field"] == pytest.approx(met["val_rmse_field"])
+    assert rep["sigma_mean"] == pytest.approx(met["val_sigma_mean"])
+    assert -1 <= rep["sigma_error_correlation"] <= 1
+    spins = random_spins(2 * 36, seed=5).reshape(2, 36, 3).numpy()
+    np.save(tmp_path / "s.npy", spins)
+    assert main(["evaluate", "--model", str(trained.parent), "--spins", str(tmp_path / "s.npy"),
+                 "--size", "6", "6", "--out", str(tmp_path / "o.npz")]) == 0
+    res = np.load(tmp_path / "o.npz")
+    committee = load_model(trained)
+    graph = ep.lattice_graph("square", 6)
+    st = committee_field_stats(committee, graph, torch.from_numpy(spins[1]).float())
+    np.testing.assert_allclose(res["field_sigma"][1], st["sigma"].numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(res["field"][1], st["field"].numpy(), rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- simulate
+def _sim(trained, tmp_path, name="t.h5", **kw):
+    cfg = {"output": str(tmp_path / name), "lattice": "square", "size": [6, 6],
+           "hoppings": {"t1": 1.0}, "source": "model", "model": str(trained), "dt": 0.2,
+           "alpha": 0.5, "temperature": 0.05, "n_steps": 4, "save_every": 2, "seed": 2,
+           "dtype": "float32"}
+    cfg.update(kw)
+    return cfg
+
+
+def test_simulate_records_sigma_of_every_snapshot(trained, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UncertaintyWarning)
+        path = S.simulate(_sim(trained, tmp_path, trust_upper=1e3), progress=False)
+    committee = load_model(trained)
+    graph = ep.lattice_graph("square", 6)
+    with h5py.File(path, "r") as f:
+        g = f["run_000"]
+        assert g["sigma_max"].shape == g["energy"].shape == (3,)
+        assert g.attrs["trust_upper"] == 1e3
+        assert g.attrs["trust_lower"] == pytest.approx(committee.trust["lower"])
+        for i, s in enumerate(g["spin"][()]):
+            st = committee_field_stats(committee, graph, torch.from_numpy(s))
+            assert g["sigma_max"][i] == pytest.approx(st["sigma_max"], rel=1e-5)
+            assert g["sigma_mean"][i] == pytest.approx(st["sigma_mean"], rel=1e-5)
+    run = S.read_runs(path)[0]
+    assert len(run["sigma_max"]) == 3 and run["trust_upper"] == 1e3
+    # resume: extending the run equals running it to the end at once
+    S.simulate(_sim(trained, tmp_path, trust_upper=1e3, n_steps=6), progress=False)
+    whole = S.simulate(_sim(trained, tmp_path, "w.h5", trust_upper=1e3, n_steps=6),
+                       progress=False)
+    a, b = S.read_runs(path)[0], S.read_runs(whole)[0]
+    np.testing.assert_array_equal(a["sigma_max"], b["sigma_max"])
+    np.testing.assert_array_equal(a["spin"], b["spin"])
+
+
+def test_uncertainty_warning_fires_once_above_the_upper_level(trained, tmp_path):
+    with pytest.warns(UncertaintyWarning, match="sigma_max") as rec:
+        S.simulate(_sim(trained, tmp_path, trust_upper=1e-9), progress=False)
+    assert sum(issubclass(w.category, UncertaintyWarning) for w in rec) == 1   # 3 snapshots
+    committee = load_model(trained)
+    graph = ep.lattice_graph("square", 6)
+    spins = random_spins(36, seed=0, dtype=torch.float32)
+    sigma_max = committee_field_stats(committee, graph, spins)["sigma_max"]
+    unc = SnapshotUncertainty(committee, graph, upper=sigma_max * 1.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UncertaintyWarning)
+        assert unc(spins)["sigma_max"] == pytest.approx(sigma_max)      # below: silent
+    unc = SnapshotUncertainty(committee, graph, upper=sigma_max * 0.99)
+    with pytest.warns(UncertaintyWarning):
+        unc(spins)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UncertaintyWarning)
+        unc(spins)                                                       # once only
+    with pytest.raises(ValueError, match="trust_upper"):
+        S.simulate(_sim(trained, tmp_path, "x.h5", trust_upper=-1.0), progress=False)
+
+
+def test_cli_simulate_with_a_committee_plots_its_uncertainty(trained, tmp_path):
+    import yaml
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(yaml.safe_dump(_sim(trained, tmp_path, "c.h5", plot=True, trust_upper=1e3)))
+    assert main(["simulate", "--config", str(cfg), "--quiet"]) == 0
+    assert (tmp_path / "c_uncertainty.png").stat().st_size > 0
+    assert len(S.read_runs(tmp_path / "c.h5")[0]["sigma_mean"]) == 3
