@@ -84,10 +84,10 @@ def small_config(run_dir, **sections):
            "committee": {"members": 2, "train": dict(TINY_TRAIN),
                          "retrain": {"max_epochs": 1}},
            "seed_data": {"random": {"size": [6, 6], "n_train": 12, "n_val": 4}},
-           "explore": {"sizes": [[6, 6]], "starts": ["random", "ferromagnet"],
-                       "zeeman": [0.0, 0.5], "temperatures": [0.0], "dt": 0.2, "n_steps": 6,
-                       "save_every": 2, "snapshots": "1:"},
-           "select": {"max_per_round": 5},
+           "explore": {"sizes": [[6, 6]], "starts": ["random"], "zeeman": [0.0, 0.5],
+                       "temperatures": [0.0], "dt": 0.2, "n_steps": 4, "save_every": 2,
+                       "snapshots": "1:"},
+           "select": {"lower": 0.01, "max_per_round": 3},
            "stop": {"accurate_share": 1.0, "max_rounds": 2}}
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
@@ -99,8 +99,8 @@ def small_config(run_dir, **sections):
 
 def test_the_small_config_is_complete(tmp_path):
     cfg = load_learn_config(small_config(tmp_path / "run"))
-    assert cfg["select"] == {"lower": None, "upper": None, "statistic": "max",
-                             "max_per_round": 5}
+    assert cfg["select"] == {"lower": 0.01, "upper": None, "statistic": "max",
+                             "max_per_round": 3}
     assert cfg["explore"]["sizes"] == [[6, 6]] and cfg["committee"]["members"] == 2
     assert cfg["seed_data"]["random"]["twists"] is None
     got = load_learn_config(small_config(tmp_path / "run"), {"select.lower": 0.01,
@@ -114,6 +114,7 @@ BAD = [
     ({"committee": {"members": 1}}, "committee.members must be >= 2"),
     ({"explore": {"starts": ["random", "spiral"]}}, "unknown start 'spiral'"),
     ({"explore": {"starts": ["nowhere.npy"]}}, "'nowhere.npy' does not exist"),
+    ({"explore": {"starts": ["random", "random"]}}, "lists a start twice"),
     ({"electrons": None}, "exactly one of electrons, filling"),
     ({"J": None}, "config key 'J' .*is required"),
     ({"select": {"max_per_round": 0}}, "select.max_per_round must be >= 1"),
@@ -153,3 +154,181 @@ def test_missing_hamiltonian_in_a_yaml_file_names_the_key(tmp_path):
     with pytest.raises(ConfigError, match="config key 'J' .* is required"):
         learn(str(path), log=lambda _: None)
     assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------- the loop
+
+QUIET = dict(log=lambda _: None)
+
+
+def _records(run_dir):
+    """``ROUND/STAGE`` of every finished stage, in the order the loop runs them."""
+    from ecnn_pyg.learn import ROUND0_STAGES, STAGES
+    out = []
+    for rd in sorted(Path(run_dir).glob("round_*")):
+        k = int(rd.name.split("_")[1])
+        out += [f"{k}/{s}" for s in (ROUND0_STAGES if k == 0 else STAGES)
+                if (rd / f"{s}.json").exists()]
+    return out
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("learn") / "a"
+    learn(small_config(run_dir), **QUIET)
+    return run_dir
+
+
+def test_two_rounds_end_to_end(uninterrupted):
+    from ecnn_pyg.datasets import read_arrays
+    from ecnn_pyg.learn.select import CLASSES
+    from ecnn_pyg.pretrained import load_model
+    rd = uninterrupted
+    assert _records(rd) == ["0/seed", "0/train", "0/report"] + [
+        f"{k}/{s}" for k in (1, 2) for s in ("explore", "score", "select", "label", "train",
+                                             "report")]
+    summary = json.loads((rd / "summary.json").read_text())
+    assert summary["finished"] == "max_rounds" and len(summary["rounds"]) == 3
+    assert "| round |" in (rd / "summary.md").read_text()
+    n_train = 12
+    for k in (1, 2):
+        r = rd / f"round_{k:03d}"
+        rep = json.loads((r / "report.json").read_text())
+        scores = np.load(r / "scores.npz")
+        # the classes follow the levels, every selected snapshot is a candidate, K holds
+        lower, upper = rep["trust"]["lower"], rep["trust"]["upper"]
+        assert rep["trust"]["lower_from"] == "config" and rep["trust"]["upper_from"] == "committee"
+        cls = classify(scores["sigma_max"], lower, upper)
+        assert cls.tolist() == scores["class"].tolist()
+        assert rep["n_scored"] == 4 and rep["n_candidate"] == int((cls == CANDIDATE).sum())
+        assert rep["n_accurate"] + rep["n_candidate"] + rep["n_failed"] == 4
+        sel = json.loads((r / "select.json").read_text())
+        assert sel["n_selected"] == min(3, rep["n_candidate"]) == rep["n_selected"]
+        assert {row["zeeman"] for row in sel["selected"]} == {0.0, 0.5}    # spread over fields
+        for row in sel["selected"]:
+            assert lower <= row["sigma_max"] < upper
+        # the exact labels are those of the selected snapshots, and count as ED cost
+        labels = read_arrays(r / "labels_6x6.h5")
+        assert len(labels["spin"]) == sel["n_selected"] == rep["ed_labels"]
+        assert np.allclose(labels["spin"], np.load(r / "selected_6x6.npy"))
+        # the committee before training on them, and how sigma_B predicted its error
+        bt = rep["before_training"]
+        assert bt["rmse_field"] > 0 and bt["calibration"]["n_sites"] == 36 * sel["n_selected"]
+        assert sum(b["n_sites"] for b in bt["calibration"]["bins"]) == 36 * sel["n_selected"]
+        assert set(rep["stage_wall_s"]) == {"explore", "score", "select", "label", "train"}
+        # the new committee starts from the previous one and trains on all data so far
+        tr = json.loads((r / "train.json").read_text())
+        assert tr["init_from"].endswith(f"round_{k - 1:03d}/committee/committee.pt")
+        assert len(tr["data"]) == 1 + k
+        n_train += sel["n_selected"]
+        assert rep["committee"]["val_rmse_field"] > 0
+        assert (r / "report.md").read_text().startswith(f"# Round {k}")
+    committee = load_model(str(rd / "round_002" / "committee" / "committee.pt"))
+    assert len(committee) == 2
+
+
+def _state(run_dir):
+    """What a run produced, for comparison: weights, data, scores, selections, reports."""
+    from ecnn_pyg.checkpoint import load_checkpoint
+    from ecnn_pyg.datasets import read_arrays
+    out = {}
+    for r in sorted(Path(run_dir).glob("round_*")):
+        ck = load_checkpoint(r / "committee" / "committee.pt")
+        out[f"{r.name}/weights"] = [{k: v.clone() for k, v in m["model_state"].items()}
+                                    for m in ck["members"]]
+        for h5 in sorted(r.glob("*.h5")):
+            if "traj" not in h5.name:
+                out[f"{r.name}/{h5.name}"] = read_arrays(h5)
+        if (r / "scores.npz").exists():
+            out[f"{r.name}/scores"] = dict(np.load(r / "scores.npz"))
+        for name in ("select.json", "report.json"):
+            if (r / name).exists():
+                out[f"{r.name}/{name}"] = _without_times(
+                    json.loads((r / name).read_text()), str(run_dir))
+    out["summary"] = _without_times(json.loads((Path(run_dir) / "summary.json").read_text()),
+                                    str(run_dir))
+    return out
+
+
+def _without_times(obj, run_dir):
+    if isinstance(obj, dict):
+        return {k: _without_times(v, run_dir) for k, v in obj.items() if "wall" not in k}
+    if isinstance(obj, list):
+        return [_without_times(v, run_dir) for v in obj]
+    if isinstance(obj, str):
+        return obj.replace(run_dir, "<run>")
+    return obj
+
+
+def _same(a, b, where=""):
+    if isinstance(a, dict):
+        assert set(a) == set(b), where
+        for k in a:
+            _same(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{where}[{i}]")
+    elif torch.is_tensor(a):
+        assert torch.equal(a, b), where
+    elif isinstance(a, np.ndarray):
+        assert np.array_equal(a, b), where
+    else:
+        assert a == b, where
+
+
+def test_a_stop_after_every_stage_then_a_rerun_gives_the_uninterrupted_result(
+        uninterrupted, tmp_path, monkeypatch):
+    """Stopped after each stage in turn (``until``), and once in the middle of a committee's
+    training (an exception in an epoch of round 1's second member), the rerun run ends with
+    the same weights, data, scores, selections and reports as the uninterrupted run."""
+    from ecnn_pyg.training.trainer import Trainer
+    stages = _records(uninterrupted)
+    rd = tmp_path / "b"
+    cfg = small_config(rd)
+    for stage in stages:
+        if stage == "1/train":          # a crash inside the stage, then the stop after it
+            real, calls = Trainer.train_epoch, []
+
+            def crashing(self, epoch):
+                calls.append(epoch)
+                if len(calls) == 2:         # member 0 done (1 epoch), member 1 in its epoch
+                    raise RuntimeError("injected fault")
+                return real(self, epoch)
+            monkeypatch.setattr(Trainer, "train_epoch", crashing)
+            with pytest.raises(RuntimeError, match="injected fault"):
+                learn(cfg, until=stage, **QUIET)
+            monkeypatch.setattr(Trainer, "train_epoch", real)
+            assert not (rd / "round_001" / "train.json").exists()
+        learn(cfg, until=stage, **QUIET)
+        assert _records(rd) == stages[:stages.index(stage) + 1], stage
+    learn(cfg, **QUIET)                 # nothing left but the summary's last line
+    assert _records(rd) == stages
+    _same(_state(uninterrupted), _state(rd))
+    # a finished run is not redone, and more rounds continue it
+    before = (rd / "round_001" / "scores.npz").stat().st_mtime_ns
+    learn(cfg, **QUIET)
+    assert (rd / "round_001" / "scores.npz").stat().st_mtime_ns == before
+
+
+def test_a_continued_run_must_keep_its_settings(uninterrupted, tmp_path):
+    cfg = small_config(uninterrupted, select={"lower": 0.02, "max_per_round": 3})
+    with pytest.raises(ConfigError, match="select differ"):
+        learn(cfg, **QUIET)
+    cfg = small_config(uninterrupted, select={"lower": 0.01, "max_per_round": 3})
+    with pytest.raises(ValueError, match="until must be a stage"):
+        learn(cfg, until="1/nothing", **QUIET)
+
+
+def test_cli_status_and_errors(uninterrupted, tmp_path, capsys):
+    from ecnn_pyg.cli import main
+    path = tmp_path / "square_learn.yaml"
+    path.write_text(yaml.safe_dump(small_config(uninterrupted)))
+    assert main(["learn", "--config", str(path), "--status"]) == 0
+    out = capsys.readouterr().out
+    assert "round   2: explore" in out and "| round |" in out
+    bad = tmp_path / "bad_learn.yaml"
+    bad.write_text(yaml.safe_dump(small_config(tmp_path / "x", committee={"members": 1})))
+    assert main(["learn", "--config", str(bad)]) == 2
+    assert "committee.members must be >= 2" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -28,6 +28,8 @@ COMMANDS = {
                "folder, ready to load or ship"),
     "models": ("ecnn_pyg.cli.models", "list the shipped pretrained models and what they were "
                "trained on"),
+    "learn": ("ecnn_pyg.cli.learn", "committee active learning: explore with the learned "
+              "field, label where the committee disagrees, retrain (resumable)"),
 }
 
 

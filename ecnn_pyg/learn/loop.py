@@ -354,7 +354,7 @@ class _Loop:
         committee = load_model(str(self.committee_path(k - 1))).eval()
         files = read_json(round_dir(self.run_dir, k) / "explore.json")["files"]
         sel = parse_slice(c["explore"]["snapshots"])
-        cols: Dict[str, list] = {key: [] for key in ("file", "run", "snapshot", "zeeman",
+        cols: Dict[str, list] = {key: [] for key in ("traj", "run", "snapshot", "zeeman",
                                                      "temperature", "sigma_max", "sigma_rms",
                                                      "sigma_mean")}
         for fi, f in enumerate(files):
@@ -364,7 +364,7 @@ class _Loop:
                 for si in idx:
                     spin = torch.from_numpy(np.asarray(run["spin"][si], dtype=np.float64))
                     st = committee_field_stats(committee, graph, spin)
-                    for key, v in (("file", fi), ("run", ri), ("snapshot", si),
+                    for key, v in (("traj", fi), ("run", ri), ("snapshot", si),
                                    ("zeeman", run["zeeman"]), ("temperature", run["temperature"]),
                                    ("sigma_max", st["sigma_max"]), ("sigma_rms", st["sigma_rms"]),
                                    ("sigma_mean", st["sigma_mean"])):
@@ -385,7 +385,7 @@ class _Loop:
 
     @staticmethod
     def group_of(files, arrays, i) -> Tuple:
-        f = files[int(arrays["file"][i])]
+        f = files[int(arrays["traj"][i])]
         return (size_label(f["size"]), f["start"], float(arrays["zeeman"][i]),
                 float(arrays["temperature"][i]))
 
@@ -407,7 +407,7 @@ class _Loop:
         score = read_json(rd / "score.json")
         trust = score["trust"]
         arrays = dict(np.load(rd / "scores.npz"))
-        groups = [self.group_of(files, arrays, i) for i in range(len(arrays["file"]))]
+        groups = [self.group_of(files, arrays, i) for i in range(len(arrays["traj"]))]
         stat = arrays["sigma_" + trust["statistic"]]
         upper = trust["upper"] if trust["upper"] is not None else math.inf
         chosen = select_candidates(stat, groups, trust["lower"], upper,
@@ -416,7 +416,7 @@ class _Loop:
         rows = []
         runs_cache: Dict[int, list] = {}
         for i in chosen:
-            fi, ri, si = (int(arrays[key][i]) for key in ("file", "run", "snapshot"))
+            fi, ri, si = (int(arrays[key][i]) for key in ("traj", "run", "snapshot"))
             if fi not in runs_cache:
                 runs_cache[fi] = read_runs(files[fi]["path"])
             label = size_label(files[fi]["size"])

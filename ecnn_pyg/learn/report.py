@@ -44,6 +44,7 @@ SUMMARY_COLUMNS = {
     "val_rmse": "RMSE(B) of the new committee's mean on its validation split",
     "heldout_rmse": "RMSE(B) of the new committee's mean on the held-out sets (pooled)",
     "wall_s": "wall time of the round, seconds",
+    "stop": "why the loop stopped after this round (converged, no candidates), else empty",
 }
 
 
