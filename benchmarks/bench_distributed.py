@@ -21,6 +21,13 @@ Two tables, every case in its own processes (the peak resident memory,
     python benchmarks/bench_distributed.py tiled
     python benchmarks/bench_distributed.py llg --sizes 576 1152 --ranks 1 2
     python benchmarks/bench_distributed.py llg --sizes 96 --ranks 1 2 --steps 2   # quick
+    python benchmarks/bench_distributed.py simulate --sizes 384 --ranks 1 2 3
+
+* ``simulate``: the whole command ``ecnn-pyg simulate`` (``parallel: domain``,
+  one SIB step with a snapshot before and after it: the time-step check, two
+  field evaluations and the observables of two snapshots) on each rank count,
+  with the peak resident memory of every rank: what a rank holds of the
+  lattice (its graph, spins, buffers) besides its slab's evaluation.
 """
 from __future__ import annotations
 
@@ -129,6 +136,45 @@ def llg_worker(L: int, steps: int, budget, threads: int, device: str) -> dict:
     return out if rank == 0 else None
 
 
+def simulate_worker(L: int, budget, threads: int, device: str, model_path: str,
+                    out_dir: str) -> dict:
+    import torch
+    from ecnn_pyg.runtime import keep_freed_memory
+    keep_freed_memory()
+    torch.set_num_threads(threads)
+    from ecnn_pyg import distributed as dist
+    from ecnn_pyg.simulate import simulate
+    cfg = {"output": os.path.join(out_dir, f"sim_{L}.h5"), "lattice": "triangular", "size": [L, L],
+           "hoppings": HOP, "source": "model", "model": model_path, "integrator": "sib",
+           "dt": 0.5, "alpha": 0.1, "temperature": 0.001, "zeeman": 0.005, "n_steps": 1,
+           "save_every": 1, "seed": 1, "dtype": "float32", "device": device,
+           "parallel": "domain", "memory_budget": budget, "ignore_memory_check": True}
+    with dist.session(device=device):
+        rank, world = dist.rank(), dist.world_size()
+        t, c = time.perf_counter(), time.process_time()
+        simulate(cfg, progress=False)
+        torch.cuda.synchronize() if device != "cpu" else None
+        res = {"L": L, "N": L * L, "ranks": world, "rank": rank,
+               "wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - c,
+               "peak_mb": _peak_mb()}
+        out = dist.all_gather_object(res)
+    return out if rank == 0 else None
+
+
+def _model_file(out_dir: str) -> str:
+    """The default triangular ECNN (seed 0) as a checkpoint for ``simulate``."""
+    import torch
+    from ecnn_pyg.checkpoint import save_checkpoint
+    from ecnn_pyg.nn import ECNN
+    torch.manual_seed(0)
+    m = ECNN(lattice="triangular").eval()
+    path = os.path.join(out_dir, "model.pt")
+    save_checkpoint(path, {"model_type": "ecnn", "model_config": dict(m.config),
+                           "model_state": m.state_dict(), "dtype": "float32",
+                           "data": {"lattice": "triangular", "hoppings": HOP}})
+    return path
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -156,7 +202,7 @@ def _launch(args_list, ranks: int, threads: int):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("mode", choices=["tiled", "llg", "_tiled", "_llg"])
+    p.add_argument("mode", choices=["tiled", "llg", "simulate", "_tiled", "_llg", "_simulate"])
     p.add_argument("--size", type=int, default=1152, help="tiled: the large lattice")
     p.add_argument("--ref", type=int, default=576, help="tiled: the untiled reference")
     p.add_argument("--budget", default="6GB", help="memory budget per process (tiles)")
@@ -167,15 +213,37 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1, help="threads per process")
     p.add_argument("--device", default="cpu")
     p.add_argument("--L", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    budget = None if a.budget in ("none", "0") else a.budget
+    budget = None if a.budget in ("none", "0", "None") else a.budget
     if a.mode == "_tiled":
         print(json.dumps(tiled_worker(a.L, budget, a.repeat, a.threads, a.device)))
         return
     if a.mode == "_llg":
         print(json.dumps(llg_worker(a.L, a.steps, budget, a.threads, a.device)))
         return
+    if a.mode == "_simulate":
+        print(json.dumps(simulate_worker(a.L, budget, a.threads, a.device, a.model, a.out)))
+        return
     common = ["--threads", str(a.threads), "--device", a.device]
+    if a.mode == "simulate":
+        import tempfile
+        print(f"ecnn-pyg simulate (parallel: domain), one SIB step and two snapshots, default "
+              f"triangular ECNN, float32, {a.threads} thread(s) per rank, {a.device}, budget "
+              f"{budget} per rank")
+        print(f"{'L':>6} {'N':>9} {'ranks':>5} {'wall s':>8} {'CPU s/rank':>10} "
+              f"{'peak RSS MB per rank (rank 0, 1, ...)':>40}")
+        for L in a.sizes:
+            for n in a.ranks:
+                with tempfile.TemporaryDirectory() as tmp:
+                    rows = _launch(["_simulate", "--L", str(L), "--budget", str(budget),
+                                    "--model", _model_file(tmp), "--out", tmp] + common,
+                                   n, a.threads)
+                peaks = ", ".join(f"{x['peak_mb']:.0f}" for x in rows)
+                print(f"{L:>6} {L * L:>9} {n:>5} {max(x['wall_s'] for x in rows):>8.2f} "
+                      f"{max(x['cpu_s'] for x in rows):>10.2f} {peaks:>40}", flush=True)
+        return
     if a.mode == "tiled":
         rows = [_launch(["_tiled", "--L", str(a.ref), "--budget", "none",
                          "--repeat", str(a.repeat)] + common, 1, a.threads),

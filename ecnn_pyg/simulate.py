@@ -80,7 +80,7 @@ __all__ = ["SIMULATE_SCHEMA", "DEFAULT_CONFIG", "simulate", "field_source", "rea
 FORMAT = "ecnn_pyg-trajectory"
 _IDENTITY = ("lattice", "size", "hoppings", "source", "model", "J", "electrons", "filling",
              "mu", "el_temperature", "twists", "integrator", "dt", "alpha", "initial", "seed",
-             "dtype", "save_every")
+             "dtype", "save_every", "periodic", "replicas")
 
 SIMULATE_SCHEMA = {
     "output": (str, REQUIRED),
@@ -120,6 +120,8 @@ SIMULATE_SCHEMA = {
     "memory_budget": ((str, float, type(None)), None),
     "max_tile_sites": ((int, type(None)), None),
     "parallel": (str, "auto"),      # under torchrun: domain (split the lattice) | runs | auto
+    "periodic": ((bool, list, type(None)), None),   # null: periodic; false / per axis: open
+    "replicas": ((int, type(None)), None),          # runs per (zeeman, temperature); null: 1
     # committee model: warn (once) when a snapshot's largest per-site sigma_B exceeds this;
     # null: the committee's own upper trust level (docs/committee.md)
     "trust_upper": ((float, type(None)), None),
@@ -447,6 +449,8 @@ def _check(cfg):
     if upper is not None and not (math.isfinite(upper) and upper > 0):
         raise ValueError(f"trust_upper must be a finite number > 0 (a per-site sigma_B of a "
                          f"committee, units of the field) or null, got {upper}")
+    if cfg["replicas"] is not None and cfg["replicas"] < 1:
+        raise ValueError(f"replicas must be a positive integer or null (1), got {cfg['replicas']}")
     cell = cfg["sites_per_magnetic_cell"]
     if cell is not None and cell < 1:
         raise ValueError(f"sites_per_magnetic_cell must be a positive integer (the sites of the "
@@ -563,10 +567,16 @@ def simulate(config: Union[str, Path, Mapping, None] = None, overrides: Optional
     _check_memory(cfg)
     if cfg["num_threads"] is not None:
         set_threads(cfg["num_threads"], "num_threads")     # refuses 0, -1 with a clear message
-    graph = lattice_graph(cfg["lattice"], cfg["size"], cfg["hoppings"])
+    from .distributed.llg import follow_slab, plan_for
+    if follow_slab(cfg, field_source):      # ranks > 0 of a lattice in slabs: their slab only
+        return Path(cfg["output"])
+    graph = lattice_graph(cfg["lattice"], cfg["size"], cfg["hoppings"],
+                          periodic=True if cfg["periodic"] is None else cfg["periodic"])
     dtype = getattr(torch, cfg["dtype"])
     device = resolve_device(cfg["device"])      # 'banana', or 'cuda' without CUDA: a clear error
-    runs = list(itertools.product(_as_list(cfg["zeeman"]), _as_list(cfg["temperature"])))
+    runs = [run for run in itertools.product(_as_list(cfg["zeeman"]),
+                                             _as_list(cfg["temperature"]))
+            for _ in range(cfg["replicas"] or 1)]      # replicas: own initial state and noise
     identity = {k: json.dumps(cfg[k], sort_keys=True) for k in _IDENTITY}
     path = Path(cfg["output"])
     try:
@@ -580,10 +590,10 @@ def simulate(config: Union[str, Path, Mapping, None] = None, overrides: Optional
     initial = _initial(cfg, graph)
     cfg["sites_per_magnetic_cell"] = _magnetic_cell(cfg, source)
     # under torchrun: rank 0 writes, the other ranks follow it (ecnn_pyg.distributed.llg)
-    from .distributed.llg import plan_for
-    plan = plan_for(cfg, graph, len(runs), getattr(source, "model", None))
+    plan = plan_for(cfg, graph, len(runs), getattr(source, "model", None), triangles)
     if plan is None or plan.writer:
-        _check_timestep(cfg, source, initial, dtype, device)
+        _check_timestep(cfg, source if plan is None else plan.field_source(source), initial,
+                        dtype, device)
 
     def one(f, r, **kw):
         _run_one(f, r, *runs[r], cfg, graph, source, initial, triangles, dtype, device,
@@ -599,7 +609,8 @@ def simulate(config: Union[str, Path, Mapping, None] = None, overrides: Optional
             if plan is not None and plan.mode == "runs":
                 plan.run_all(f, runs, one)
             for r in range(len(runs)) if plan is None or plan.mode == "domain" else ():
-                one(f, r, advance=plan.advance if plan is not None else None)
+                one(f, r, advance=plan.advance if plan is not None else None,
+                    observe=plan.observe if plan is not None else None)
     if cfg["plot"]:
         plot_runs(path, cfg["sites_per_magnetic_cell"])
     return path
@@ -750,7 +761,7 @@ def plot_runs(path: Union[str, Path], sites_per_magnetic_cell: Optional[int] = N
 
 
 def _run_one(f, r, hz, temp, cfg, graph, source, initial, triangles, dtype, device, progress,
-             advance=None):
+             advance=None, observe=None):
     name = f"run_{r:03d}"
     n, every = graph.num_nodes, cfg["save_every"]
     gen = torch.Generator(device=device).manual_seed(int(cfg["seed"]) * 1000003 + r)
@@ -782,7 +793,7 @@ def _run_one(f, r, hz, temp, cfg, graph, source, initial, triangles, dtype, devi
         spins = torch.from_numpy(initial(r)).to(device, dtype)
         step = 0
         system = SpinSystem(source, zeeman=hz, energy=getattr(source, "energy", None))
-        _save(g, 0, 0.0, spins, gen, graph, triangles, system)
+        _save(g, 0, 0.0, spins, gen, graph, triangles, system, observe)
     integ = make_integrator(cfg["integrator"], cfg["dt"], alpha=cfg["alpha"], temperature=temp,
                             generator=gen)
     bar = tqdm(total=cfg["n_steps"], initial=step, disable=not progress,
@@ -793,7 +804,7 @@ def _run_one(f, r, hz, temp, cfg, graph, source, initial, triangles, dtype, devi
             advance(integ, spins, system, k)            # the lattice split over ranks
         step += k
         bar.update(k)
-        _save(g, step, step * cfg["dt"], spins, gen, graph, triangles, system)
+        _save(g, step, step * cfg["dt"], spins, gen, graph, triangles, system, observe)
     bar.close()
 
 
@@ -858,7 +869,7 @@ def _committed_state(g, every: int):
                         "and start the run again")
 
 
-def _save(g, step, time, spins, gen, graph, triangles, system=None):
+def _save(g, step, time, spins, gen, graph, triangles, system=None, observe=None):
     """Append a snapshot, then commit the resume state (the commit point of the save).
 
     Order: the snapshot rows, a flush; then spins and generator state into the
@@ -867,7 +878,7 @@ def _save(g, step, time, spins, gen, graph, triangles, system=None):
     save cut short anywhere leaves the last committed state intact, and a
     reader trusts a slot only if its record matches its data.
     """
-    obs = {"time": time, **_observables(spins, graph, triangles, system)}
+    obs = {"time": time, **(observe or _observables)(spins, graph, triangles, system)}
     uncertainty = getattr(getattr(system, "source", None), "uncertainty", None)
     if uncertainty is not None and "sigma_max" in g:     # a committee: sigma_B of the snapshot
         obs.update(uncertainty(spins, where=f"{g.name.lstrip('/')} step {step}"))

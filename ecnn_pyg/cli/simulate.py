@@ -47,6 +47,17 @@ def add_arguments(parser):
                              "available (config key ignore_memory_check)")
 
 
+def _device_of(config, overrides):
+    """The config's ``device`` (chooses the backend of the process group under torchrun)."""
+    from .. import distributed
+    if not distributed.launched():
+        return None
+    from ..config import load_config
+    from ..simulate import DEFAULT_CONFIG, SIMULATE_SCHEMA
+    return load_config(config if config is not None else DEFAULT_CONFIG, SIMULATE_SCHEMA,
+                       overrides)["device"]
+
+
 def run(args):
     """Run (or resume) the simulations of the config and print a summary of each run.
 
@@ -69,7 +80,8 @@ def run(args):
     from .generate import rerun_command
     from .. import distributed
     try:
-        with distributed.session():     # under torchrun: one rank of several (rank 0 writes)
+        # under torchrun: one rank of several (rank 0 writes); NCCL for a CUDA device
+        with distributed.session(device=_device_of(args.config, overrides)):
             main_rank = distributed.is_main()
             path = simulate(args.config, overrides, progress=not args.quiet)
         if not main_rank:

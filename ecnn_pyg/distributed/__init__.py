@@ -16,14 +16,15 @@ r"""Running beyond one process: tiled fields, domain-decomposed LLG, sweeps acro
 
 See ``docs/distributed.md`` and ``docs/distributed_training.md``.
 """
-from .comm import (DEFAULT_TIMEOUT, WAIT_TIMEOUT, DistributedError, all_gather_object,
+from .comm import (BACKENDS, DEFAULT_TIMEOUT, WAIT_TIMEOUT, DistributedError, all_gather_object,
                    all_reduce_sum, backend_for, barrier, broadcast_object, broadcast_tensor,
                    env_rank_world, gather_object, guard, init, is_active, is_main, launched,
-                   local_device, local_rank, rank, session, shutdown, timeout_seconds,
+                   local_device, local_rank, rank, scatter_object, session, shutdown,
+                   timeout_seconds,
                    waiting_group, world_size)
 
-__all__ = ["DEFAULT_TIMEOUT", "WAIT_TIMEOUT", "DistributedError", "all_gather_object",
+__all__ = ["BACKENDS", "DEFAULT_TIMEOUT", "WAIT_TIMEOUT", "DistributedError", "all_gather_object",
            "all_reduce_sum", "backend_for", "barrier", "broadcast_object", "broadcast_tensor",
            "env_rank_world", "gather_object", "guard", "init", "is_active", "is_main",
-           "launched", "local_device", "local_rank", "rank", "session", "shutdown",
+           "launched", "local_device", "local_rank", "rank", "scatter_object", "session", "shutdown",
            "timeout_seconds", "waiting_group", "world_size"]

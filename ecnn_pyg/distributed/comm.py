@@ -42,7 +42,7 @@ __all__ = ["DistributedError", "DEFAULT_TIMEOUT", "launched", "env_rank_world", 
            "shutdown", "session", "is_active", "rank", "world_size", "local_rank", "is_main",
            "backend_for", "local_device", "timeout_seconds", "guard", "barrier",
            "broadcast_object", "all_gather_object", "gather_object", "all_reduce_sum",
-           "broadcast_tensor", "waiting_group", "WAIT_TIMEOUT"]
+           "broadcast_tensor", "scatter_object", "waiting_group", "WAIT_TIMEOUT", "BACKENDS"]
 
 #: Seconds a collective waits for the other ranks before it fails.
 DEFAULT_TIMEOUT = 300.0
@@ -95,15 +95,36 @@ def timeout_seconds() -> float:
     return t
 
 
+#: Backends :func:`init` accepts (``ECNN_PYG_DIST_BACKEND`` or its ``backend`` argument).
+BACKENDS = ("gloo", "nccl", "cpu:gloo,cuda:nccl")
+
+
 def backend_for(device: Any = None) -> str:
-    """``"nccl"`` for CUDA devices (when NCCL is built in), else ``"gloo"``.
+    """The backend of the process group: the override, else NCCL for CUDA, else gloo.
+
+    * ``ECNN_PYG_DIST_BACKEND`` (``gloo``, ``nccl`` or ``cpu:gloo,cuda:nccl``)
+      wins when set;
+    * otherwise ``"cpu:gloo,cuda:nccl"`` for a CUDA device when NCCL is built
+      in and CUDA is available: tensors on the GPU go through NCCL, those on
+      the CPU (the integrator's generator state, objects) through gloo;
+    * otherwise ``"gloo"`` (CPU; a CUDA device without NCCL).
 
     Args:
-        device: the device the computation runs on (``None``: CPU).
+        device: the device the computation runs on (``None``: CPU; ``"cuda"``:
+            the GPUs, one per rank).
+
+    Raises:
+        ValueError: if ``ECNN_PYG_DIST_BACKEND`` names another backend.
     """
+    forced = os.environ.get("ECNN_PYG_DIST_BACKEND")
+    if forced:
+        if forced not in BACKENDS:
+            raise ValueError(f"ECNN_PYG_DIST_BACKEND must be one of {list(BACKENDS)}, "
+                             f"got {forced!r}")
+        return forced
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    if dev.type == "cuda" and tdist.is_nccl_available():
-        return "nccl"
+    if dev.type == "cuda" and tdist.is_nccl_available() and torch.cuda.is_available():
+        return "cpu:gloo,cuda:nccl"
     return "gloo"
 
 
@@ -128,7 +149,8 @@ def init(device: Any = None, timeout: Optional[float] = None,
             CUDA, gloo otherwise).
         timeout: seconds every collective waits for the others (default:
             :func:`timeout_seconds`).
-        backend: force a backend (``"gloo"``, ``"nccl"``).
+        backend: force a backend (one of :data:`BACKENDS`; default
+            :func:`backend_for`, which ``ECNN_PYG_DIST_BACKEND`` overrides).
 
     Returns:
         Whether this process is now one rank of several (``False`` in a
@@ -150,7 +172,9 @@ def init(device: Any = None, timeout: Optional[float] = None,
         raise DistributedError("this PyTorch build has no torch.distributed; run one process")
     _timeout = float(timeout) if timeout is not None else timeout_seconds()
     backend = backend or backend_for(device)
-    if backend == "nccl":
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if "nccl" in backend:
         torch.cuda.set_device(local % max(1, torch.cuda.device_count()))
     with guard("starting the process group"):
         tdist.init_process_group(backend=backend, rank=rk, world_size=world,
@@ -291,6 +315,17 @@ def waiting_group():
     with guard("creating the waiting group"):
         return tdist.new_group(backend="gloo",
                                timeout=datetime.timedelta(seconds=max(_timeout, WAIT_TIMEOUT)))
+
+
+def scatter_object(objs: Optional[List[Any]] = None, src: int = 0, what: str = "scattering",
+                   group=None) -> Any:
+    """Rank ``r`` gets ``objs[r]`` of rank ``src`` (``objs[0]`` in one process)."""
+    if not is_active():
+        return objs[0]
+    out: List[Any] = [None]
+    with guard(what):
+        tdist.scatter_object_list(out, objs if rank() == src else None, src=src, group=group)
+    return out[0]
 
 
 def all_reduce_sum(tensor: torch.Tensor, what: str = "summing across ranks") -> torch.Tensor:
