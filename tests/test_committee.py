@@ -188,20 +188,22 @@ def test_interrupted_committee_training_resumes_to_the_same_result(trained, squa
     from ecnn_pyg.training import trainer as T
     run_dir = tmp_path / "c2"
     cfg = _train_cfg(square_data, run_dir)
-    real_run = T.Trainer.run
-    calls = []
+    real_run, real_epoch = T.Trainer.run, T.Trainer.train_epoch
+    calls, stops = [], []
+    monkeypatch.setattr(T.Trainer, "run", lambda self: calls.append(self.run_dir.name)
+                        or real_run(self))
 
-    def interrupted(self):
-        calls.append(self.run_dir.name)
-        if self.run_dir.name == "member_1":
+    def epoch(self, e):                      # Ctrl-C in member 1's second epoch
+        if self.run_dir.name == "member_1" and e == 2 and not stops:
+            stops.append(e)
             raise KeyboardInterrupt
-        return real_run(self)
-    monkeypatch.setattr(T.Trainer, "run", interrupted)
+        return real_epoch(self, e)
+    monkeypatch.setattr(T.Trainer, "train_epoch", epoch)
     with pytest.raises(KeyboardInterrupt):
         train_committee(cfg, members=2)
     assert (run_dir / "member_0" / "done.json").exists() and not (run_dir / "committee.pt").exists()
-    monkeypatch.setattr(T.Trainer, "run", lambda self: calls.append(self.run_dir.name)
-                        or real_run(self))
+    assert load_checkpoint(run_dir / "member_1" / "last.pt")["epoch"] == 1
+    assert not (run_dir / "member_1" / "done.json").exists()
     before = (run_dir / "member_0" / "best.pt").stat().st_mtime_ns
     out = train_committee(cfg, members=2)
     assert calls == ["member_0", "member_1", "member_1"]            # member 0 not redone
@@ -225,6 +227,12 @@ def test_cli_train_committee_from_the_config_key(square_data, tmp_path):
     assert main(["train", "--config", str(cfg), "--quiet"]) == 0
     assert isinstance(load_model(tmp_path / "r"), Committee)
     assert main(["train", "--config", str(cfg), "--quiet"]) == 0          # finished: kept
+
+
+def test_cli_committee_training_refuses_torchrun(monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["train", "--config", "c.yaml", "--committee", "2"]) == 2
+    assert "one process" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -310,7 +318,8 @@ def test_uncertainty_warning_fires_once_above_the_upper_level(trained, tmp_path)
 def test_cli_simulate_with_a_committee_plots_its_uncertainty(trained, tmp_path):
     import yaml
     cfg = tmp_path / "s.yaml"
-    cfg.write_text(yaml.safe_dump(_sim(trained, tmp_path, "c.h5", plot=True, trust_upper=1e3)))
+    cfg.write_text(yaml.safe_dump(_sim(trained, tmp_path, "c.h5", plot=True, trust_upper=1e3,
+                                       lattice=None)))          # the committee's lattice
     assert main(["simulate", "--config", str(cfg), "--quiet"]) == 0
     assert (tmp_path / "c_uncertainty.png").stat().st_size > 0
     assert len(S.read_runs(tmp_path / "c.h5")[0]["sigma_mean"]) == 3

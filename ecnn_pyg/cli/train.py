@@ -110,9 +110,14 @@ def _run_committee(args, overrides, members):
     from ..datasets import terminate_as_interrupt
     from ..locking import OutputLockedError
     from ..training.trainer import TrainingDivergedError
+    import os
     if args.config is None:
         raise ValueError("--committee needs --config FILE.yaml (rerunning the same command "
                          "continues an interrupted committee)")
+    if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1"):
+        raise ValueError("a committee is trained in one process (its members one after the "
+                         "other); run it without torchrun, or train the members yourself with "
+                         "torchrun and combine them with ecnn_pyg.committee.save_committee")
     overrides.pop("committee", None)
     with terminate_as_interrupt():
         try:
