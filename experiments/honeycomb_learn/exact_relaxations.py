@@ -24,7 +24,8 @@ Soc. Jpn. 79, 083711 (2010)). This script checks it exactly:
 Writes into --out (default runs/honeycomb_learn/): ``relaxations.npz`` (every relaxed state,
 resumable: a rerun only relaxes what is missing), ``tetrahedral_4x4.npy`` (the lowest minimum
 of the random 4 x 4 starts: a start of the learn loop), ``tetrahedral_ideal_4x4.npy`` (the
-ideal tetrahedral state, same cell), ``exact_relaxations.png`` (picture) and the table on
+ideal tetrahedral state, same cell), ``minima_4x4.npy`` (every relaxed 4 x 4 state: the
+held-out set of the learn loop), ``exact_relaxations.png`` (picture) and the table on
 standard output:
 
     OMP_NUM_THREADS=1 python experiments/honeycomb_learn/exact_relaxations.py \\
@@ -276,6 +277,8 @@ def main(argv=None):
         found = min(rand4, key=lambda r: r["e"])
         np.save(out / "tetrahedral_4x4.npy", store[f"{found['key']}/spins"][None])
     np.save(out / "tetrahedral_ideal_4x4.npy", tetrahedral(4)[None])
+    minima = [store[f"{key}/spins"] for key, L, _ in jobs if L == 4]
+    np.save(out / "minima_4x4.npy", np.stack(minima))
     if rand4:
         picture(store[f"{found['key']}/spins"], rows, e_fm, out / "exact_relaxations.png",
                 found["key"], lat)
