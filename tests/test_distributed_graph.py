@@ -350,3 +350,15 @@ def test_simulate_cli_starts_the_group_for_the_config_device(tmp_path, monkeypat
     monkeypatch.setenv("RANK", "1")
     assert _device_of(cfg, {}) == "cpu"
     assert _device_of(cfg, {"device": "cuda"}) == "cuda"     # -> NCCL where CUDA is available
+
+
+def test_rank0_refusal_before_the_split_stops_the_slab_ranks(tmp_path, ckpt, capfd):
+    # ranks > 0 of a slab run skip the whole lattice (and its initial state): when rank 0
+    # refuses the config there, they stop with a clear error instead of waiting
+    cfg, out = _config(tmp_path, "bad", ckpt, size=[24, 6], initial=str(tmp_path / "no.npy"),
+                       parallel="domain")
+    res = run_ranks(3, _cli, cfg, timeout=90, collective_timeout=30, expect_failure=True)
+    assert res[0] == 2
+    assert all(res[r] != 0 for r in (1, 2)), res
+    assert "cannot read" in capfd.readouterr().err
+    assert not os.path.exists(out)

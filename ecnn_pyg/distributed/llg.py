@@ -8,20 +8,23 @@ output file, its lock and the resume state; the other ranks never open it and
 leave no file behind. The file is the one the single-process run writes.
 
 **Domain decomposition** (``parallel: domain``; the default for a model source
-with a single run): each rank owns a slab of consecutive cells along the
-first axis of the periodic supercell (:class:`SlabDecomposition`). At every
-field evaluation it sends the ``h`` cell rows next to each of its borders to
-the neighbouring ranks and receives theirs (point-to-point, with a timeout),
-evaluates the model on its slab plus that halo as a small periodic supercell
-(the halo :func:`~ecnn_pyg.distributed.tiling.halo_width` makes the slab's
-field exact), and advances only its own spins. The thermal noise is drawn
-for the whole lattice from the run's generator on every rank, as the single
-process draws it, and each rank keeps its own rows: the trajectory does not
-depend on the split, at T = 0 and at T > 0. Rank 0 hands the state to the
-ranks at the start of every ``save_every`` chunk and gathers the spins at its
-end to write the snapshot; the observables (magnetization, charge, energies)
-are then computed by rank 0 on the gathered snapshot with the single-process
-code.
+with a single run): each rank owns a part of the lattice: a slab of
+consecutive cells along the first axis of a periodic supercell
+(:class:`SlabDecomposition`; a rank > 0 builds only its slab's graph, see
+:func:`follow_slab`), or a compact part of any other graph
+(:class:`GraphPartition`, recursive coordinate bisection). At every field
+evaluation it exchanges the halo sites with the neighbouring ranks
+(point-to-point, with a timeout), evaluates the model on its part plus that
+halo (the halo :func:`~ecnn_pyg.distributed.tiling.halo_width` makes the
+part's field exact), and advances only its own spins. The thermal noise is
+drawn for the whole lattice from the run's generator on every rank, as the
+single process draws it, and each rank keeps its own sites: the trajectory
+does not depend on the split, at T = 0 and at T > 0. Rank 0 hands the state
+to the ranks at the start of every ``save_every`` chunk and gathers the
+spins at its end to write the snapshot. The observables are reduced over the
+ranks: each rank sums its own spins, the local energies of its own sites and
+the solid angles of the triangles it owns (a triangle belongs to the rank
+owning its first site), and ``all_reduce`` adds them (:meth:`ParallelPlan.observe`).
 
 **Runs across ranks** (``parallel: runs``; the default for sweeps, and the
 only mode for the exact-diagonalization source, which is not local): the runs
@@ -76,7 +79,7 @@ def lattice_info(cfg) -> Optional[BravaisInfo]:
 
 
 def lattice_reach(model, info: BravaisInfo) -> Tuple[int, ...]:
-    """:func:`~ecnn_pyg.distributed.tiling.cell_reach` from the lattice's bonds (no graph needed)."""
+    """:func:`~ecnn_pyg.distributed.tiling.cell_reach` from the lattice's bonds (no graph)."""
     from ..lattice import load_lattice
     lat = load_lattice(info.lattice)
     slots = getattr(model, "slot_offsets", None)
@@ -168,7 +171,7 @@ class _Domain:
         return source
 
     def partial_observables(self, own: torch.Tensor, model, energy: bool = True) -> torch.Tensor:
-        """This rank's share of the observables, float64 ``(5,)``: sum of S (3), energy, solid angle.
+        """This rank's share of the observables, float64 ``(5,)``: sum of S, energy, solid angle.
 
         The sum of the own spins, the local energies of the own sites (the
         model on the own sites plus halo) and the solid angles of the
@@ -264,7 +267,7 @@ class SlabDecomposition(_Domain):
         return np.searchsorted(edges, np.asarray(sites), side="right") - 1
 
     def set_triangles(self, tri: Optional[np.ndarray]) -> None:
-        """This rank's triangles ``(T, 3)`` in lattice indices (first site own) -> :attr:`triangles`.
+        """Set :attr:`triangles` from this rank's triangles ``(T, 3)`` in lattice indices.
 
         Raises:
             TilingError: if a triangle reaches further than the halo.

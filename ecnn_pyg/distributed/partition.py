@@ -50,7 +50,7 @@ def _bfs_order(graph) -> np.ndarray:
 
 
 def partition_graph(graph, parts: int) -> List[np.ndarray]:
-    """Split the sites of ``graph`` into ``parts`` balanced, compact parts (see the module docstring).
+    """Split the sites of ``graph`` into ``parts`` balanced, compact parts (module docstring).
 
     Args:
         graph: a graph with ``num_nodes``, ``edge_index`` and (preferably) ``pos``.
