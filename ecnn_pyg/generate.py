@@ -133,6 +133,12 @@ def generate(config: Union[str, Path, Mapping, None] = None, overrides: Optional
     if cfg["sampler"] not in SAMPLERS and cfg["sampler"] != "file":
         raise ValueError(f"unknown sampler '{cfg['sampler']}'; available: "
                          f"{sorted(SAMPLERS) + ['file']}")
+    if cfg["sampler"] != "file":        # else the file would be ignored: random spins labelled
+        for key in ("spins_from", "snapshots"):
+            if cfg[key] is not None:
+                raise ValueError(f"{key} is read only by sampler: file, and this config's "
+                                 f"sampler is '{cfg['sampler']}'; set sampler: file to label "
+                                 f"the given spins, or remove {key}")
     splits = {str(k): int(v) for k, v in cfg["splits"].items()}
     if not splits or any(v < 0 for v in splits.values()):
         raise ValueError(f"splits must map names to non-negative counts, got {cfg['splits']}")

@@ -493,3 +493,16 @@ def test_generate_refuses_a_size_beyond_memory_before_building_the_graph(tmp_pat
     err = capsys.readouterr().err
     assert "TiB" in err and "available" in err and "ignore_memory_check" in err
     assert time.perf_counter() - t0 < 30 and not out.exists()
+
+
+@pytest.mark.parametrize("key,value", [("spins_from", "spins.npy"), ("snapshots", "2:")])
+def test_generate_refuses_a_spin_file_that_its_sampler_would_ignore(tmp_path, key, value):
+    """spins_from without sampler: file labelled random spins instead of the file's, exit 0."""
+    from ecnn_pyg.generate import generate
+    np.save(tmp_path / "spins.npy", random_spins(16, seed=0).numpy()[None])
+    cfg = {"lattice": "square", "size": [4, 4], "J": 3.0, "electrons": 10,
+           "splits": {"train": 1}, "output": str(tmp_path / "d.h5"),
+           key: str(tmp_path / value) if key == "spins_from" else value}
+    with pytest.raises(ValueError, match=rf"{key} is read only by sampler: file"):
+        generate(cfg, progress=False)
+    assert not (tmp_path / "d.h5").exists()
