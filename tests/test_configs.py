@@ -5,7 +5,7 @@ Which schema a YAML file is checked against follows from where it is and its nam
 is written in configs/README.md; a file no rule covers fails :func:`test_every_yaml_file_loads`):
 
 * ``configs/<lattice>_<task>[_...].yaml`` and ``experiments/<exp>/NN_<task>_....yaml``: the
-  task word selects the command's schema (:data:`TASKS`);
+  task word selects the command's schema (:data:`TASKS`; ``learn``: ``ecnn-pyg learn``);
 * ``configs/model_*.yaml``: a model architecture (``ECNN.from_yaml``);
 * ``experiments/<exp>/_*.yaml``: shared settings, valid through the configs that extend them
   (each must be extended by one);
@@ -29,12 +29,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: task word of a config's name -> the command whose schema checks it
 TASKS = {"generate": "generate", "label": "generate", "train": "train",
-         "simulate": "simulate", "sweep": "simulate", "ed_llg": "simulate", "ml_llg": "simulate"}
+         "simulate": "simulate", "sweep": "simulate", "ed_llg": "simulate", "ml_llg": "simulate",
+         "learn": "learn"}
 
 #: the user configs in the order a user runs them (each may use the outputs of earlier ones)
 USER_CHAIN = ["square_generate", "square_train", "square_train_ifnn", "triangular_generate",
               "triangular_ed_llg", "triangular_label", "triangular_train", "triangular_simulate",
-              "triangular_sweep", "mylattice_generate", "mylattice_train", "mylattice_simulate"]
+              "triangular_sweep", "triangular_learn", "mylattice_generate", "mylattice_train",
+              "mylattice_simulate"]
 
 MODEL_CARD_KEYS = {"name", "model_type", "model_config", "dtype", "trained_on", "command"}
 
@@ -73,7 +75,13 @@ def check_train(path):
     return train_config_loader()(path)
 
 
-CHECKS = {"generate": check_generate, "simulate": check_simulate, "train": check_train}
+def check_learn(path):
+    from ecnn_pyg.learn import load_learn_config
+    return load_learn_config(path)
+
+
+CHECKS = {"generate": check_generate, "simulate": check_simulate, "train": check_train,
+          "learn": check_learn}
 
 
 def tracked_files():
@@ -236,6 +244,7 @@ def test_schema_rule_of_names():
     assert kind_of("experiments/triangular_fig4/44_ed_llg_24_eq_train.yaml") == "simulate"
     assert kind_of("experiments/triangular_fig4/45_label_24_eq_train.yaml") == "generate"
     assert kind_of("experiments/x/_shared.yaml") == "fragment"
+    assert kind_of("configs/triangular_learn.yaml") == "learn"
     assert kind_of("configs/model_paper.yaml") == "model"
     assert kind_of("configs/lattices/mylattice.yaml") == "lattice"
     assert kind_of("configs/square_notes.yaml") == "unknown"
@@ -310,10 +319,16 @@ def _names(cfg: dict, task: str):
         out += [data] if isinstance(data, str) else list(data)
         if cfg.get("init_from"):
             out.append(cfg["init_from"])
+    elif task == "learn":
+        out += list((cfg.get("seed_data") or {}).get("paths") or [])
+        out += list(cfg.get("validation") or [])
+        out += [s for s in (cfg.get("explore") or {}).get("starts") or [] if _is_file_ref(s)]
     return [str(x).split("#", 1)[0] for x in out]
 
 
 def _outputs(cfg: dict, task: str):
+    if task == "learn":
+        return [cfg["run_dir"] + "/summary.json"]
     return [cfg["run_dir"] + "/best.pt"] if task == "train" else [cfg["output"]]
 
 

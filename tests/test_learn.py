@@ -172,15 +172,34 @@ def _records(run_dir):
     return out
 
 
+def full_config(run_dir, heldout):
+    """The small loop with every kind of seed data, twisted labels and a held-out set."""
+    return small_config(
+        run_dir, validation=[str(heldout)],
+        seed_data={"random": {"size": [6, 6], "n_train": 12, "n_val": 4},
+                   "ed_llg": {"size": [6, 6], "zeeman": [0.5], "temperature": 0.2, "dt": 0.2,
+                              "n_steps": 4, "save_every": 1, "snapshots": "1:", "n_val": 1}},
+        explore={"twists": {"6x6": 2}})
+
+
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
+def heldout(tmp_path_factory):
+    from ecnn_pyg.generate import generate
+    path = tmp_path_factory.mktemp("heldout") / "heldout.h5"
+    generate({"output": str(path), "lattice": "square", "size": [6, 6], "hoppings": {"t1": 1.0},
+              "J": 3.0, "electrons": 30, "seed": 99, "splits": {"test": 4}}, progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, heldout):
     run_dir = tmp_path_factory.mktemp("learn") / "a"
-    learn(small_config(run_dir), **QUIET)
+    learn(full_config(run_dir, heldout), **QUIET)
     return run_dir
 
 
 def test_two_rounds_end_to_end(uninterrupted):
-    from ecnn_pyg.datasets import read_arrays
+    from ecnn_pyg.datasets import read_arrays, read_meta
     from ecnn_pyg.learn.select import CLASSES
     from ecnn_pyg.pretrained import load_model
     rd = uninterrupted
@@ -190,7 +209,10 @@ def test_two_rounds_end_to_end(uninterrupted):
     summary = json.loads((rd / "summary.json").read_text())
     assert summary["finished"] == "max_rounds" and len(summary["rounds"]) == 3
     assert "| round |" in (rd / "summary.md").read_text()
-    n_train = 12
+    seed = json.loads((rd / "round_000" / "seed.json").read_text())
+    assert seed["counts"] == {"random": 16, "ed_llg": 4} and seed["ed_labels"] == 20
+    assert len(read_arrays(rd / "round_000" / "seed_ed_llg.h5", "val")["spin"]) == 1
+    assert [r["heldout_rmse"] > 0 for r in summary["rounds"]] == [True] * 3
     for k in (1, 2):
         r = rd / f"round_{k:03d}"
         rep = json.loads((r / "report.json").read_text())
@@ -211,6 +233,8 @@ def test_two_rounds_end_to_end(uninterrupted):
         labels = read_arrays(r / "labels_6x6.h5")
         assert len(labels["spin"]) == sel["n_selected"] == rep["ed_labels"]
         assert np.allclose(labels["spin"], np.load(r / "selected_6x6.npy"))
+        assert rep["labels"]["6x6"]["twists"] == 2
+        assert read_meta(r / "labels_6x6.h5")["model"]["twists"] == [2, 2]   # 12 x 12 labels
         # the committee before training on them, and how sigma_B predicted its error
         bt = rep["before_training"]
         assert bt["rmse_field"] > 0 and bt["calibration"]["n_sites"] == 36 * sel["n_selected"]
@@ -219,8 +243,8 @@ def test_two_rounds_end_to_end(uninterrupted):
         # the new committee starts from the previous one and trains on all data so far
         tr = json.loads((r / "train.json").read_text())
         assert tr["init_from"].endswith(f"round_{k - 1:03d}/committee/committee.pt")
-        assert len(tr["data"]) == 1 + k
-        n_train += sel["n_selected"]
+        assert len(tr["data"]) == 2 + k          # random and ED-LLG seed data, labels so far
+        assert rep["heldout"]["files"][0]["n"] == 4
         assert rep["committee"]["val_rmse_field"] > 0
         assert (r / "report.md").read_text().startswith(f"# Round {k}")
     committee = load_model(str(rd / "round_002" / "committee" / "committee.pt"))
@@ -278,14 +302,14 @@ def _same(a, b, where=""):
 
 
 def test_a_stop_after_every_stage_then_a_rerun_gives_the_uninterrupted_result(
-        uninterrupted, tmp_path, monkeypatch):
+        uninterrupted, heldout, tmp_path, monkeypatch):
     """Stopped after each stage in turn (``until``), and once in the middle of a committee's
     training (an exception in an epoch of round 1's second member), the rerun run ends with
     the same weights, data, scores, selections and reports as the uninterrupted run."""
     from ecnn_pyg.training.trainer import Trainer
     stages = _records(uninterrupted)
     rd = tmp_path / "b"
-    cfg = small_config(rd)
+    cfg = full_config(rd, heldout)
     for stage in stages:
         if stage == "1/train":          # a crash inside the stage, then the stop after it
             real, calls = Trainer.train_epoch, []
@@ -311,19 +335,25 @@ def test_a_stop_after_every_stage_then_a_rerun_gives_the_uninterrupted_result(
     assert (rd / "round_001" / "scores.npz").stat().st_mtime_ns == before
 
 
-def test_a_continued_run_must_keep_its_settings(uninterrupted, tmp_path):
-    cfg = small_config(uninterrupted, select={"lower": 0.02, "max_per_round": 3})
+def test_a_continued_run_must_keep_its_settings(uninterrupted, heldout):
+    cfg = full_config(uninterrupted, heldout)
+    cfg["select"] = {"lower": 0.02, "max_per_round": 3}
     with pytest.raises(ConfigError, match="select differ"):
         learn(cfg, **QUIET)
-    cfg = small_config(uninterrupted, select={"lower": 0.01, "max_per_round": 3})
+    cfg = full_config(uninterrupted, heldout)
     with pytest.raises(ValueError, match="until must be a stage"):
         learn(cfg, until="1/nothing", **QUIET)
+    said = []
+    before = sorted(p.stat().st_mtime_ns for p in uninterrupted.glob("round_*/*.json"))
+    learn(cfg, until="1/label", log=said.append)      # a stage already done: nothing runs
+    assert "already done" in said[-1]
+    assert sorted(p.stat().st_mtime_ns for p in uninterrupted.glob("round_*/*.json")) == before
 
 
-def test_cli_status_and_errors(uninterrupted, tmp_path, capsys):
+def test_cli_status_and_errors(uninterrupted, heldout, tmp_path, capsys):
     from ecnn_pyg.cli import main
     path = tmp_path / "square_learn.yaml"
-    path.write_text(yaml.safe_dump(small_config(uninterrupted)))
+    path.write_text(yaml.safe_dump(full_config(uninterrupted, heldout)))
     assert main(["learn", "--config", str(path), "--status"]) == 0
     out = capsys.readouterr().out
     assert "round   2: explore" in out and "| round |" in out

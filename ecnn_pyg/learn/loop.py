@@ -152,6 +152,9 @@ class _Loop:
         rd = round_dir(self.run_dir, k)
         record = rd / f"{name}.json"
         if record.exists():
+            if self.stop_at == (k, name):
+                raise LearnStopped(f"round {k}: {name} was already done (until); rerun without "
+                                   "until to continue")
             return read_json(record)
         rd.mkdir(parents=True, exist_ok=True)
         clock = rd / f".{name}.time"
@@ -186,8 +189,15 @@ class _Loop:
         return round_dir(self.run_dir, k) / "committee" / "committee.pt"
 
     # ------------------------------------------------------------------ the rounds
+    def remove_orphans(self) -> None:
+        """Delete temporary files that a killed loop left (this process holds the lock)."""
+        for folder in [self.run_dir, *self.run_dir.glob("round_*")]:
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+
     def run(self) -> None:
         c = self.cfg
+        self.remove_orphans()
         self.stage(0, "seed", self.seed)
         self.stage(0, "train", lambda: self.train(0))
         rep = self.stage(0, "report", lambda: self.report(0))
