@@ -427,7 +427,9 @@ def _score(pred: Mapping[str, np.ndarray], spin: np.ndarray, field: np.ndarray,
         members.append(acc)
     err = np.sqrt(((st["field"] - np.asarray(field, np.float64)) ** 2).sum(-1))   # (n, N)
     return {"mean": mean_acc, "members": members, "sigma": st["sigma"].reshape(-1),
-            "error": err.reshape(-1), "samples": n}
+            "error": err.reshape(-1), "samples": n,
+            "snapshot_sigma_max": st["sigma"].reshape(n, -1).max(1),
+            "snapshot_sigma_mean": st["sigma"].reshape(n, -1).mean(1)}
 
 
 def _pool(scores: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -448,6 +450,8 @@ def _pool(scores: List[Dict[str, Any]]) -> Dict[str, Any]:
     corr = float(np.corrcoef(sigma, err)[0, 1]) if sigma.size > 1 and sigma.std() > 0 \
         and err.std() > 0 else float("nan")
     q = np.quantile(sigma, [0.5, 0.9, 0.99]) if sigma.size else [float("nan")] * 3
+    snap_max = np.concatenate([s["snapshot_sigma_max"] for s in scores])
+    snap_mean = np.concatenate([s["snapshot_sigma_mean"] for s in scores])
     return {"val_rmse_field": mean["rmse_field"],
             "val_rmse_field_transverse": mean["rmse_field_transverse"],
             "val_rmse_energy_per_site": mean["rmse_energy_per_site"],
@@ -458,6 +462,10 @@ def _pool(scores: List[Dict[str, Any]]) -> Dict[str, Any]:
             "val_sigma_q99": float(q[2]),
             "val_sigma_max": float(sigma.max()) if sigma.size else float("nan"),
             "val_sigma_error_correlation": corr,
+            "val_snapshot_sigma_max_median": float(np.median(snap_max)) if snap_max.size
+            else float("nan"),
+            "val_snapshot_sigma_mean_median": float(np.median(snap_mean)) if snap_mean.size
+            else float("nan"),
             "val_samples": int(sum(s["samples"] for s in scores)),
             "members": [{"val_rmse_field": m["rmse_field"],
                          "val_rmse_energy_per_site": m["rmse_energy_per_site"]}

@@ -163,8 +163,10 @@ def test_trained_committee_records_metrics_and_trust(trained, square_data):
     assert met["split"] == "val" and met["val_samples"] == 3
     assert len(met["members"]) == 2 and [x["seed"] for x in met["members"]] == [0, 1]
     for key in ("val_rmse_field", "val_rmse_energy_per_site", "val_sigma_mean", "val_sigma_q90",
-                "val_sigma_max", "val_sigma_error_correlation", "val_error_site_rms"):
+                "val_sigma_max", "val_sigma_error_correlation", "val_error_site_rms",
+                "val_snapshot_sigma_max_median", "val_snapshot_sigma_mean_median"):
         assert np.isfinite(met[key]), key
+    assert met["val_sigma_mean"] <= met["val_snapshot_sigma_max_median"] <= met["val_sigma_max"]
     # the default rule: lower = RMS over validation sites of |B_mean - B_ED|, upper = 3 x lower
     assert info["trust"]["lower"] == pytest.approx(met["val_error_site_rms"])
     assert info["trust"]["upper"] == pytest.approx(C.UPPER_TRUST_FACTOR * met["val_error_site_rms"])
