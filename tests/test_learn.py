@@ -16,6 +16,7 @@ from ecnn_pyg.learn import classify, learn, load_learn_config, select_candidates
 from ecnn_pyg.learn.select import ACCURATE, CANDIDATE, FAILED
 
 ROOT = Path(__file__).resolve().parent.parent
+QUIET = dict(log=lambda _: None)
 
 
 # --------------------------------------------------------------------------- selection
@@ -146,6 +147,19 @@ def test_bad_configs_fail_before_anything_is_written(tmp_path, change, message):
     assert not (tmp_path / "run").exists()
 
 
+def test_held_out_and_seed_files_must_have_the_runs_hamiltonian(tmp_path, heldout):
+    cfg = small_config(tmp_path / "run", validation=[str(heldout)])
+    assert load_learn_config(cfg)["validation"] == [str(heldout)]
+    for change, message in (({"J": 4.0}, "another Hamiltonian .*J = 3.0"),
+                            ({"hoppings": {"t1": 1.0, "t2": 0.3}}, "hoppings")):
+        with pytest.raises(ConfigError, match=message):
+            learn({**cfg, **change}, **QUIET)
+        with pytest.raises(ConfigError, match="seed_data.paths: .*another Hamiltonian"):
+            learn({**small_config(tmp_path / "run", seed_data={"paths": [str(heldout)]}),
+                   **change}, **QUIET)
+    assert not (tmp_path / "run").exists()
+
+
 def test_missing_hamiltonian_in_a_yaml_file_names_the_key(tmp_path):
     cfg = small_config(tmp_path / "run")
     del cfg["J"]
@@ -157,8 +171,6 @@ def test_missing_hamiltonian_in_a_yaml_file_names_the_key(tmp_path):
 
 
 # --------------------------------------------------------------------------- the loop
-
-QUIET = dict(log=lambda _: None)
 
 
 def _records(run_dir):

@@ -328,6 +328,7 @@ def load_learn_config(source: Union[str, Path, Mapping],
     for p in seed["paths"]:
         if not isinstance(p, str) or not Path(p).is_file():
             raise ConfigError(f"seed_data.paths: '{p}' is not an existing data file")
+        _check_data_file(p, "seed_data.paths", cfg, lat)
     if seed["random"] is None and seed["ed_llg"] is None and not seed["paths"]:
         raise ConfigError("seed_data needs random, ed_llg or paths: the first committee is "
                           "trained on them")
@@ -396,12 +397,37 @@ def load_learn_config(source: Union[str, Path, Mapping],
     for p in cfg["validation"]:
         if not isinstance(p, str) or not Path(p).is_file():
             raise ConfigError(f"validation: '{p}' is not an existing data file")
+        _check_data_file(p, "validation", cfg, lat)
         if Path(p).resolve() in seed_paths:
             raise ConfigError(f"validation: '{p}' is also seed data; a held-out set is never "
                               "trained on")
     if cfg["num_threads"] is not None and cfg["num_threads"] < 1:
         raise ConfigError(f"num_threads must be >= 1 or null, got {cfg['num_threads']}")
     return cfg
+
+
+def _check_data_file(path: str, where: str, cfg: Mapping, lat) -> None:
+    """Refuse a data file of another lattice, hoppings or coupling than the config's."""
+    from ..datasets import DataFileError, read_meta
+    try:
+        meta = read_meta(path)
+    except DataFileError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    model = meta.get("model") or {}
+    diffs = []
+    if meta.get("lattice") != lat.name:
+        diffs.append(f"lattice {meta.get('lattice')!r}")
+    hop = lat.hopping_values(cfg["hoppings"])
+    if any(abs(float(v or 0.0) - hop.get(k, 0.0)) > 1e-9 for k, v in
+           (meta.get("hoppings") or {}).items()):
+        diffs.append(f"hoppings {meta.get('hoppings')}")
+    for key in ("J", "mu"):
+        if cfg[key] is not None and model.get(key) is not None and \
+                abs(float(model[key]) - float(cfg[key])) > 1e-9:
+            diffs.append(f"{key} = {model[key]}")
+    if diffs:
+        raise ConfigError(f"{where}: '{path}' was labelled with another Hamiltonian than the "
+                          f"config's ({', '.join(diffs)})")
 
 
 def _check_dynamics(sec: Mapping, where: str, temperatures) -> None:
