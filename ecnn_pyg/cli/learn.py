@@ -15,10 +15,10 @@ an interrupted one continues (data sets sample by sample, trajectories from thei
 save, training from the last epoch). One loop per run directory (lock file learn.lock).
 
 Example:
-    ecnn-pyg learn --config configs/square_learn.yaml
-    ecnn-pyg learn --config configs/square_learn.yaml --rounds 5        # more rounds
-    ecnn-pyg learn --config configs/square_learn.yaml --until 1/label   # stop after a stage
-    ecnn-pyg learn --config configs/square_learn.yaml --status
+    ecnn-pyg learn --config configs/triangular_learn.yaml
+    ecnn-pyg learn --config configs/triangular_learn.yaml --rounds 5        # more rounds
+    ecnn-pyg learn --config configs/triangular_learn.yaml --until 1/label   # stop after a stage
+    ecnn-pyg learn --config configs/triangular_learn.yaml --status
 """
 import sys
 
@@ -33,7 +33,7 @@ def add_arguments(parser):
         parser: the :class:`argparse.ArgumentParser` of the subcommand.
     """
     parser.add_argument("--config", required=True,
-                        help="YAML config (keys: see configs/square_learn.yaml)")
+                        help="YAML config (keys: see configs/triangular_learn.yaml)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override config keys, values parsed as YAML; a dotted key sets "
                              "a key of a section (select.lower=0.01)")

@@ -1,7 +1,7 @@
 """Committee active learning: explore with the learned field, label where the committee disagrees.
 
 ``learn(config)`` is what ``ecnn-pyg learn --config FILE.yaml`` runs (keys: every one
-commented in ``configs/square_learn.yaml``; the loop is described in
+commented in ``configs/triangular_learn.yaml``; the loop is described in
 ``docs/active_learning.md``). One concept per module:
 
 * :mod:`.schema`: the config, its defaults and every check made before any work

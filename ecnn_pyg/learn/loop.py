@@ -41,7 +41,7 @@ __all__ = ["learn", "status", "STAGES", "ROUND0_STAGES", "LearnStopped"]
 
 
 class LearnStopped(Exception):
-    """Raised inside the loop to stop after the stage named by ``until`` (caught by :func:`learn`)."""
+    """Stops the loop after the stage named by ``until`` (caught by :func:`learn`)."""
 
 
 # ----------------------------------------------------------------------------- the run
@@ -98,7 +98,7 @@ def learn(config: Union[str, Path, Mapping], overrides: Optional[Mapping] = None
     after ``stop.max_rounds`` rounds.
 
     Args:
-        config: a learn config (YAML path or mapping; ``configs/square_learn.yaml``).
+        config: a learn config (YAML path or mapping; ``configs/triangular_learn.yaml``).
         overrides: ``{key: value}`` over the config (``select.lower`` reaches into a section).
         rounds: sets ``stop.max_rounds``.
         until: stop after this stage: ``STAGE`` (its next run) or ``ROUND/STAGE`` (``1/label``).

@@ -39,8 +39,10 @@ SUMMARY_COLUMNS = {
     "failed": "snapshots at or above the upper level",
     "share_accurate": "accurate / scored",
     "selected": "candidates labelled (at most max_per_round)",
-    "rmse_before": "RMSE(B) of the exploring committee's mean on the new labels, before training on them",
-    "corr_sigma_error": "correlation of per-site sigma_B with the per-site error |B_mean - B_ED| on the new labels",
+    "rmse_before": "RMSE(B) of the exploring committee's mean on the new labels, before "
+                   "training on them",
+    "corr_sigma_error": "correlation of per-site sigma_B with the per-site error "
+                        "|B_mean - B_ED| on the new labels",
     "val_rmse": "RMSE(B) of the new committee's mean on its validation split",
     "heldout_rmse": "RMSE(B) of the new committee's mean on the held-out sets (pooled)",
     "wall_s": "wall time of the round, seconds",
@@ -146,7 +148,7 @@ def _walls(run_dir: Path, k: int, names) -> Dict[str, float]:
 
 
 def round_report(loop, k: int, stop: Optional[str]) -> Dict[str, Any]:
-    """The report of round ``k`` of a :class:`~ecnn_pyg.learn.loop._Loop` (see the module docstring)."""
+    """The report of round ``k`` of the loop ``loop`` (see the module docstring)."""
     from ..pretrained import load_model
     from ._files import ROUND0_STAGES, STAGES, read_json, round_dir
     rd = round_dir(loop.run_dir, k)

@@ -1,7 +1,7 @@
 """The active-learning config: one YAML file, its defaults and every check made before any work.
 
 A learn config has top-level keys (:data:`LEARN_SCHEMA`) and sections, each a mapping with a
-schema of its own (:data:`SECTIONS`); every key is commented in ``configs/square_learn.yaml``.
+schema of its own (:data:`SECTIONS`); every key is commented in ``configs/triangular_learn.yaml``.
 :func:`load_learn_config` reads the file (``extends:`` resolved), applies overrides (dotted
 keys reach into the sections: ``select.lower=0.01``) and checks everything that can be checked
 without computing: the Hamiltonian, the committee's training settings (against the training
@@ -464,7 +464,7 @@ def snapshots_per_run(sec: Mapping) -> int:
 
 
 def identity_of(cfg: Mapping) -> Dict[str, Any]:
-    """The keys of a resolved config that a continued run must keep (all but :data:`RESUME_MUTABLE`)."""
+    """The keys of a resolved config a continued run must keep (all but :data:`RESUME_MUTABLE`)."""
     return {k: v for k, v in cfg.items() if k not in RESUME_MUTABLE}
 
 
