@@ -7,6 +7,7 @@
 * :mod:`ecnn_pyg.dynamics`, :mod:`ecnn_pyg.observables`, :mod:`ecnn_pyg.plot`:
   stochastic LLG, topological charge and structure factor, pictures;
 * :mod:`ecnn_pyg.pretrained`: the shipped models (``square-paper``, ``triangular-paper``);
+* :mod:`ecnn_pyg.committee`: committees of models, their mean field and uncertainty;
 * :mod:`ecnn_pyg.runtime`: an opt-in process setting,
   :func:`ecnn_pyg.runtime.keep_freed_memory` (glibc keeps freed memory for
   reuse: half the time of a 576 x 576 evaluation on CPU). Importing the
@@ -32,7 +33,7 @@ _EXPORTS = {
     "rotation_permutations": "graph",
     "SpinError": "spins", "KondoED": "ed", "SpinDataset": "datasets", "ECNN": "nn",
 }
-_SUBMODULES = ("dynamics", "nn", "observables", "pretrained", "runtime", "testing")
+_SUBMODULES = ("committee", "dynamics", "nn", "observables", "pretrained", "runtime", "testing")
 #: submodules that ``import ecnn_pyg`` made attributes before the imports were lazy
 #: (as the public ones above, loaded on first access); any other submodule is an
 #: attribute once imported, as usual

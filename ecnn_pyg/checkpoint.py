@@ -42,9 +42,9 @@ import torch
 
 from ._version import __version__
 
-__all__ = ["CheckpointError", "COMMITTEE_KIND", "FORMAT", "FORMAT_VERSION", "REQUIRED_KEYS", "DTYPES",
-           "save_checkpoint", "read_torch_file", "load_checkpoint", "validate_checkpoint",
-           "check_finite_weights"]
+__all__ = ["CheckpointError", "COMMITTEE_KIND", "FORMAT", "FORMAT_VERSION", "REQUIRED_KEYS",
+           "DTYPES", "save_checkpoint", "read_torch_file", "load_checkpoint",
+           "validate_checkpoint", "check_finite_weights"]
 
 FORMAT = "ecnn_pyg-checkpoint"
 FORMAT_VERSION = 1

@@ -551,13 +551,14 @@ class SnapshotUncertainty:
         upper = self.trust["upper"]
         if upper is not None and st["sigma_max"] > upper and not self.warned:
             self.warned = True
+            at = f" at {where}" if where else ""
             warnings.warn(
-                f"committee uncertainty above its upper trust level{' at ' + where if where else ''}"
-                f": sigma_max = {st['sigma_max']:.3g} > {upper:.3g} (largest per-site "
-                f"disagreement of the {len(self.committee)} members): the model extrapolates "
-                "here and its field may be wrong; label such snapshots with ED and retrain "
-                "(ecnn-pyg learn), or raise trust_upper if this is expected (warned once per "
-                "run)", UncertaintyWarning, stacklevel=2)
+                f"committee uncertainty above its upper trust level{at}: sigma_max = "
+                f"{st['sigma_max']:.3g} > {upper:.3g} (largest per-site disagreement of the "
+                f"{len(self.committee)} members): the model extrapolates here and its field may "
+                "be wrong; label such snapshots with ED and retrain (ecnn-pyg learn), or raise "
+                "trust_upper if this is expected (warned once per simulation)",
+                UncertaintyWarning, stacklevel=2)
         return {"sigma_mean": st["sigma_mean"], "sigma_max": st["sigma_max"]}
 
 

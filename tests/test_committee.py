@@ -86,6 +86,7 @@ def test_mean_and_sigma_are_the_members_statistics():
     from ecnn_pyg.distributed.tiling import receptive_hops
     assert receptive_hops(committee) == receptive_hops(members[0]) == 2
     assert next(committee.to(torch.float64).parameters()).dtype == torch.float64
+    assert ep.committee.Committee is Committee                  # ecnn_pyg.committee, lazily
 
 
 def test_tiled_sigma_equals_the_untiled_one():
