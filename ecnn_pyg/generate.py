@@ -91,7 +91,7 @@ def spins_from_file(path: Union[str, Path], n_sites: int,
     path = Path(path)
     sel = parse_slice(snapshots)
     if path.suffix == ".npy":
-        return as_spin_batch(load_spin_file(path), n_sites, normalize=True)[0][sel]
+        return _unit_length(load_spin_file(path), n_sites)[sel]
     from .simulate import read_runs
     runs = read_runs(path)
     if not runs:
@@ -100,7 +100,14 @@ def spins_from_file(path: Union[str, Path], n_sites: int,
     if spins.ndim != 3 or spins.shape[1] != n_sites:
         raise ValueError(f"'{path}' holds spins of shape {spins.shape[1:]}, the lattice has "
                          f"{n_sites} sites")
-    return as_spin_batch(spins, n_sites, normalize=True)[0]     # float32 snapshots, renormalized
+    return _unit_length(spins, n_sites)
+
+
+def _unit_length(spins, n_sites: int) -> np.ndarray:
+    """``(n, N, 3)`` unit spins: lengths within 1e-3 of one (float32 files) are rescaled to
+    one; anything else (|S| = 5, zero spins) is refused, never labelled as given or rescaled."""
+    batch = as_spin_batch(spins, n_sites, tol=1e-3)[0]
+    return batch / np.linalg.norm(batch, axis=-1, keepdims=True)
 
 
 def _check_memory(cfg: Mapping) -> None:

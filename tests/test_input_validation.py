@@ -506,3 +506,21 @@ def test_generate_refuses_a_spin_file_that_its_sampler_would_ignore(tmp_path, ke
     with pytest.raises(ValueError, match=rf"{key} is read only by sampler: file"):
         generate(cfg, progress=False)
     assert not (tmp_path / "d.h5").exists()
+
+
+def test_generate_refuses_spin_files_off_the_unit_sphere(tmp_path):
+    """|S| = 5 spins were rescaled to unit length without a word; float32 rounding still is."""
+    from ecnn_pyg.generate import generate
+    from ecnn_pyg.spins import SpinError
+    s = random_spins(16, seed=0).numpy()[None].astype(np.float64)
+    cfg = {"lattice": "square", "size": [4, 4], "J": 3.0, "electrons": 10, "sampler": "file",
+           "splits": {"train": 1}, "output": str(tmp_path / "d.h5"),
+           "spins_from": str(tmp_path / "s.npy")}
+    np.save(tmp_path / "s.npy", 5 * s)
+    with pytest.raises(SpinError, match="unit length|\\|S\\|"):
+        generate(cfg, progress=False)
+    assert not (tmp_path / "d.h5").exists()
+    np.save(tmp_path / "s.npy", (s * (1 + 1e-5)).astype(np.float32))     # rounding: accepted
+    from ecnn_pyg.datasets import read_arrays
+    spins = read_arrays(generate(cfg, progress=False))["spin"]
+    assert np.allclose(np.linalg.norm(spins, axis=-1), 1, atol=1e-6)
