@@ -222,6 +222,23 @@ def test_interrupted_committee_training_resumes_to_the_same_result(trained, squa
         train_committee(cfg, members=2, resume=False)
 
 
+def test_a_committee_starts_from_the_members_of_another(trained, square_data, tmp_path):
+    out = train_committee(_train_cfg(square_data, tmp_path / "r", max_epochs=1, lr=1e-6),
+                          members=2, init_from=trained.parent)
+    before, after = load_checkpoint(trained)["members"], load_checkpoint(out)["members"]
+    for m in range(2):         # member m from member m (a tiny lr: the weights barely move)
+        init = load_checkpoint(tmp_path / "r" / "init" / f"member_{m}.pt")["model_state"]
+        for k, v in before[m]["model_state"].items():
+            assert torch.equal(init[k], v), k
+            assert torch.allclose(after[m]["model_state"][k], v, atol=1e-4), k
+    first = [next(iter(a["model_state"].values())) for a in after]
+    assert not torch.allclose(first[0], first[1])                 # two members, two seeds
+    with pytest.raises(ValueError, match="fewer than the 3"):
+        train_committee(_train_cfg(square_data, tmp_path / "r3"), members=3, init_from=trained)
+    with pytest.raises(ConfigError, match="is a committee"):      # one Trainer: one member's
+        ep.training.train(_train_cfg(square_data, tmp_path / "one", init_from=str(trained)))
+
+
 def test_cli_train_committee_from_the_config_key(square_data, tmp_path):
     import yaml
     cfg = tmp_path / "c.yaml"

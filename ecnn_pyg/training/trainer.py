@@ -192,6 +192,10 @@ class Trainer:
         init = None
         if self.resume_state is None and cfg["init_from"]:
             init = load_checkpoint(cfg["init_from"])
+            if init.get("kind") == "committee":
+                raise ConfigError(f"init_from '{cfg['init_from']}' is a committee: start a "
+                                  "committee from it with ecnn_pyg.committee.train_committee("
+                                  "..., init_from=...), or give one member's best.pt")
             if init["model_type"] != cfg["model"]:
                 raise ConfigError(f"init_from '{cfg['init_from']}' holds a {init['model_type']} "
                                   f"model, the config trains a {cfg['model']}")
