@@ -127,6 +127,10 @@ def check_writable(path: Union[str, Path], what: str = "output") -> None:
             or the existing file is read-only.
     """
     path = Path(path)
+    for folder in (path.parent, *path.parent.parents):
+        if folder.exists() and not folder.is_dir():
+            raise OutputNotWritableError(f"cannot write the {what} '{path}': '{folder}' is a "
+                                         "file, not a folder; choose another output path")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         probe = path.with_name(f".{path.name}.{os.getpid()}.probe")

@@ -524,3 +524,13 @@ def test_generate_refuses_spin_files_off_the_unit_sphere(tmp_path):
     from ecnn_pyg.datasets import read_arrays
     spins = read_arrays(generate(cfg, progress=False))["spin"]
     assert np.allclose(np.linalg.norm(spins, axis=-1), 1, atol=1e-6)
+
+
+def test_an_output_below_a_file_names_the_file(tmp_path):
+    """An output path through an existing file was reported as 'File exists'."""
+    from ecnn_pyg.locking import OutputNotWritableError, check_writable
+    (tmp_path / "runs").write_text("not a folder")
+    for out in (tmp_path / "runs" / "x.h5", tmp_path / "runs" / "a" / "b" / "x.h5"):
+        with pytest.raises(OutputNotWritableError, match=r"runs' is a file, not a folder"):
+            check_writable(out, "data set")
+    assert (tmp_path / "runs").read_text() == "not a folder"
