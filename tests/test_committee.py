@@ -335,11 +335,12 @@ def test_uncertainty_warning_fires_once_above_the_upper_level(trained, tmp_path)
         S.simulate(_sim(trained, tmp_path, "x.h5", trust_upper=-1.0), progress=False)
 
 
-def test_cli_simulate_with_a_committee_plots_its_uncertainty(trained, tmp_path):
+def test_cli_simulate_with_a_committee_plots_its_uncertainty(trained, tmp_path, capsys):
     import yaml
     cfg = tmp_path / "s.yaml"
     cfg.write_text(yaml.safe_dump(_sim(trained, tmp_path, "c.h5", plot=True, trust_upper=1e3,
                                        lattice=None)))          # the committee's lattice
     assert main(["simulate", "--config", str(cfg), "--quiet"]) == 0
     assert (tmp_path / "c_uncertainty.png").stat().st_size > 0
+    assert "sigma_max=" in capsys.readouterr().out                  # in the run's summary
     assert len(S.read_runs(tmp_path / "c.h5")[0]["sigma_mean"]) == 3

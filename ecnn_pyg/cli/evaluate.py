@@ -62,8 +62,8 @@ def add_arguments(parser):
         parser: the :class:`argparse.ArgumentParser` of the subcommand.
     """
     parser.add_argument("--model", required=True,
-                        help="checkpoint file or pretrained name: "
-                             + ", ".join(shipped_models()))
+                        help="checkpoint file (or a committee.pt, or its run folder) or "
+                             "pretrained name: " + ", ".join(shipped_models()))
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--spins", help=".npy file of spin configurations")
     src.add_argument("--data", help="HDF5 data set (ecnn-pyg generate) to score the model on")

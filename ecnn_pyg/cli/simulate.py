@@ -13,7 +13,11 @@ A model runs only on the Hamiltonian of its training data (lattice, hoppings,
 and J, mu, filling if given): anything else is refused unless the config sets
 allow_hamiltonian_mismatch: true. n_sk (skyrmions per magnetic cell) is
 printed where the magnetic cell is known (sites_per_magnetic_cell, or the model
-card's: 48 for triangular-paper); Q always.
+card's: 48 for triangular-paper); Q always. With a committee model
+(ecnn-pyg train --committee M) every snapshot also records its uncertainty
+sigma_B (sigma_mean, sigma_max), and the first one above the committee's
+upper trust level (trust_upper overrides it) is warned about
+(docs/committee.md).
 
 Without --config the built-in default runs: T = 0 ML-LLG with the shipped
 triangular model (``triangular-paper``) on 48 x 48 at H_z = 0.006 from random
@@ -103,7 +107,9 @@ def run(args):
         print(f"  {r['name']}: H_z={r['zeeman']:g} T={r['temperature']:g} steps={r['step']} "
               f"snapshots={len(r['time'])} M=({m[0]:+.4f}, {m[1]:+.4f}, {m[2]:+.4f}) "
               f"Q={q:+.3f}" + (f" n_sk={q * cell / n_sites:+.2f}" if cell else "")
-              + (f" E/N={e[-1] / n_sites:+.6f}" if e is not None else ""))
+              + (f" E/N={e[-1] / n_sites:+.6f}" if e is not None else "")
+              + (f" sigma_max={r['sigma_max'][-1]:.3g} (largest {max(r['sigma_max']):.3g})"
+                 if len(r.get("sigma_max", ())) else ""))
     pictures = sorted(path.parent.glob(f"{path.stem}_*.png"))
     if pictures:
         print("pictures: " + ", ".join(str(p) for p in pictures))
