@@ -100,7 +100,7 @@ def small_config(run_dir, **sections):
 
 def test_the_small_config_is_complete(tmp_path):
     cfg = load_learn_config(small_config(tmp_path / "run"))
-    assert cfg["select"] == {"lower": 0.01, "upper": None, "statistic": "max",
+    assert cfg["select"] == {"lower": 0.01, "upper": None, "statistic": "rms",
                              "max_per_round": 3}
     assert cfg["explore"]["sizes"] == [[6, 6]] and cfg["committee"]["members"] == 2
     assert cfg["seed_data"]["random"]["twists"] is None
@@ -232,7 +232,8 @@ def test_two_rounds_end_to_end(uninterrupted):
         # the classes follow the levels, every selected snapshot is a candidate, K holds
         lower, upper = rep["trust"]["lower"], rep["trust"]["upper"]
         assert rep["trust"]["lower_from"] == "config" and rep["trust"]["upper_from"] == "committee"
-        cls = classify(scores["sigma_max"], lower, upper)
+        assert rep["trust"]["statistic"] == "rms"
+        cls = classify(scores["sigma_rms"], lower, upper)
         assert cls.tolist() == scores["class"].tolist()
         assert rep["n_scored"] == 4 and rep["n_candidate"] == int((cls == CANDIDATE).sum())
         assert rep["n_accurate"] + rep["n_candidate"] + rep["n_failed"] == 4
@@ -240,7 +241,7 @@ def test_two_rounds_end_to_end(uninterrupted):
         assert sel["n_selected"] == min(3, rep["n_candidate"]) == rep["n_selected"]
         assert {row["zeeman"] for row in sel["selected"]} == {0.0, 0.5}    # spread over fields
         for row in sel["selected"]:
-            assert lower <= row["sigma_max"] < upper
+            assert lower <= row["sigma_rms"] < upper
         # the exact labels are those of the selected snapshots, and count as ED cost
         labels = read_arrays(r / "labels_6x6.h5")
         assert len(labels["spin"]) == sel["n_selected"] == rep["ed_labels"]

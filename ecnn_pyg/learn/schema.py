@@ -98,7 +98,7 @@ SECTIONS = {
     "select": {
         "lower": ((float, _NONE), None),
         "upper": ((float, _NONE), None),
-        "statistic": (str, "max"),
+        "statistic": (str, "rms"),
         "max_per_round": (int, 20),
     },
     "stop": {

@@ -1,8 +1,9 @@
 """Scoring and selection of explored snapshots by the committee's disagreement.
 
 A snapshot's disagreement is a statistic over its sites of sigma_B, the spread of the
-members' fields at a site (:func:`ecnn_pyg.committee.committee_field_stats`): its maximum
-(``"max"``, the default) or its RMS (``"rms"``). Two trust levels sort every snapshot:
+members' fields at a site (:func:`ecnn_pyg.committee.committee_field_stats`): its RMS
+(``"rms"``, the default of ``ecnn-pyg learn``) or its maximum (``"max"``). Two trust levels
+sort every snapshot:
 
 * **accurate**: disagreement below ``lower`` (the committee agrees: nothing to learn);
 * **candidate**: ``lower <= disagreement < upper`` (worth an exact label);
