@@ -68,7 +68,7 @@ def main(argv=None):
     p.add_argument("--quench", default="runs/honeycomb_learn/ml_llg_quench.h5",
                    help="ML-LLG file whose last state is the learned end state")
     p.add_argument("--committee", default="runs/honeycomb_learn/committee.pt")
-    p.add_argument("--relax-twists", type=int, default=2,
+    p.add_argument("--relax-twists", type=int, default=1,
                    help="relax on the 12m x 12m lattice (twisted boundaries)")
     p.add_argument("--price-twists", type=int, default=4, help="price on the 12m x 12m lattice")
     p.add_argument("--maxiter", type=int, default=1500)
@@ -128,30 +128,42 @@ def main(argv=None):
 
 
 def picture(states, rows, graph, L, path):
-    """ML-LLG end state and exact relaxation of the same start: textures and spins on the sphere."""
+    """ML-LLG end state and exact relaxation of the same start: textures, chirality, spins on the sphere."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.tri import Triangulation
+    from ecnn_pyg.observables import scalar_chirality
     from ecnn_pyg.plot import spin_texture
     exp = _exp()
     shown = ["ML-LLG end state", "exact relaxation of the start"]
-    fig = Figure(figsize=(12, 10))
+    fig = Figure(figsize=(12, 15))
     FigureCanvasAgg(fig)
     for j, name in enumerate(shown):
         s = exp.display_rotation(states[name])
         r = rows[name]
-        ax = fig.add_subplot(2, 2, 1 + j)
-        spin_texture(s, graph, ax=ax, title=f"{name}\nE/N = {r['e']:.5f}, chi = {r['chi']:+.3f}, "
-                                            f"|chi| = {r['chi_abs']:.3f}, M weight {r['m']:.2f}")
-        ax3 = fig.add_subplot(2, 2, 3 + j, projection="3d")
+        ax = fig.add_subplot(3, 2, 1 + j)
+        spin_texture(s, graph, ax=ax, title=f"{name}\nexact E/N = {r['e']:.5f}, chi = "
+                                            f"{r['chi']:+.3f}\n|chi| = {r['chi_abs']:.3f}, "
+                                            f"M-point weight {r['m']:.2f}")
+        axc = fig.add_subplot(3, 2, 3 + j)
+        chi = scalar_chirality(s, exp.sublattice_triangles(L), per="site")
+        pos = graph.pos.numpy()
+        im = axc.tripcolor(Triangulation(pos[:, 0], pos[:, 1]), chi, cmap="RdBu_r",
+                           vmin=-0.77, vmax=0.77, shading="gouraud")
+        fig.colorbar(im, ax=axc, label="chirality per site", shrink=0.8)
+        axc.set_aspect("equal")
+        axc.set_title("scalar chirality (tetrahedral domains: +-0.770)")
+        ax3 = fig.add_subplot(3, 2, 5 + j, projection="3d")
         cols = np.where(np.arange(len(s)) % 2 == 0, "tab:blue", "tab:orange")
         ax3.scatter(s[:, 0], s[:, 1], s[:, 2], c=cols, s=6, alpha=0.6)
         ax3.set_xlim(-1, 1)
         ax3.set_ylim(-1, 1)
         ax3.set_zlim(-1, 1)
-        ax3.set_title("its spins on the unit sphere (blue A, orange B; rotated globally)")
+        ax3.set_title("its spins on the unit sphere\n(blue A, orange B; rotated globally)")
     fig.suptitle(f"honeycomb Kondo lattice, {L} x {L} cells: learned dynamics (left) and exact "
-                 f"relaxation (right) from the same random spins; ideal tetrahedral "
-                 f"E/N = {rows['ideal tetrahedral']['e']:.5f}")
+                 f"relaxation (right) from the same random spins\nexact ground state "
+                 f"(tetrahedral): E/N = {rows['ideal tetrahedral']['e']:.5f}, |chi| = 0.770, "
+                 f"M-point weight 1")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
