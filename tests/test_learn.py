@@ -356,6 +356,10 @@ def test_a_continued_run_must_keep_its_settings(uninterrupted, heldout):
     cfg = full_config(uninterrupted, heldout)
     with pytest.raises(ValueError, match="until must be a stage"):
         learn(cfg, until="1/nothing", **QUIET)
+    from ecnn_pyg.locking import OutputLockedError, output_lock
+    with output_lock(uninterrupted / "learn", what="learning run"):     # a second loop
+        with pytest.raises(OutputLockedError):
+            learn(cfg, **QUIET)
     said = []
     before = sorted(p.stat().st_mtime_ns for p in uninterrupted.glob("round_*/*.json"))
     learn(cfg, until="1/label", log=said.append)      # a stage already done: nothing runs
