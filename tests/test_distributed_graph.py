@@ -362,3 +362,18 @@ def test_rank0_refusal_before_the_split_stops_the_slab_ranks(tmp_path, ckpt, cap
     assert all(res[r] != 0 for r in (1, 2)), res
     assert "cannot read" in capfd.readouterr().err
     assert not os.path.exists(out)
+
+
+def _die_in_exchange():
+    graph, model = _graph_and_model("open")
+    part = GraphPartition(model, graph, dist.rank(), dist.world_size())
+    dist.barrier("setting up")
+    if dist.rank() == 1:
+        os._exit(3)
+    part.exchange(_spins(graph.num_nodes)[part.own])
+
+
+def test_dead_rank_stops_the_graph_exchange_with_a_clear_error():
+    res = run_ranks(2, _die_in_exchange, timeout=60, collective_timeout=10, expect_failure=True)
+    assert "exited with code 3" in res[1]
+    assert "DistributedError" in res[0] and "exchanging halo spins" in res[0], res[0]
