@@ -115,19 +115,21 @@ def _cayley(spins: torch.Tensor, omega: torch.Tensor, dt: float) -> torch.Tensor
 def _per_replica(value: Scalar, name: str, allowed: str, minimum: float = 0.0,
                  strict: bool = False) -> Union[float, torch.Tensor]:
     """A finite number >= minimum (> if strict), or a 1D array of them (one per replica)."""
+    allowed = f" {allowed}" if allowed else ""
     if isinstance(value, torch.Tensor):
         arr = value.detach().cpu().double().numpy()
     else:
         try:
             arr = np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"{name} must be a number {allowed}, got {value!r}") from err
+            raise ValueError(f"{name} must be a number{allowed}, got {value!r}") from err
     if arr.ndim > 1 or arr.size == 0:
-        raise ValueError(f"{name} must be a number {allowed} or a 1D sequence of them (one per "
+        raise ValueError(f"{name} must be a number{allowed} or a 1D sequence of them (one per "
                          f"replica), got shape {arr.shape}")
     bad = ~np.isfinite(arr) | ((arr <= minimum) if strict else (arr < minimum))
     if bad.any():
-        raise ValueError(f"{name} must be finite and {allowed}, got {value!r}")
+        raise ValueError(f"{name} must be finite{' and' + allowed if allowed else ''}, "
+                         f"got {value!r}")
     if arr.ndim == 0:
         return float(arr)
     return torch.from_numpy(arr.copy())
@@ -168,8 +170,7 @@ class SpinSystem:
         if source is not None and not callable(source):
             raise TypeError(f"source must be a callable spins -> field, got {type(source).__name__}")
         self.source = source
-        self.zeeman = _per_replica(zeeman, "zeeman (H_z)", "(any real value)",
-                                   minimum=-math.inf)
+        self.zeeman = _per_replica(zeeman, "zeeman (H_z)", "", minimum=-math.inf)
         self.energy_source = energy
 
     def _zeeman(self, spins):
