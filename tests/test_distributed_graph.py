@@ -120,10 +120,11 @@ def test_graph_partition_fields_equal_whole_graph(world, kind):
 
 def _reduced_observables(kind):
     # every rank's share of M, E and Q, summed with all_reduce, against the whole lattice
-    if kind == "slabs":
-        graph = ecnn_pyg.lattice_graph("square", SIZE, HOP)
-        model = _model()
-        cfg = {"lattice": "square", "size": SIZE, "hoppings": HOP}
+    if kind in ("slabs", "honeycomb"):
+        lat = "square" if kind == "slabs" else "honeycomb"
+        graph = ecnn_pyg.lattice_graph(lat, SIZE, HOP)
+        model = _model(lattice=lat)
+        cfg = {"lattice": lat, "size": SIZE, "hoppings": HOP}
         part = SlabDecomposition(model, None, dist.rank(), dist.world_size(),
                                  info=lattice_info(cfg))
         tri = triangulation(graph).numpy()
@@ -140,8 +141,8 @@ def _reduced_observables(kind):
             abs(float(sums[4]) / (4 * np.pi) - float(topological_charge(spins, tri))))
 
 
-@pytest.mark.parametrize("world,kind", [(2, "slabs"), (3, "slabs"), (3, "open"),
-                                        (2, "irregular")])
+@pytest.mark.parametrize("world,kind", [(2, "slabs"), (3, "slabs"), (2, "honeycomb"),
+                                        (3, "open"), (2, "irregular")])
 def test_observables_reduced_over_ranks_equal_whole_lattice(world, kind):
     res = run_ranks(world, _reduced_observables, kind)
     assert res[0] == res[-1]                       # every rank has the sums
