@@ -101,7 +101,7 @@ def small_config(run_dir, **sections):
 def test_the_small_config_is_complete(tmp_path):
     cfg = load_learn_config(small_config(tmp_path / "run"))
     assert cfg["select"] == {"lower": 0.01, "upper": None, "statistic": "rms",
-                             "max_per_round": 3}
+                             "max_per_round": 3, "audit": 0}
     assert cfg["explore"]["sizes"] == [[6, 6]] and cfg["committee"]["members"] == 2
     assert cfg["seed_data"]["random"]["twists"] is None
     got = load_learn_config(small_config(tmp_path / "run"), {"select.lower": 0.01,
@@ -119,6 +119,7 @@ BAD = [
     ({"electrons": None}, "exactly one of electrons, filling"),
     ({"J": None}, "config key 'J' .*is required"),
     ({"select": {"max_per_round": 0}}, "select.max_per_round must be >= 1"),
+    ({"select": {"audit": -1}}, "select.audit must be >= 0"),
     ({"select": {"statistic": "mean"}}, "select.statistic"),
     ({"stop": {"accurate_share": 1.5}}, "stop.accurate_share"),
     ({"seed_data": {"random": None}}, "seed_data needs random, ed_llg or paths"),
@@ -262,6 +263,29 @@ def test_two_rounds_end_to_end(uninterrupted):
         assert (r / "report.md").read_text().startswith(f"# Round {k}")
     committee = load_model(str(rd / "round_002" / "committee" / "committee.pt"))
     assert len(committee) == 2
+
+
+def test_a_converged_round_is_audited_and_not_trained(tmp_path):
+    """All snapshots accurate (a lower level above every score): the round converges; the
+    audit labels two accurate snapshots to check sigma_B there, and they are never trained on."""
+    rd = tmp_path / "run"
+    learn(small_config(rd, select={"lower": 50.0, "upper": 100.0, "audit": 2}), **QUIET)
+    from ecnn_pyg.learn import ROUND0_STAGES
+    assert _records(rd) == [f"0/{s}" for s in ROUND0_STAGES] + [
+        f"1/{s}" for s in ("explore", "score", "select", "label", "report")]
+    rep = json.loads((rd / "round_001" / "report.json").read_text())
+    assert rep["stop"] == "converged" and rep["share_accurate"] == 1.0
+    assert rep["n_selected"] == 0 and rep["n_audit"] == 2 == rep["ed_labels"]
+    bt = rep["before_training"]
+    assert bt["rmse_field"] is None and set(bt["by_class"]) == {"accurate"}
+    assert bt["by_class"]["accurate"]["sites"] == 2 * 36 and bt["calibration"]["n_sites"] == 72
+    sel = json.loads((rd / "round_001" / "select.json").read_text())
+    assert {row["zeeman"] for row in sel["audit"]} == {0.0, 0.5}           # spread over fields
+    assert [row["class"] for row in sel["audit"]] == ["accurate"] * 2
+    assert json.loads((rd / "round_001" / "label.json").read_text())["files"] == []
+    summary = json.loads((rd / "summary.json").read_text())
+    assert summary["finished"] == "converged" and summary["rounds"][1]["rmse_accurate"] > 0
+    assert "accurate (audit)" in (rd / "round_001" / "report.md").read_text()
 
 
 def _state(run_dir):

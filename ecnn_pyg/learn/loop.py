@@ -34,7 +34,7 @@ from ..config import ConfigError
 from .schema import RESUME_MUTABLE, STARTS, identity_of, load_learn_config, size_label, twists_of
 from ._files import (ROUND0_STAGES, STAGES, jsonable, read_json, round_dir, save_npy,
                      save_npz, write_json, write_text)
-from .select import CLASSES, classify, select_candidates
+from .select import CANDIDATE, CLASSES, classify, select_candidates, spread_sample
 
 __all__ = ["learn", "status", "STAGES", "ROUND0_STAGES", "LearnStopped"]
 
@@ -211,16 +211,17 @@ class _Loop:
                 break
             self.stage(k, "explore", lambda: self.explore(k))
             score = self.stage(k, "score", lambda: self.score(k))
-            if score["share_accurate"] >= c["stop"]["accurate_share"]:
-                rep = self.stage(k, "report", lambda: self.report(k, stop="converged"))
-            else:
-                sel = self.stage(k, "select", lambda: self.select(k))
-                if sel["n_selected"] == 0:
-                    rep = self.stage(k, "report", lambda: self.report(k, stop="no candidates"))
-                else:
+            converged = score["share_accurate"] >= c["stop"]["accurate_share"]
+            stop = "converged" if converged else None
+            if not converged or c["select"]["audit"]:
+                sel = self.stage(k, "select", lambda: self.select(k, converged))
+                if stop is None and sel["n_selected"] == 0:
+                    stop = "no candidates"
+                if sel["n_selected"] or sel["n_audit"]:
                     self.stage(k, "label", lambda: self.label(k))
+                if stop is None:
                     self.stage(k, "train", lambda: self.train(k))
-                    rep = self.stage(k, "report", lambda: self.report(k))
+            rep = self.stage(k, "report", lambda: self.report(k, stop=stop))
             stop = rep.get("stop")
             self.write_summary()
         self.write_summary(final=stop)
@@ -410,7 +411,7 @@ class _Loop:
         return list(rows.values())
 
     # ------------------------------------------------------------------ selection, labels
-    def select(self, k: int) -> Dict[str, Any]:
+    def select(self, k: int, converged: bool = False) -> Dict[str, Any]:
         from ..simulate import read_runs
         c, rd = self.cfg, round_dir(self.run_dir, k)
         files = read_json(rd / "explore.json")["files"]
@@ -420,51 +421,68 @@ class _Loop:
         groups = [self.group_of(files, arrays, i) for i in range(len(arrays["traj"]))]
         stat = arrays["sigma_" + trust["statistic"]]
         upper = trust["upper"] if trust["upper"] is not None else math.inf
-        chosen = select_candidates(stat, groups, trust["lower"], upper,
-                                   c["select"]["max_per_round"], seed=c["seed"] + 104729 * k)
-        by_size: Dict[str, list] = {}
-        rows = []
+        chosen = [] if converged else select_candidates(
+            stat, groups, trust["lower"], upper, c["select"]["max_per_round"],
+            seed=c["seed"] + 104729 * k)
+        # the audit: snapshots outside the candidates, labelled to check sigma_B there
+        outside = np.flatnonzero(arrays["class"] != CANDIDATE)
+        audit = spread_sample(outside, groups, c["select"]["audit"], seed=c["seed"] + 15485863 * k)
         runs_cache: Dict[int, list] = {}
-        for i in chosen:
-            fi, ri, si = (int(arrays[key][i]) for key in ("traj", "run", "snapshot"))
-            if fi not in runs_cache:
-                runs_cache[fi] = read_runs(files[fi]["path"])
-            label = size_label(files[fi]["size"])
-            by_size.setdefault(label, []).append(np.asarray(runs_cache[fi][ri]["spin"][si],
-                                                            dtype=np.float64))
-            rows.append({"index": int(i), "size": label, "file": fi, "run": ri, "snapshot": si,
-                         "start": files[fi]["start"], "zeeman": float(arrays["zeeman"][i]),
-                         "temperature": float(arrays["temperature"][i]),
-                         "sigma_max": float(arrays["sigma_max"][i]),
-                         "sigma_rms": float(arrays["sigma_rms"][i])})
-        spins_files = {}
-        for label, spins in by_size.items():
-            p = rd / f"selected_{label}.npy"
-            save_npy(p, np.stack(spins))
-            spins_files[label] = str(p)
+
+        def take(indices, prefix):
+            by_size: Dict[str, list] = {}
+            rows = []
+            for i in indices:
+                fi, ri, si = (int(arrays[key][i]) for key in ("traj", "run", "snapshot"))
+                if fi not in runs_cache:
+                    runs_cache[fi] = read_runs(files[fi]["path"])
+                label = size_label(files[fi]["size"])
+                by_size.setdefault(label, []).append(np.asarray(
+                    runs_cache[fi][ri]["spin"][si], dtype=np.float64))
+                rows.append({"index": int(i), "size": label, "file": fi, "run": ri,
+                             "snapshot": si, "start": files[fi]["start"],
+                             "zeeman": float(arrays["zeeman"][i]),
+                             "temperature": float(arrays["temperature"][i]),
+                             "class": CLASSES[int(arrays["class"][i])],
+                             "sigma_max": float(arrays["sigma_max"][i]),
+                             "sigma_rms": float(arrays["sigma_rms"][i])})
+            spins_files = {}
+            for label, spins in by_size.items():
+                p = rd / f"{prefix}_{label}.npy"
+                save_npy(p, np.stack(spins))
+                spins_files[label] = str(p)
+            return rows, spins_files
+        rows, spins = take(chosen, "selected")
+        audit_rows, audit_spins = take(audit, "audit")
         return {"n_candidates": int(score["n_candidate"]), "n_selected": len(rows),
                 "max_per_round": c["select"]["max_per_round"], "selected": rows,
-                "spins": spins_files}
+                "spins": spins, "n_audit": len(audit_rows), "audit": audit_rows,
+                "audit_spins": audit_spins}
 
     def label(self, k: int) -> Dict[str, Any]:
         from ..generate import generate
         rd = round_dir(self.run_dir, k)
         sel = read_json(rd / "select.json")
         sizes = {size_label(s): s for s in self.cfg["explore"]["sizes"]}
-        files, counts = [], {}
-        for label, spins_file in sel["spins"].items():
-            n = int(np.load(spins_file, mmap_mode="r").shape[0])
-            out = rd / f"labels_{label}.h5"
-            t0 = time.time()
-            generate(self.labels_config(out, sizes[label], twists_of(self.cfg["explore"],
-                                                                     sizes[label]),
-                                        {"train": n}, sampler="file", spins_from=spins_file),
-                     progress=self.progress)
-            files.append(str(out))
-            counts[label] = {"n": n, "wall_s": round(time.time() - t0, 3),
-                             "twists": twists_of(self.cfg["explore"], sizes[label])}
-        return {"files": files, "ed_labels": int(sum(v["n"] for v in counts.values())),
-                "by_size": counts}
+        out = {"files": [], "audit_files": [], "by_size": {}}
+        for kind, prefix, split, key in (("spins", "labels", "train", "files"),
+                                         ("audit_spins", "audit", "audit", "audit_files")):
+            for label, spins_file in sel[kind].items():
+                n = int(np.load(spins_file, mmap_mode="r").shape[0])
+                path = rd / f"{prefix}_{label}.h5"
+                twists = twists_of(self.cfg["explore"], sizes[label])
+                t0 = time.time()
+                generate(self.labels_config(path, sizes[label], twists, {split: n},
+                                            sampler="file", spins_from=spins_file),
+                         progress=self.progress)
+                out[key].append(str(path))
+                row = out["by_size"].setdefault(label, {"n": 0, "n_audit": 0, "wall_s": 0.0,
+                                                        "twists": twists})
+                row["n" if split == "train" else "n_audit"] += n
+                row["wall_s"] = round(row["wall_s"] + time.time() - t0, 3)
+        # the files in "files" are trained on; the audit files never are
+        out["ed_labels"] = int(sum(r["n"] + r["n_audit"] for r in out["by_size"].values()))
+        return out
 
     # ------------------------------------------------------------------ reports
     def report(self, k: int, stop: Optional[str] = None) -> Dict[str, Any]:

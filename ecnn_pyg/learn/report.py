@@ -43,6 +43,7 @@ SUMMARY_COLUMNS = {
                    "training on them",
     "corr_sigma_error": "correlation of per-site sigma_B with the per-site error "
                         "|B_mean - B_ED| on the new labels",
+    "rmse_accurate": "RMSE(B) of the exploring committee on the audited accurate snapshots",
     "val_rmse": "RMSE(B) of the new committee's mean on its validation split",
     "heldout_rmse": "RMSE(B) of the new committee's mean on the held-out sets (pooled)",
     "wall_s": "wall time of the round, seconds",
@@ -167,12 +168,12 @@ def round_report(loop, k: int, stop: Optional[str]) -> Dict[str, Any]:
         rep["ed_labels"], rep["ed_wall_s"] = 0, 0.0
         if (rd / "select.json").exists():
             sel = read_json(rd / "select.json")
-            rep["n_selected"] = sel["n_selected"]
-        if (rd / "label.json").exists():
-            lab = read_json(rd / "label.json")
-            rep["ed_labels"], rep["ed_wall_s"] = lab["ed_labels"], lab["wall_s"]
-            rep["labels"] = lab["by_size"]
-            rep["before_training"] = _before_training(loop, k, lab["files"])
+            rep["n_selected"], rep["n_audit"] = sel["n_selected"], sel.get("n_audit", 0)
+            if (rd / "label.json").exists():
+                lab = read_json(rd / "label.json")
+                rep["ed_labels"], rep["ed_wall_s"] = lab["ed_labels"], lab["wall_s"]
+                rep["labels"] = lab["by_size"]
+                rep["before_training"] = _before_training(loop, k, lab, sel)
     if (rd / "train.json").exists():
         tr = read_json(rd / "train.json")
         metrics = tr.get("metrics") or {}
@@ -192,31 +193,60 @@ def round_report(loop, k: int, stop: Optional[str]) -> Dict[str, Any]:
     return rep
 
 
-def _before_training(loop, k: int, files: List[str]) -> Dict[str, Any]:
-    """The exploring committee (round k-1) against the exact labels of round k."""
+def _before_training(loop, k: int, lab: Mapping[str, Any], sel: Mapping[str, Any]
+                     ) -> Dict[str, Any]:
+    """The exploring committee (round k-1) against the exact labels of round k.
+
+    The candidates (trained on from this round) and the audit (accurate and failed
+    snapshots labelled for this check only) are pooled for the calibration; the errors
+    are given per class too.
+    """
     from ..datasets import read_arrays, read_graph
     from ..pretrained import load_model
     committee = load_model(str(loop.committee_path(k - 1))).eval()
-    preds, trues, sigmas, by_size = [], [], [], {}
-    for p in files:
-        arr = read_arrays(p)
-        pred = predict(committee, read_graph(p), arr["spin"])
-        by_size[Path(p).stem.replace("labels_", "")] = {
-            "n": int(len(arr["spin"])), "rmse_field": _rmse(pred["field"], arr["field"]),
-            "calibration": calibration(pred["sigma"], pred["field"], arr["field"])}
-        preds.append(pred["field"].reshape(1, -1, 3))
-        trues.append(arr["field"].reshape(1, -1, 3))
-        sigmas.append(pred["sigma"].reshape(1, -1))
-    pred, true = np.concatenate(preds, axis=1), np.concatenate(trues, axis=1)
+    audit_classes: Dict[str, List[str]] = {}
+    for row in sel.get("audit") or []:
+        audit_classes.setdefault(row["size"], []).append(row["class"])
+    parts = [(p, None) for p in lab["files"]] + [(p, "audit") for p in lab.get("audit_files", [])]
+    per_size: Dict[str, Dict[str, list]] = {}
+    for path, kind in parts:
+        size = Path(path).stem.split("_", 1)[1]
+        arr = read_arrays(path)
+        pred = predict(committee, read_graph(path), arr["spin"])
+        classes = ["candidate"] * len(arr["spin"]) if kind is None else audit_classes[size]
+        d = per_size.setdefault(size, {"pred": [], "true": [], "sigma": [], "class": []})
+        d["pred"].append(pred["field"])
+        d["true"].append(arr["field"])
+        d["sigma"].append(pred["sigma"])
+        d["class"] += classes
+    by_size, flat = {}, {"pred": [], "true": [], "sigma": [], "class": []}
+    for size, d in per_size.items():
+        pred, true, sigma = (np.concatenate(d[key]) for key in ("pred", "true", "sigma"))
+        by_size[size] = {"n": int(len(pred)), "rmse_field": _rmse(pred, true),
+                         "calibration": calibration(sigma, pred, true)}
+        flat["pred"].append(pred.reshape(-1, 3))
+        flat["true"].append(true.reshape(-1, 3))
+        flat["sigma"].append(sigma.reshape(-1))
+        flat["class"] += [c for c in d["class"] for _ in range(sigma.shape[1])]
+    pred, true = np.concatenate(flat["pred"]), np.concatenate(flat["true"])
+    sigma, cls = np.concatenate(flat["sigma"]), np.asarray(flat["class"])
     err = np.linalg.norm(pred - true, axis=-1)
+    by_class = {}
+    for c in ("accurate", "candidate", "failed"):
+        m = cls == c
+        if m.any():
+            by_class[c] = {"sites": int(m.sum()), "rmse_field": _rmse(pred[m], true[m]),
+                           "error_site_rms": float(np.sqrt((err[m] ** 2).mean())),
+                           "sigma_rms": float(np.sqrt((sigma[m] ** 2).mean()))}
     # the sites of every size pooled (the per-snapshot correlations are per size, in by_size)
-    pooled = calibration(np.concatenate(sigmas, axis=1), pred, true)
+    pooled = calibration(sigma[None, :], pred[None], true[None])
     pooled.pop("snapshots", None)
     if len(by_size) == 1:
         pooled["snapshots"] = next(iter(by_size.values()))["calibration"]["snapshots"]
     pooled["n_snapshots"] = int(sum(v["n"] for v in by_size.values()))
-    return {"rmse_field": _rmse(pred, true), "error_site_rms": float(np.sqrt((err ** 2).mean())),
-            "calibration": pooled, "by_size": by_size}
+    cand = by_class.get("candidate") or {}
+    return {"rmse_field": cand.get("rmse_field"), "error_site_rms": cand.get("error_site_rms"),
+            "by_class": by_class, "calibration": pooled, "by_size": by_size}
 
 
 def _fmt(v, spec: str = ".4g") -> str:
@@ -246,7 +276,8 @@ def write_round_markdown(path: Path, rep: Mapping[str, Any]) -> None:
             lines.append(f"| {g['size']} {g['start']} H_z={g['zeeman']:g} T={g['temperature']:g} "
                          f"| {g['accurate']} | {g['candidate']} | {g['failed']} |")
         lines += ["", f"Share accurate: {_fmt(rep['share_accurate'], '.3f')}; selected "
-                  f"{rep.get('n_selected', 0)}; exact labels {rep['ed_labels']} in "
+                  f"{rep.get('n_selected', 0)}, audited {rep.get('n_audit', 0)}; exact labels "
+                  f"{rep['ed_labels']} in "
                   f"{_fmt(rep['ed_wall_s'], '.1f')} s.", ""]
         bt = rep.get("before_training")
         if bt:
@@ -256,7 +287,11 @@ def write_round_markdown(path: Path, rep: Mapping[str, Any]) -> None:
                       f"{_fmt(bt['error_site_rms'])}; correlation of sigma_B with the site "
                       f"error: Pearson {_fmt(cal['sites']['pearson'], '.3f')}, Spearman "
                       f"{_fmt(cal['sites']['spearman'], '.3f')}.", "",
-                      "| sigma_B bin | sites | mean sigma_B | actual RMS error |",
+                      "| class | sites | RMS sigma_B | actual RMS error |", "|---|---|---|---|"]
+            for c, row in bt["by_class"].items():
+                lines.append(f"| {c}{'' if c == 'candidate' else ' (audit)'} | {row['sites']} | "
+                             f"{_fmt(row['sigma_rms'])} | {_fmt(row['error_site_rms'])} |")
+            lines += ["", "| sigma_B bin | sites | mean sigma_B | actual RMS error |",
                       "|---|---|---|---|"]
             for b in cal["bins"]:
                 lines.append(f"| {_fmt(b['sigma_from'])} - {_fmt(b['sigma_to'])} | "
@@ -297,6 +332,7 @@ def summary_rows(run_dir: Path) -> List[Dict[str, Any]]:
             "share_accurate": rep.get("share_accurate"), "selected": rep.get("n_selected"),
             "rmse_before": bt.get("rmse_field"),
             "corr_sigma_error": ((bt.get("calibration") or {}).get("sites") or {}).get("pearson"),
+            "rmse_accurate": ((bt.get("by_class") or {}).get("accurate") or {}).get("rmse_field"),
             "val_rmse": (rep.get("committee") or {}).get("val_rmse_field"),
             "heldout_rmse": (rep.get("heldout") or {}).get("rmse_field"),
             "wall_s": sum(v for v in walls.values() if v is not None),

@@ -100,6 +100,7 @@ SECTIONS = {
         "upper": ((float, _NONE), None),
         "statistic": (str, "rms"),
         "max_per_round": (int, 20),
+        "audit": (int, 0),           # accurate / failed snapshots labelled for the report only
     },
     "stop": {
         "accurate_share": (float, 0.95),
@@ -377,6 +378,9 @@ def load_learn_config(source: Union[str, Path, Mapping],
                           f"over sites of sigma_B), got {sel['statistic']!r}")
     if isinstance(sel["max_per_round"], bool) or sel["max_per_round"] < 1:
         raise ConfigError(f"select.max_per_round must be >= 1, got {sel['max_per_round']!r}")
+    if isinstance(sel["audit"], bool) or sel["audit"] < 0:
+        raise ConfigError(f"select.audit must be >= 0 (snapshots outside the candidates "
+                          f"labelled to check sigma_B), got {sel['audit']!r}")
     for k in ("lower", "upper"):
         v = sel[k]
         if v is not None and (not math.isfinite(v) or v < 0):

@@ -19,7 +19,8 @@ from typing import Hashable, List, Sequence
 
 import numpy as np
 
-__all__ = ["ACCURATE", "CANDIDATE", "FAILED", "CLASSES", "classify", "select_candidates"]
+__all__ = ["ACCURATE", "CANDIDATE", "FAILED", "CLASSES", "classify", "select_candidates",
+           "spread_sample"]
 
 ACCURATE, CANDIDATE, FAILED = 0, 1, 2
 #: class code -> name (as in the reports)
@@ -89,6 +90,24 @@ def select_candidates(scores: Sequence[float], groups: Sequence[Hashable], lower
     if isinstance(max_count, bool) or int(max_count) != max_count or max_count < 1:
         raise ValueError(f"max_count must be an integer >= 1, got {max_count!r}")
     cand = np.flatnonzero(classify(scores, lower, upper) == CANDIDATE)
+    return spread_sample(cand, groups, max_count, seed)
+
+
+def spread_sample(indices: Sequence[int], groups: Sequence[Hashable], max_count: int,
+                  seed: int = 0) -> np.ndarray:
+    """At most ``max_count`` of ``indices``, the groups taking turns (see :func:`select_candidates`).
+
+    Args:
+        indices: the indices to choose from.
+        groups: a hashable key per index of the whole set (``groups[i]`` for ``i`` in
+            ``indices``).
+        max_count: the most to take (>= 0).
+        seed: seed of the orders.
+
+    Returns:
+        Sorted ``int`` indices.
+    """
+    cand = np.asarray(sorted(int(i) for i in indices), dtype=int)
     if len(cand) <= max_count:
         return cand
     rng = np.random.default_rng(seed)
