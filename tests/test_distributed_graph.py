@@ -69,8 +69,9 @@ def _irregular():
 
 
 def _graph_and_model(kind):
-    if kind == "open":
-        return ecnn_pyg.lattice_graph("square", SIZE, HOP, periodic=False), _model()
+    if kind in ("open", "periodic"):    # a periodic supercell in 2D parts (not slabs)
+        return ecnn_pyg.lattice_graph("square", SIZE, HOP, periodic=kind == "periodic"), \
+            _model()
     return _irregular()
 
 
@@ -110,7 +111,8 @@ def _graph_fields(kind):
     return float((field - ref[part.own]).abs().max()), part.num_own, part.halo_sites()
 
 
-@pytest.mark.parametrize("world,kind", [(2, "open"), (3, "open"), (3, "irregular")])
+@pytest.mark.parametrize("world,kind", [(2, "open"), (3, "open"), (3, "irregular"),
+                                        (4, "periodic")])
 def test_graph_partition_fields_equal_whole_graph(world, kind):
     res = run_ranks(world, _graph_fields, kind)
     assert max(r[0] for r in res) < 1e-12, res
