@@ -282,10 +282,12 @@ def write_round_markdown(path: Path, rep: Mapping[str, Any]) -> None:
         bt = rep.get("before_training")
         if bt:
             cal = bt["calibration"]
+            on_candidates = (f"on the candidates RMSE(B) {_fmt(bt['rmse_field'])}, RMS site "
+                             f"error |B_mean - B_ED| {_fmt(bt['error_site_rms'])}; "
+                             if bt["rmse_field"] is not None else "")
             lines += [f"Exploring committee on the new labels (before training on them): "
-                      f"RMSE(B) {_fmt(bt['rmse_field'])}, RMS site error |B_mean - B_ED| "
-                      f"{_fmt(bt['error_site_rms'])}; correlation of sigma_B with the site "
-                      f"error: Pearson {_fmt(cal['sites']['pearson'], '.3f')}, Spearman "
+                      f"{on_candidates}correlation of sigma_B with the site error: Pearson "
+                      f"{_fmt(cal['sites']['pearson'], '.3f')}, Spearman "
                       f"{_fmt(cal['sites']['spearman'], '.3f')}.", "",
                       "| class | sites | RMS sigma_B | actual RMS error |", "|---|---|---|---|"]
             for c, row in bt["by_class"].items():
