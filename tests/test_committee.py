@@ -344,3 +344,34 @@ def test_cli_simulate_with_a_committee_plots_its_uncertainty(trained, tmp_path, 
     assert (tmp_path / "c_uncertainty.png").stat().st_size > 0
     assert "sigma_max=" in capsys.readouterr().out                  # in the run's summary
     assert len(S.read_runs(tmp_path / "c.h5")[0]["sigma_mean"]) == 3
+
+
+def _cli_simulate(config):
+    return main(["simulate", "--config", config, "--quiet"])
+
+
+def test_committee_sigma_under_torchrun_equals_one_process(tmp_path):
+    import yaml
+    from ecnn_pyg.distributed.testing import run_ranks
+    members = [_ckpt(m) for m in _members(2, dtype=torch.float64)]
+    for ck in members:
+        ck["dtype"] = "float64"
+    model = save_committee(tmp_path / "c.pt", members, trust={"lower": 1e-7, "upper": 1e-6})
+    files = {}
+    for mode in ("one", "domain", "runs"):          # the lattice in slabs; the runs over ranks
+        cfg = {"output": str(tmp_path / f"{mode}.h5"), "lattice": "square", "size": [12, 6],
+               "hoppings": {"t1": 1.0}, "source": "model", "model": str(model), "dt": 0.2,
+               "alpha": 0.5, "temperature": [0.0, 0.05], "n_steps": 4, "save_every": 2,
+               "seed": 3, "dtype": "float64", **({} if mode == "one" else {"parallel": mode})}
+        (tmp_path / f"{mode}.yaml").write_text(yaml.safe_dump(cfg))
+        if mode == "one":
+            with pytest.warns(UncertaintyWarning):
+                assert _cli_simulate(str(tmp_path / "one.yaml")) == 0
+        else:
+            assert run_ranks(2, _cli_simulate, str(tmp_path / f"{mode}.yaml")) == [0, 0]
+        files[mode] = S.read_runs(cfg["output"])
+    for mode in ("domain", "runs"):
+        for a, b in zip(files["one"], files[mode]):
+            np.testing.assert_allclose(b["sigma_max"], a["sigma_max"], rtol=1e-9)
+            np.testing.assert_allclose(b["sigma_mean"], a["sigma_mean"], rtol=1e-9)
+            assert len(a["sigma_max"]) == 3 and b["trust_upper"] == 1e-6
