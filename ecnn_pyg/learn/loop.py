@@ -31,7 +31,7 @@ import numpy as np
 import yaml
 
 from ..config import ConfigError
-from .schema import RESUME_MUTABLE, STARTS, identity_of, load_learn_config, size_label, twists_of
+from .schema import STARTS, identity_of, load_learn_config, size_label, twists_of
 from ._files import (ROUND0_STAGES, STAGES, jsonable, read_json, round_dir, save_npy,
                      save_npz, write_json, write_text)
 from .select import CANDIDATE, CLASSES, classify, select_candidates, spread_sample
@@ -80,9 +80,9 @@ def _check_continuation(run_dir: Path, cfg: Mapping) -> None:
              if stop_old.get(k) != stop_new.get(k)]
     if diff:
         raise ConfigError(f"'{run_dir}' was started with other settings ({', '.join(diff)} "
-                          f"differ from its config.yaml); only {', '.join(RESUME_MUTABLE)} "
-                          "(of stop: max_rounds) may change when a run is continued. Choose "
-                          "another run_dir, or restore the settings")
+                          "differ from its config.yaml); only num_threads, validation and "
+                          "stop.max_rounds may change when a run is continued. Choose another "
+                          "run_dir, or restore the settings")
 
 
 def learn(config: Union[str, Path, Mapping], overrides: Optional[Mapping] = None, *,

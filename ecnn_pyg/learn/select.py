@@ -95,7 +95,7 @@ def select_candidates(scores: Sequence[float], groups: Sequence[Hashable], lower
 
 def spread_sample(indices: Sequence[int], groups: Sequence[Hashable], max_count: int,
                   seed: int = 0) -> np.ndarray:
-    """At most ``max_count`` of ``indices``, the groups taking turns (see :func:`select_candidates`).
+    """At most ``max_count`` of ``indices``, spread over groups as :func:`select_candidates` does.
 
     Args:
         indices: the indices to choose from.
