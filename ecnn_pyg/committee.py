@@ -517,7 +517,7 @@ def score_committee(committee: Committee, parts: Sequence[Any], split: str = "va
 
 # ------------------------------------------------------------------ snapshots
 class SnapshotUncertainty:
-    """Scores snapshots (``sigma_mean``, ``sigma_max``) and warns once above the upper level.
+    """Scores snapshots (``sigma_mean``, ``sigma_max``, ``sigma_rms``); warns once above ``upper``.
 
     Args:
         committee: the :class:`Committee`.
@@ -538,14 +538,14 @@ class SnapshotUncertainty:
         self.warned = False
 
     def __call__(self, spins: torch.Tensor, where: str = "") -> Dict[str, float]:
-        """``{"sigma_mean", "sigma_max"}`` of one snapshot ``(N, 3)``; warns once above ``upper``.
+        """The ``sigma_mean``, ``sigma_max`` and ``sigma_rms`` of a snapshot; warns above ``upper``.
 
         Args:
             spins: the snapshot.
             where: the snapshot named in the warning (run, step).
 
         Returns:
-            The mean and the largest per-site :math:`\\sigma_B`.
+            The mean, the largest and the RMS over sites of :math:`\\sigma_B`.
         """
         st = committee_field_stats(self.committee, self.graph, spins, max_sites=self.max_sites)
         upper = self.trust["upper"]
@@ -559,7 +559,8 @@ class SnapshotUncertainty:
                 "be wrong; label such snapshots with ED and retrain (ecnn-pyg learn), or raise "
                 "trust_upper if this is expected (warned once per simulation)",
                 UncertaintyWarning, stacklevel=2)
-        return {"sigma_mean": st["sigma_mean"], "sigma_max": st["sigma_max"]}
+        return {"sigma_mean": st["sigma_mean"], "sigma_max": st["sigma_max"],
+                "sigma_rms": st["sigma_rms"]}
 
 
 # --------------------------------------------------------------------- checkpoints

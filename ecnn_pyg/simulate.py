@@ -23,8 +23,9 @@ start, every ``save_every`` steps and the end)::
               energy_electronic (m,)  the field source's energy: exact (source ed) or
                                       learned (source model) electronic energy
               energy_zeeman (m,)    -H_z sum_r S^z_r
-              sigma_mean, sigma_max (m,)  a committee model only (ecnn_pyg.committee): mean
-                                  and largest per-site uncertainty sigma_B; attrs
+              sigma_mean, sigma_max, sigma_rms (m,)  a committee model only
+                                  (ecnn_pyg.committee): mean, largest and RMS over the
+                                  sites of the uncertainty sigma_B; attrs
                                   trust_lower, trust_upper (NaN: none)
               state_a/, state_b/  resume state, written in turn: spin (N, 3) float64,
                                   rng (uint8), attrs commit (JSON: step, snapshots, SHA-256)
@@ -528,6 +529,7 @@ _UNCERTAINTY = {
                   "|B_m(r) - <B(r)>|, units of t1",
     "sigma_max": "committee uncertainty: largest sigma_B(r) over the sites, units of t1 (compared "
                  "with the run's trust_upper attribute)",
+    "sigma_rms": "committee uncertainty: RMS over sites of sigma_B(r), units of t1",
 }
 
 
@@ -931,8 +933,8 @@ def read_runs(path) -> list:
 
     The series are those of the module docstring (time, magnetization, charge,
     energy, energy_electronic, energy_zeeman); a file of an older version may
-    lack the energies. A run with a committee model also has ``sigma_mean``
-    and ``sigma_max`` (per snapshot) and ``trust_lower`` / ``trust_upper``
+    lack the energies. A run with a committee model also has ``sigma_mean``,
+    ``sigma_max`` and ``sigma_rms`` (per snapshot) and ``trust_lower`` / ``trust_upper``
     (NaN: none).
     """
     out = []

@@ -302,6 +302,7 @@ def test_simulate_records_sigma_of_every_snapshot(trained, tmp_path):
             st = committee_field_stats(committee, graph, torch.from_numpy(s))
             assert g["sigma_max"][i] == pytest.approx(st["sigma_max"], rel=1e-5)
             assert g["sigma_mean"][i] == pytest.approx(st["sigma_mean"], rel=1e-5)
+            assert g["sigma_rms"][i] == pytest.approx(st["sigma_rms"], rel=1e-5)
     run = S.read_runs(path)[0]
     assert len(run["sigma_max"]) == 3 and run["trust_upper"] == 1e3
     # resume: extending the run equals running it to the end at once
