@@ -24,7 +24,7 @@ the energy's :math:`\sigma_E` is the RMS over members of :math:`E_m - \langle E\
   :class:`~ecnn_pyg.training.Trainer` (resumable member by member) and writes
   ``<run_dir>/committee.pt`` with validation metrics and trust levels;
 * :class:`SnapshotUncertainty` scores snapshots (``simulate`` records
-  ``sigma_mean`` and ``sigma_max`` per snapshot) and raises one
+  ``sigma_mean``, ``sigma_max`` and ``sigma_rms`` per snapshot) and raises one
   :class:`UncertaintyWarning` when a snapshot's ``sigma_max`` exceeds the
   upper trust level.
 
