@@ -58,19 +58,37 @@ class Learn(_ConfigStage):
         return PARTIAL if (ROOT / self.resolved()["run_dir"]).exists() else TODO
 
 
-def last_committee() -> Path:
+def last_committee(learn_dir: str) -> Path:
     """The committee of the last round that trained one (``round_NNN/committee/committee.pt``)."""
-    found = sorted((ROOT / LEARN_DIR).glob("round_*/committee/committee.pt"))
+    found = sorted((ROOT / learn_dir).glob("round_*/committee/committee.pt"))
     if not found:
-        raise FileNotFoundError(f"no committee in {LEARN_DIR}: run the learn stage first")
+        raise FileNotFoundError(f"no committee in {learn_dir}: run the learn stage first")
     return found[-1]
 
 
-def copy_last_committee() -> None:
-    dst = ROOT / OUT / "committee.pt"
-    tmp = dst.with_name("committee.pt.part")
-    shutil.copyfile(last_committee(), tmp)
-    tmp.replace(dst)
+def final_committee(name: str, learn_dir: str, dst: str) -> Function:
+    """A stage that copies the last committee of ``learn_dir`` to ``dst``."""
+    def copy() -> None:
+        out = ROOT / dst
+        tmp = out.with_name(out.name + ".part")
+        shutil.copyfile(last_committee(learn_dir), tmp)
+        tmp.replace(out)
+    return Function(name, copy, text=f"copy the last round's committee ({learn_dir}/round_NNN/"
+                                     f"committee/committee.pt) to {dst}",
+                    outputs=[dst], inputs=[f"{learn_dir}/summary.json"],
+                    note="the committee the ML-LLG runs with")
+
+
+def compare(name: str, tag: str = "") -> Command:
+    """compare.py on the ML-LLG runs of one committee (file names with ``tag``)."""
+    files = {"anneal": f"{OUT}/ml_llg_anneal{tag}.h5", "quench": f"{OUT}/ml_llg_quench{tag}.h5",
+             "committee": f"{OUT}/committee{tag}.pt", "figure": f"{OUT}/compare{tag}.png"}
+    args = [x for k, v in files.items() for x in (f"--{k}", v)]
+    return Command(name, ["python", "experiments/honeycomb_learn/compare.py", *args],
+                   stdout=f"{OUT}/compare{tag}.txt", env={"OMP_NUM_THREADS": "1"},
+                   outputs=[files["figure"]],
+                   inputs=[files["anneal"], files["quench"], files["committee"]],
+                   note="learned end state beside the exact relaxation of the same start; table")
 
 
 PIPELINE = Pipeline(__file__, [
@@ -83,18 +101,16 @@ PIPELINE = Pipeline(__file__, [
     Learn("02_learn", extra={"explore.starts": ["random", "ferromagnet", START],
                              "validation": [HELDOUT]},
           note="committee active learning (4 members, up to 3 rounds)"),
-    Function("final_committee", copy_last_committee,
-             text=f"copy the last round's committee ({LEARN_DIR}/round_NNN/committee/"
-                  f"committee.pt) to {OUT}/committee.pt",
-             outputs=[f"{OUT}/committee.pt"], inputs=[f"{LEARN_DIR}/summary.json"],
-             note="the committee the ML-LLG runs with"),
+    final_committee("final_committee", LEARN_DIR, f"{OUT}/committee.pt"),
     Simulate("03_ml_llg_anneal", note="ML-LLG on 12 x 12 from random spins at T = 0.002"),
     Simulate("04_ml_llg_quench", note="then at T = 0"),
-    Command("compare", ["python", "experiments/honeycomb_learn/compare.py"],
-            stdout=f"{OUT}/compare.txt", env={"OMP_NUM_THREADS": "1"},
-            outputs=[f"{OUT}/compare.png"],
-            inputs=[f"{OUT}/ml_llg_anneal.h5", f"{OUT}/ml_llg_quench.h5", f"{OUT}/committee.pt"],
-            note="learned end state beside the exact relaxation of the same start; table"),
+    compare("compare"),
+    Learn("05_learn_tight", extra={"explore.starts": ["random", START], "validation": [HELDOUT]},
+          note="the loop again with a tighter lower trust level, 8 x 8 cells, more epochs"),
+    final_committee("final_committee_tight", f"{OUT}/learn_tight", f"{OUT}/committee_tight.pt"),
+    Simulate("06_ml_llg_anneal_tight", note="ML-LLG with it, same start and settings as 03"),
+    Simulate("07_ml_llg_quench_tight", note="then at T = 0"),
+    compare("compare_tight", "_tight"),
 ], title="Committee active learning on the honeycomb Kondo lattice (chiral tetrahedral order)")
 
 if __name__ == "__main__":
