@@ -372,6 +372,40 @@ def test_a_stop_after_every_stage_then_a_rerun_gives_the_uninterrupted_result(
     assert (rd / "round_001" / "scores.npz").stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
+def test_sigkill_inside_stages_then_a_rerun_gives_the_uninterrupted_result(
+        uninterrupted, heldout, tmp_path):
+    """Real kills (SIGKILL of the command-line process) as soon as a file of a stage appears:
+    in the seed data, in a member's training, in an exploration, in the labels; each rerun
+    continues, and the end is the uninterrupted run's."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    rd = tmp_path / "k"
+    path = tmp_path / "k_learn.yaml"
+    path.write_text(yaml.safe_dump(full_config(rd, heldout)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    kills = 0
+    for trigger in ("round_000/seed_random.h5", "round_000/committee/member_1/last.pt",
+                    "round_001/explore/6x6_random.h5", "round_001/committee/member_0/last.pt",
+                    "round_002/labels_6x6.h5"):
+        proc = subprocess.Popen([sys.executable, "-m", "ecnn_pyg.cli", "learn", "--config",
+                                 str(path)], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        t0 = time.time()
+        while proc.poll() is None and not (rd / trigger).exists() and time.time() - t0 < 600:
+            time.sleep(0.05)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=60)
+    assert kills >= 3
+    with pytest.warns(RuntimeWarning, match="taking over the lock"):    # the killed run's
+        learn(full_config(rd, heldout), **QUIET)
+    _same(_state(uninterrupted), _state(rd))
+
+
 def test_a_continued_run_must_keep_its_settings(uninterrupted, heldout):
     cfg = full_config(uninterrupted, heldout)
     cfg["select"] = {"lower": 0.02, "max_per_round": 3}
