@@ -91,6 +91,16 @@ def compare(name: str, tag: str = "") -> Command:
                    note="learned end state beside the exact relaxation of the same start; table")
 
 
+def stability(name: str, tag: str = "") -> Command:
+    """stability.py with the committee of one run (file names with ``tag``)."""
+    return Command(name, ["python", "experiments/honeycomb_learn/stability.py", "--committee",
+                          f"{OUT}/committee{tag}.pt"],
+                   stdout=f"{OUT}/stability{tag}.txt", env={"OMP_NUM_THREADS": "1"},
+                   inputs=[f"{OUT}/committee{tag}.pt"],
+                   note="T = 0 ML-LLG from the kicked tetrahedral state: a minimum of the "
+                        "learned field?")
+
+
 PIPELINE = Pipeline(__file__, [
     Command("exact_relaxations", ["python", "experiments/honeycomb_learn/exact_relaxations.py"],
             stdout=f"{OUT}/exact_relaxations.txt", env={"OMP_NUM_THREADS": "1"},
@@ -105,12 +115,14 @@ PIPELINE = Pipeline(__file__, [
     Simulate("03_ml_llg_anneal", note="ML-LLG on 12 x 12 from random spins at T = 0.002"),
     Simulate("04_ml_llg_quench", note="then at T = 0"),
     compare("compare"),
+    stability("stability"),
     Learn("05_learn_tight", extra={"explore.starts": ["random", START], "validation": [HELDOUT]},
           note="the loop again with a tighter lower trust level, 8 x 8 cells, more epochs"),
     final_committee("final_committee_tight", f"{OUT}/learn_tight", f"{OUT}/committee_tight.pt"),
     Simulate("06_ml_llg_anneal_tight", note="ML-LLG with it, same start and settings as 03"),
     Simulate("07_ml_llg_quench_tight", note="then at T = 0"),
     compare("compare_tight", "_tight"),
+    stability("stability_tight", "_tight"),
 ], title="Committee active learning on the honeycomb Kondo lattice (chiral tetrahedral order)")
 
 if __name__ == "__main__":
