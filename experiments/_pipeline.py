@@ -9,6 +9,8 @@ done and continues what was interrupted:
   sample of its splits (``n_done == total``); an interrupted set continues.
 * :class:`Simulate` (``ecnn-pyg simulate``): done when every run of the file has
   reached ``n_steps``; an interrupted file continues.
+* :class:`Learn` (``ecnn-pyg learn``): done when the loop's ``summary.json`` says it
+  finished; an interrupted loop continues where it stopped.
 * :class:`Train` (``ecnn-pyg train``): done when ``run_dir/<stage>.done`` exists,
   a marker written after the trainer returned; a run dir with ``last.pt`` but no
   marker is continued with ``--resume``.
@@ -227,6 +229,54 @@ class Simulate(_ConfigStage):
 
 def _as_list(x) -> list:
     return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+class Learn(_ConfigStage):
+    """``ecnn-pyg learn``: done when the run's ``summary.json`` says the loop finished
+    (converged, out of candidates or at its last round); an interrupted loop continues.
+
+    ``extra`` are ``--set`` keys added at run time (dotted keys reach into a section:
+    ``{"explore.starts": [...], "validation": [...]}``) for files that earlier stages make,
+    so that the config file itself stays valid where they do not exist yet.
+    """
+
+    command = "learn"
+
+    def __init__(self, name: str, extra: Optional[Mapping] = None, **kw):
+        super().__init__(name, **kw)
+        self.extra = dict(extra or {})
+
+    def _setting(self, section: str, key: str):
+        dotted = f"{section}.{key}" if section else key
+        if dotted in self.extra:
+            return self.extra[dotted]
+        cfg = self.resolved()
+        return (cfg.get(section) or {}).get(key) if section else cfg.get(key)
+
+    def inputs(self) -> List[str]:
+        starts = [s for s in _as_list(self._setting("explore", "starts") or [])
+                  if str(s).endswith(".npy")]
+        return (starts + list(self._setting("seed_data", "paths") or [])
+                + list(self._setting("", "validation") or []))
+
+    def outputs(self) -> List[str]:
+        rd = self.resolved()["run_dir"]
+        return [rd, f"{rd}/summary.json"]
+
+    def argv(self) -> List[str]:
+        sets = [f"{k}={_flow(v)}" for k, v in {**self.overrides, **self.extra}.items()]
+        return ["ecnn-pyg", "learn", *self.config_args(), *(["--set", *sets] if sets else [])]
+
+    def status(self) -> str:
+        import json
+        run_dir = ROOT / self.resolved()["run_dir"]
+        summary = run_dir / "summary.json"
+        try:
+            if json.loads(summary.read_text()).get("finished"):
+                return DONE
+        except (OSError, ValueError):
+            pass
+        return PARTIAL if run_dir.exists() else TODO
 
 
 class Train(_ConfigStage):
