@@ -13,49 +13,15 @@ Report: docs/honeycomb_learn.md.
 import shutil
 import sys
 from pathlib import Path
-from typing import List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _pipeline import (DONE, PARTIAL, ROOT, TODO, Command, Function, Generate,  # noqa: E402
-                       Pipeline, Simulate, _ConfigStage, _flow, main)
+from _pipeline import (ROOT, Command, Function, Generate, Learn, Pipeline,  # noqa: E402
+                       Simulate, main)
 
 OUT = "runs/honeycomb_learn"
 LEARN_DIR = f"{OUT}/learn"
 START = f"{OUT}/tetrahedral_4x4.npy"
 HELDOUT = "data/honeycomb_minima_4x4.h5"
-
-
-class Learn(_ConfigStage):
-    """``ecnn-pyg learn``: done when the run's summary.json says it finished.
-
-    ``extra`` are keys added at run time (``--set``), for files that earlier stages make:
-    the config file itself stays valid where they do not exist yet.
-    """
-
-    command = "learn"
-
-    def __init__(self, name: str, extra=None, **kw):
-        super().__init__(name, **kw)
-        self.extra = dict(extra or {})
-
-    def inputs(self) -> List[str]:
-        starts = [s for s in self.extra.get("explore.starts", []) if s.endswith(".npy")]
-        return starts + list(self.extra.get("validation", []))
-
-    def outputs(self) -> List[str]:
-        rd = self.resolved()["run_dir"]
-        return [rd, f"{rd}/summary.json"]
-
-    def argv(self) -> List[str]:
-        sets = [f"{k}={_flow(v)}" for k, v in {**self.overrides, **self.extra}.items()]
-        return ["ecnn-pyg", "learn", *self.config_args(), *(["--set", *sets] if sets else [])]
-
-    def status(self) -> str:
-        import json
-        summary = ROOT / self.resolved()["run_dir"] / "summary.json"
-        if summary.exists() and json.loads(summary.read_text()).get("finished"):
-            return DONE
-        return PARTIAL if (ROOT / self.resolved()["run_dir"]).exists() else TODO
 
 
 def last_committee(learn_dir: str) -> Path:
