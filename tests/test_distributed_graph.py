@@ -26,7 +26,6 @@ import torch
 import ecnn_pyg
 from ecnn_pyg import distributed as dist
 from ecnn_pyg import keys as K
-from ecnn_pyg.checkpoint import save_checkpoint
 from ecnn_pyg.distributed import comm
 from ecnn_pyg.distributed.llg import GraphPartition, SlabDecomposition, lattice_info, lattice_reach
 from ecnn_pyg.distributed.partition import boundary_sites, partition_graph
@@ -35,6 +34,8 @@ from ecnn_pyg.distributed.tiling import TilingError, cell_reach
 from ecnn_pyg.nn import ECNN
 from ecnn_pyg.observables import magnetization, topological_charge, triangulation
 from ecnn_pyg.spins import random_spins
+
+from _simulate_runs import simulate_cli, write_checkpoint, write_config
 
 HOP = {"t1": 1.0}
 SIZE = [12, 12]
@@ -168,29 +169,15 @@ def test_lattice_reach_without_the_graph():
 # ----------------------------------------------------------------- simulate
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "model.pt"
-    m = _model()
-    save_checkpoint(path, {"model_type": "ecnn", "model_config": dict(m.config),
-                           "model_state": m.state_dict(), "dtype": "float64",
-                           "data": {"lattice": "square", "hoppings": HOP, "size": SIZE}})
-    return str(path)
+    return write_checkpoint(tmp_path_factory.mktemp("model") / "model.pt", _model(), HOP, SIZE)
 
 
 def _config(tmp, name, ckpt, **kw):
-    import yaml
-    cfg = {"output": str(tmp / f"{name}.h5"), "lattice": "square", "size": SIZE,
-           "hoppings": HOP, "source": "model", "model": ckpt, "integrator": "sib",
-           "dt": 0.2, "alpha": 0.5, "temperature": [0.0, 0.05], "zeeman": 0.01,
-           "n_steps": 100, "save_every": 50, "seed": 3, "dtype": "float64"}
-    cfg.update(kw)
-    path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return str(path), cfg["output"]
+    kw.setdefault("temperature", [0.0, 0.05])
+    return write_config(tmp, name, ckpt, {"size": SIZE, "hoppings": HOP}, **kw)
 
 
-def _cli(config, *extra):
-    from ecnn_pyg.cli import main
-    return main(["simulate", "--config", config, "--quiet", *extra])
+_cli = simulate_cli
 
 
 def _assert_same_file(a, b, atol=1e-9):
