@@ -376,3 +376,27 @@ def test_committee_sigma_under_torchrun_equals_one_process(tmp_path):
             np.testing.assert_allclose(b["sigma_max"], a["sigma_max"], rtol=1e-9)
             np.testing.assert_allclose(b["sigma_mean"], a["sigma_mean"], rtol=1e-9)
             assert len(a["sigma_max"]) == 3 and b["trust_upper"] == 1e-6
+
+
+# ----------------------------------------------------------------------------- export
+def test_export_ships_a_committee(trained, square_data, tmp_path, capsys):
+    """`ecnn-pyg export` of a committee file (it failed with "unknown type 'committee'")."""
+    import yaml
+    assert main(["export", "--checkpoint", str(trained), "--data", str(square_data),
+                 "--name", "sq-committee", "--out", str(tmp_path / "models")]) == 0
+    pt, card = tmp_path / "models" / "sq-committee.pt", tmp_path / "models" / "sq-committee.yaml"
+    shipped, original = load_model(pt), load_model(trained)
+    assert isinstance(shipped, C.Committee) and len(shipped) == 2
+    assert shipped.trust == pytest.approx(original.trust)
+    info = yaml.safe_load(card.read_text())
+    assert info["model_type"] == "committee" and info["members"] == 2
+    assert len(info["member_val_rmse_field"]) == 2
+    # fields are unchanged (only each member's energy constant is calibrated), and no member
+    # keeps optimizer state
+    graph = ep.lattice_graph("square", 6)
+    s = random_spins(36, seed=1).float()
+    a, b = committee_field_stats(shipped, graph, s), committee_field_stats(original, graph, s)
+    torch.testing.assert_close(a["field"], b["field"])
+    torch.testing.assert_close(a["sigma"], b["sigma"])
+    assert all("optimizer_state" in m for m in torch.load(trained, weights_only=False)["members"])
+    assert all("optimizer_state" not in m for m in torch.load(pt, weights_only=False)["members"])

@@ -9,6 +9,8 @@ calibrated on the training split first (energy_shift += the mean of
 (E_ED - E_model)/N). --out is never inside the installed package; to ship a
 model with the package, copy the two files into ecnn_pyg/pretrained/ of a
 source checkout and register the name in ecnn_pyg/pretrained/__init__.py.
+A committee file (committee.pt of `ecnn-pyg train --committee M` or of
+`ecnn-pyg learn`) is exported member by member, its trust levels kept.
 
 Example:
     ecnn-pyg export --checkpoint runs/square_ecnn/best.pt --data data/square_paper.h5 \\

@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 
 from .. import keys as K
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import COMMITTEE_KIND, load_checkpoint, save_checkpoint
 from ..models import model_from_checkpoint
 from .data import load_training_parts
 from .evaluate import evaluate_parts
@@ -136,16 +136,15 @@ def export_model(checkpoint: Union[str, Path], data: Union[str, Path, Sequence],
     if existing and not force:
         raise ValueError(f"{' and '.join(existing)} exist(s); use --force to overwrite")
     ckpt = load_checkpoint(checkpoint)
+    if ckpt.get("kind") == COMMITTEE_KIND:
+        return _export_committee(ckpt, checkpoint, data, name, out, pt, card_path, command,
+                                 notes)
     tcfg = ckpt.get("train_config") or {}
     _, parts = load_training_parts(data, tcfg.get("train_split", "train"),
                                    tcfg.get("val_split", "val"))
     ckpt, delta = calibrate_energy_shift(ckpt, parts)
     model = model_from_checkpoint(ckpt, source=str(checkpoint))
-    metrics = {}
-    for split in ("train", "val"):
-        m = evaluate_parts(model, parts, split)["metrics"]
-        metrics[split] = {"samples": int(sum(len(getattr(p, split)[K.ENERGY]) for p in parts)),
-                          **{k: float(v) for k, v in m.items() if k != "loss"}}
+    metrics = _split_metrics(model, parts)
     card = {"name": name, "model_type": ckpt["model_type"], "model_config": ckpt["model_config"],
             "dtype": ckpt.get("dtype"), "trained_on": ckpt.get("data"),
             "epoch": int(ckpt.get("epoch", 0)),
@@ -154,9 +153,58 @@ def export_model(checkpoint: Union[str, Path], data: Union[str, Path, Sequence],
             "energy_calibration": f"energy_shift += {delta:.6g} (mean (E_ED - E_model)/N on the "
                                   "training split; a field-only loss leaves it free)",
             "metrics": metrics, "notes": notes}
-    slim = {k: ckpt[k] for k in EXPORT_KEYS if k in ckpt}
-    slim["exported_from"] = str(checkpoint)
     out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(pt, slim)
+    save_checkpoint(pt, _slim(ckpt, checkpoint))
+    _write_text_atomic(card_path, yaml.safe_dump(card, sort_keys=False))
+    return pt, card_path
+
+
+def _slim(ckpt: Mapping[str, Any], source) -> Dict[str, Any]:
+    """The entries of :data:`EXPORT_KEYS` and where they came from."""
+    slim = {k: ckpt[k] for k in EXPORT_KEYS if k in ckpt}
+    slim["exported_from"] = str(source)
+    return slim
+
+
+def _split_metrics(model, parts) -> Dict[str, Dict[str, float]]:
+    """RMSEs of ``model`` on the training and validation splits, with their sample counts."""
+    metrics = {}
+    for split in ("train", "val"):
+        m = evaluate_parts(model, parts, split)["metrics"]
+        metrics[split] = {"samples": int(sum(len(getattr(p, split)[K.ENERGY]) for p in parts)),
+                          **{k: float(v) for k, v in m.items() if k != "loss"}}
+    return metrics
+
+
+def _export_committee(ckpt, checkpoint, data, name, out, pt, card_path, command, notes):
+    """:func:`export_model` of a committee file: every member calibrated and slimmed as a
+    single model is, the committee's trust levels kept; the card's metrics are those of the
+    members' mean, with each member's validation RMSE(B)."""
+    from ..committee import committee_from_checkpoint, save_committee
+    members = ckpt["members"]
+    tcfg = members[0].get("train_config") or {}
+    _, parts = load_training_parts(data, tcfg.get("train_split", "train"),
+                                   tcfg.get("val_split", "val"))
+    slim, deltas = [], []
+    for i, member in enumerate(members):
+        calibrated, delta = calibrate_energy_shift(member, parts)
+        slim.append(_slim(calibrated, f"{checkpoint} (member {i})"))
+        deltas.append(delta)
+    committee = committee_from_checkpoint({**ckpt, "members": slim}, source=str(checkpoint))
+    metrics = _split_metrics(committee, parts)
+    per_member = [float(evaluate_parts(m, parts, "val")["metrics"].get("rmse_field", np.nan))
+                  for m in committee.members]
+    first = slim[0]
+    card = {"name": name, "model_type": COMMITTEE_KIND, "members": len(slim),
+            "member_type": first["model_type"], "model_config": first["model_config"],
+            "dtype": first.get("dtype"), "trained_on": first.get("data"),
+            "trust": dict(committee.trust), "command": command,
+            "train_config": first.get("train_config"),
+            "energy_calibration": "per member, energy_shift += "
+                                  + ", ".join(f"{d:.6g}" for d in deltas)
+                                  + " (mean (E_ED - E_model)/N on the training split)",
+            "metrics": metrics, "member_val_rmse_field": per_member, "notes": notes}
+    out.mkdir(parents=True, exist_ok=True)
+    save_committee(pt, slim, trust=committee.trust, metrics=ckpt.get("metrics"))
     _write_text_atomic(card_path, yaml.safe_dump(card, sort_keys=False))
     return pt, card_path
