@@ -355,26 +355,20 @@ class _Loop:
                 "statistic": sel["statistic"]}
 
     def score(self, k: int) -> Dict[str, Any]:
-        from ..committee import committee_field_stats
         from ..generate import parse_slice
-        from ..graph import lattice_graph
-        from ..pretrained import load_model
         from ..simulate import read_runs
-        import torch
         c = self.cfg
-        committee = load_model(str(self.committee_path(k - 1))).eval()
         files = read_json(round_dir(self.run_dir, k) / "explore.json")["files"]
         sel = parse_slice(c["explore"]["snapshots"])
         cols: Dict[str, list] = {key: [] for key in ("traj", "run", "snapshot", "zeeman",
                                                      "temperature", "sigma_max", "sigma_rms",
                                                      "sigma_mean")}
         for fi, f in enumerate(files):
-            graph = lattice_graph(c["lattice"], f["size"], c["hoppings"])
             for ri, run in enumerate(read_runs(f["path"])):
                 idx = np.arange(len(run["spin"]))[sel]
+                # simulate recorded the committee's sigma_B statistics of every snapshot
                 for si in idx:
-                    spin = torch.from_numpy(np.asarray(run["spin"][si], dtype=np.float64))
-                    st = committee_field_stats(committee, graph, spin)
+                    st = {key: run[key][si] for key in ("sigma_max", "sigma_rms", "sigma_mean")}
                     for key, v in (("traj", fi), ("run", ri), ("snapshot", si),
                                    ("zeeman", run["zeeman"]), ("temperature", run["temperature"]),
                                    ("sigma_max", st["sigma_max"]), ("sigma_rms", st["sigma_rms"]),
