@@ -49,6 +49,15 @@ LEARN_SCHEMA = {
 
 _SIZE = (int, list)
 _TWISTS = (int, list, _NONE)
+#: the LLG keys of the ED-LLG seed runs and of the exploration
+_LLG = {
+    "integrator": (str, "sib"),
+    "dt": (float, REQUIRED),
+    "alpha": (float, 1.0),
+    "n_steps": (int, REQUIRED),
+    "save_every": (int, REQUIRED),
+    "snapshots": (str, "1:"),
+}
 
 #: section -> its schema
 SECTIONS = {
@@ -74,12 +83,7 @@ SECTIONS = {
         "zeeman": ((float, list), 0.0),
         "temperature": ((float, list), REQUIRED),
         "initial": (str, "random"),
-        "integrator": (str, "sib"),
-        "dt": (float, REQUIRED),
-        "alpha": (float, 1.0),
-        "n_steps": (int, REQUIRED),
-        "save_every": (int, REQUIRED),
-        "snapshots": (str, "1:"),
+        **_LLG,
         "n_val": (int, 0),
     },
     "explore": {
@@ -88,12 +92,7 @@ SECTIONS = {
         "starts": (list, ["random"]),
         "zeeman": ((float, list), 0.0),
         "temperatures": ((float, list), 0.0),
-        "integrator": (str, "sib"),
-        "dt": (float, REQUIRED),
-        "alpha": (float, 1.0),
-        "n_steps": (int, REQUIRED),
-        "save_every": (int, REQUIRED),
-        "snapshots": (str, "1:"),
+        **_LLG,
     },
     "select": {
         "lower": ((float, _NONE), None),
