@@ -221,6 +221,7 @@ def test_two_rounds_end_to_end(uninterrupted):
                                              "report")]
     summary = json.loads((rd / "summary.json").read_text())
     assert summary["finished"] == "max_rounds" and len(summary["rounds"]) == 3
+    assert summary["committee"] == str(Path("round_002") / "committee" / "committee.pt")
     assert "| round |" in (rd / "summary.md").read_text()
     seed = json.loads((rd / "round_000" / "seed.json").read_text())
     assert seed["counts"] == {"random": 16, "ed_llg": 4} and seed["ed_labels"] == 20

@@ -343,11 +343,32 @@ def summary_rows(run_dir: Path) -> List[Dict[str, Any]]:
     return rows
 
 
+def latest_committee(run_dir: Path) -> Optional[Path]:
+    """The committee of the last round whose training finished (``None`` before round 0's).
+
+    Args:
+        run_dir: the learning run's directory.
+
+    Returns:
+        ``run_dir/round_NNN/committee/committee.pt`` of the highest such round, or ``None``.
+    """
+    from ._files import round_dir
+    latest, k = None, 0
+    while round_dir(run_dir, k).exists():
+        if (round_dir(run_dir, k) / "train.json").exists():
+            latest = round_dir(run_dir, k) / "committee" / "committee.pt"
+        k += 1
+    return latest
+
+
 def write_summary(run_dir: Path, final: Optional[str] = None) -> None:
     """``summary.json`` and ``summary.md`` of a run directory, from its rounds' reports."""
     from ._files import write_json, write_text
     rows = summary_rows(Path(run_dir))
-    write_json(Path(run_dir) / "summary.json", {"rounds": rows, "finished": final})
+    model = latest_committee(Path(run_dir))
+    write_json(Path(run_dir) / "summary.json",
+               {"rounds": rows, "finished": final,
+                "committee": model and str(model.relative_to(run_dir))})
     cols = list(SUMMARY_COLUMNS)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
@@ -355,6 +376,9 @@ def write_summary(run_dir: Path, final: Optional[str] = None) -> None:
     total_labels = sum(r["ed_labels"] or 0 for r in rows)
     lines += ["", f"ED labels in all: {total_labels}; wall time in all: "
               f"{_fmt(sum(r['wall_s'] or 0 for r in rows), '.1f')} s."]
+    if model:
+        lines.append(f"Latest committee (the model to use): {model}; in summary.json, "
+                     "`committee` is this path relative to the run directory.")
     if final:
         lines.append(f"Finished: {final}.")
     write_text(Path(run_dir) / "summary.md", "\n".join(lines) + "\n")
