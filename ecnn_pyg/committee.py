@@ -55,7 +55,7 @@ from .checkpoint import COMMITTEE_KIND, CheckpointError, load_checkpoint, save_c
 __all__ = ["Committee", "UncertaintyWarning", "SnapshotUncertainty", "committee_field_stats",
            "committee_predictions", "committee_statistics", "score_predictions",
            "score_committee", "save_committee",
-           "committee_from_checkpoint", "read_committee_info", "train_committee",
+           "committee_from_checkpoint", "committee_file", "read_committee_info", "train_committee",
            "default_trust", "check_trust", "check_members", "UPPER_TRUST_FACTOR"]
 
 #: the default upper trust level is this multiple of the lower one (:func:`default_trust`)
@@ -631,9 +631,32 @@ def save_committee(path: Union[str, Path], member_checkpoints: Sequence[Any],
     return save_checkpoint(path, state)
 
 
-def _committee_file(path: Union[str, Path]) -> Path:
+def committee_file(path: Union[str, Path]) -> Path:
+    """The committee checkpoint a path stands for.
+
+    A folder holding a ``committee.pt`` (the run directory of
+    :func:`train_committee`) stands for that file; the run directory of
+    ``ecnn-pyg learn`` for its latest committee (``committee`` in its
+    ``summary.json``). Any other path is returned as it is.
+
+    Args:
+        path: a checkpoint file or one of those folders.
+
+    Returns:
+        The checkpoint file's path (not checked to exist).
+    """
     p = Path(path)
-    return p / "committee.pt" if p.is_dir() and (p / "committee.pt").is_file() else p
+    if p.is_dir() and (p / "committee.pt").is_file():
+        return p / "committee.pt"
+    summary = p / "summary.json"
+    if p.is_dir() and summary.is_file():
+        try:
+            latest = json.loads(summary.read_text()).get("committee")
+        except (ValueError, AttributeError):
+            latest = None
+        if latest:
+            return p / latest
+    return p
 
 
 def committee_from_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint") -> Committee:
@@ -680,7 +703,7 @@ def read_committee_info(path: Union[str, Path]) -> Dict[str, Any]:
     Raises:
         CheckpointError: if the file is not a readable committee checkpoint.
     """
-    p = _committee_file(path)
+    p = committee_file(path)
     ck = load_checkpoint(p)
     if ck.get("kind") != COMMITTEE_KIND:
         raise CheckpointError(f"'{p}' is a single-model checkpoint, not a committee")
@@ -771,7 +794,7 @@ def train_committee(config, overrides: Optional[Mapping[str, Any]] = None, membe
             pass
     init_ckpts = None
     if init_from is not None:
-        ck = load_checkpoint(_committee_file(init_from))
+        ck = load_checkpoint(committee_file(init_from))
         if ck.get("kind") != COMMITTEE_KIND:
             raise ValueError(f"init_from '{init_from}' is a single-model checkpoint; give a "
                              "committee (or set init_from in the config to start every member "

@@ -622,9 +622,8 @@ def _model_sha256(cfg: Mapping) -> Optional[str]:
     """SHA-256 of the model file of a model source (``None`` for ED or an unresolvable name)."""
     if cfg["source"] != "model" or not cfg["model"]:
         return None
-    p = Path(cfg["model"])
-    if p.is_dir() and (p / "committee.pt").is_file():      # a committee's run folder
-        p = p / "committee.pt"
+    from .committee import committee_file
+    p = committee_file(cfg["model"])                       # a committee's or learn's run folder
     if not p.is_file():
         from . import pretrained
         try:

@@ -222,6 +222,10 @@ def test_two_rounds_end_to_end(uninterrupted):
     summary = json.loads((rd / "summary.json").read_text())
     assert summary["finished"] == "max_rounds" and len(summary["rounds"]) == 3
     assert summary["committee"] == str(Path("round_002") / "committee" / "committee.pt")
+    latest = load_model(rd)                     # the run directory stands for its latest committee
+    assert len(latest) == len(load_model(rd / summary["committee"]))
+    assert all(torch.equal(a, b) for a, b in zip(
+        latest.state_dict().values(), load_model(rd / summary["committee"]).state_dict().values()))
     assert "| round |" in (rd / "summary.md").read_text()
     seed = json.loads((rd / "round_000" / "seed.json").read_text())
     assert seed["counts"] == {"random": 16, "ed_llg": 4} and seed["ed_labels"] == 20

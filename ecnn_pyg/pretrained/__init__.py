@@ -100,7 +100,8 @@ def load_model_and_checkpoint(name_or_path: Union[str, Path], strict_version: bo
 
     An existing file wins over a pretrained name of the same spelling; a
     folder holding a ``committee.pt`` (the run directory of a committee
-    training) stands for that file.
+    training) stands for that file, and the run directory of ``ecnn-pyg
+    learn`` for its latest committee (:func:`ecnn_pyg.committee.committee_file`).
 
     Args:
         name_or_path: a checkpoint file, or a name of :func:`available`.
@@ -116,9 +117,8 @@ def load_model_and_checkpoint(name_or_path: Union[str, Path], strict_version: bo
         CheckpointError: if ``name_or_path`` is neither an existing file nor a
             pretrained name, or the checkpoint cannot be loaded or rebuilt.
     """
-    p = Path(name_or_path)
-    if p.is_dir() and (p / "committee.pt").is_file():
-        p = p / "committee.pt"
+    from ..committee import committee_file
+    p = committee_file(name_or_path)
     if not p.exists():
         if str(name_or_path) not in available():
             raise CheckpointError(f"'{name_or_path}' is neither a checkpoint file nor a "
