@@ -204,8 +204,8 @@ class Simulate(_ConfigStage):
         if initial.endswith(".npy") or ".h5" in initial:
             out.append(_file_part(initial))
         model = cfg.get("model")
-        if cfg.get("source") == "model" and model and str(model).endswith(".pt"):
-            out.append(model)
+        if cfg.get("source") == "model" and model:     # a file, a run folder or a pretrained name
+            out.append(str(model))
         return out
 
     def outputs(self) -> List[str]:
