@@ -47,7 +47,7 @@ DONE, PARTIAL, TODO = "done", "partial", "todo"
 def _flow(value) -> str:
     """A value as it is written after ``--set key=`` (YAML flow style)."""
     import yaml
-    text = yaml.safe_dump(value, default_flow_style=True).strip()
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30).strip()
     return text[:-3].strip() if text.endswith("...") else text
 
 

@@ -32,6 +32,14 @@ def script(name, file, args, stdout, outputs=(), inputs=(), note=""):
                    inputs=inputs, env=ONE_THREAD, note=note)
 
 
+def scratch_fields(h: str) -> list:
+    """The fields of 52_sweep_96_scratch.yaml within 0.004 of the start's field ``h``
+    (as 47-49 sweep each crystal over the fields around its own)."""
+    import yaml
+    grid = yaml.safe_load((Path(__file__).parent / "52_sweep_96_scratch.yaml").read_text())["zeeman"]
+    return [x for x in grid if abs(x - float(h)) <= 0.004 + 1e-9]
+
+
 def copy_stage(n, run_dir):
     """The best checkpoint of stage n, under the name the next stage starts from."""
     return Copy(f"copy_stage{n}", f"{run_dir}/best.pt", f"runs/triangular_stage{n}.pt",
@@ -209,9 +217,10 @@ STAGES = [
            outputs=[f"data/triangular_96_scratch_start_h{h}.npy" for h in EQ_FIELDS],
            inputs=[SCRATCH], note="the committee's own 12 x 12 minima, which n_sk it found"),
     *(Simulate(f"52_sweep_96_scratch_h{h}", "52_sweep_96_scratch.yaml",
-               {"initial": f"data/triangular_96_scratch_start_h{h}.npy",
+               {"zeeman": scratch_fields(h), "initial": f"data/triangular_96_scratch_start_h{h}.npy",
                 "output": f"runs/triangular_96_scratch_sweep_h{h}/sweep.h5"},
-               note=f"15 fields from its minimum at H_z = {h} (~90 min)") for h in EQ_FIELDS),
+               note=f"{len(scratch_fields(h))} fields from its minimum at H_z = {h} "
+                    f"(~{6 * len(scratch_fields(h))} min)") for h in EQ_FIELDS),
     script("phase_diagram_scratch", "phase_diagram.py",
            ["--sweeps", *(f"runs/triangular_96_scratch_sweep_h{h}/sweep.h5" for h in EQ_FIELDS),
             "--labels", *(f"from min {h}" for h in EQ_FIELDS),
