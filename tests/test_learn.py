@@ -211,6 +211,32 @@ def uninterrupted(tmp_path_factory, heldout):
     return run_dir
 
 
+def test_scratch_starts_tiles_the_lowest_final_state_of_each_field(uninterrupted, tmp_path,
+                                                                     capsys):
+    """experiments/triangular_fig4/scratch_starts.py: the committee's own minimum per explored
+    field (lowest final energy of the last round's T = 0 runs), tiled periodically."""
+    import runpy
+    from ecnn_pyg.simulate import read_runs
+    script = Path(__file__).resolve().parent.parent / "experiments/triangular_fig4/scratch_starts.py"
+    main = runpy.run_path(str(script), run_name="scratch_starts")["main"]
+    main(["--learn", str(uninterrupted), "--cell", "6", "--size", "12",
+          "--out", str(tmp_path / "start_h{}.npy")])
+    table = capsys.readouterr().out
+    assert "round_002" in table and "|n_sk| classes found" in table
+    runs = [r for r in read_runs(uninterrupted / "round_002/explore/6x6_random.h5")]
+    for h in (0.0, 0.5):
+        best = min((r for r in runs if float(r["zeeman"]) == h), key=lambda r: r["energy"][-1])
+        got = np.load(tmp_path / f"start_h{h:g}.npy").reshape(12, 12, 3)
+        cell = best["spin"][-1].reshape(6, 6, 3)
+        for i in (0, 6):
+            for j in (0, 6):
+                np.testing.assert_array_equal(got[i:i + 6, j:j + 6], cell)
+    with pytest.raises(SystemExit, match="not a multiple"):
+        main(["--learn", str(uninterrupted), "--cell", "6", "--size", "13"])
+    with pytest.raises(SystemExit, match="no finished exploration"):
+        main(["--learn", str(tmp_path)])
+
+
 def test_two_rounds_end_to_end(uninterrupted):
     from ecnn_pyg.datasets import read_arrays, read_meta
     from ecnn_pyg.learn.select import CLASSES

@@ -23,12 +23,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-
-
-def tile(s12: np.ndarray, L: int = 96) -> np.ndarray:
-    """(144, 3) spins of a 12 x 12 cell -> (L * L, 3) spins of the tiled L x L lattice."""
-    i = np.arange(L) % 12
-    return s12.reshape(12, 12, 3)[i[:, None], i[None, :]].reshape(-1, 3)
+from scratch_starts import tile
 
 
 def main(argv=None):
@@ -51,7 +46,7 @@ def main(argv=None):
     path, _, idx = a.nsk0_model.rpartition("#")
     starts["nsk0_model"] = np.load(path)[int(idx)]
     for name, s in starts.items():
-        np.save(a.out.format(name), tile(s))
+        np.save(a.out.format(name), tile(s, 12, 96))
         print(a.out.format(name))
 
 
