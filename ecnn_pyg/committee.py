@@ -351,8 +351,8 @@ def committee_field_stats(committee: Committee, graph, spins: torch.Tensor,
 
     Returns:
         ``{"field": (N, 3), "sigma": (N,)}`` (tensors in the committee's dtype,
-        on the CPU) and the floats ``sigma_max``, ``sigma_mean`` and
-        ``sigma_rms`` (RMS over sites).
+        on the CPU) and the floats ``energy`` (the members' mean total energy),
+        ``sigma_max``, ``sigma_mean`` and ``sigma_rms`` (RMS over sites).
     """
     p = next(committee.parameters())
     s = spins.detach().to(device=p.device, dtype=p.dtype)
@@ -368,15 +368,18 @@ def committee_field_stats(committee: Committee, graph, spins: torch.Tensor,
         finally:
             committee.train(was)
         field, sigma = out[K.FIELD].detach().cpu(), out["field_sigma"].detach().cpu()
+        energy = float(out[K.ENERGY].detach().double().sum())
     else:
         from .distributed.tiling import evaluate_tiled
-        fields = np.stack([evaluate_tiled(m, graph, s[None], max_sites=max_sites)[K.FIELD][0]
-                           for m in committee.members])
+        outs = [evaluate_tiled(m, graph, s[None], max_sites=max_sites)
+                for m in committee.members]
+        fields = np.stack([o[K.FIELD][0] for o in outs])
+        energy = float(np.mean([o[K.ENERGY][0] for o in outs]))
         st = committee_statistics(fields)
         field = torch.from_numpy(st["field"]).to(p.dtype)
         sigma = torch.from_numpy(st["sigma"]).to(p.dtype)
     sd = sigma.double()
-    return {"field": field, "sigma": sigma, "sigma_max": float(sd.max()),
+    return {"field": field, "sigma": sigma, "energy": energy, "sigma_max": float(sd.max()),
             "sigma_mean": float(sd.mean()), "sigma_rms": float(sd.pow(2).mean().sqrt())}
 
 

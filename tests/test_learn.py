@@ -257,6 +257,20 @@ def test_two_rounds_end_to_end(uninterrupted):
     assert seed["counts"] == {"random": 16, "ed_llg": 4} and seed["ed_labels"] == 20
     assert len(read_arrays(rd / "round_000" / "seed_ed_llg.h5", "val")["spin"]) == 1
     assert [r["heldout_rmse"] > 0 for r in summary["rounds"]] == [True] * 3
+    assert [r["heldout_rmse_e"] > 0 for r in summary["rounds"]] == [True] * 3
+    # the held-out errors are those evaluate reports for the committee's mean
+    from ecnn_pyg import keys as K
+    from ecnn_pyg.datasets import read_graph
+    from ecnn_pyg.metrics import ErrorAccumulator
+    from ecnn_pyg.training import evaluate_arrays
+    ho = json.loads((rd / "round_002" / "report.json").read_text())["heldout"]["files"][0]
+    arr, acc = read_arrays(ho["path"]), ErrorAccumulator()
+    t = {k: torch.from_numpy(arr[k]) for k in (K.SPIN, K.FIELD, K.ENERGY)}
+    evaluate_arrays(load_model(rd), read_graph(ho["path"]), t[K.SPIN], t[K.FIELD], t[K.ENERGY],
+                    accumulator=acc)
+    m = acc.compute()
+    assert ho["rmse_field"] == pytest.approx(m["rmse_field"], rel=1e-6)
+    assert ho["rmse_energy_per_site"] == pytest.approx(m["rmse_energy_per_site"], rel=1e-6)
     for k in (1, 2):
         r = rd / f"round_{k:03d}"
         rep = json.loads((r / "report.json").read_text())

@@ -46,6 +46,7 @@ SUMMARY_COLUMNS = {
     "rmse_accurate": "RMSE(B) of the exploring committee on the audited accurate snapshots",
     "val_rmse": "RMSE(B) of the new committee's mean on its validation split",
     "heldout_rmse": "RMSE(B) of the new committee's mean on the held-out sets (pooled)",
+    "heldout_rmse_e": "RMSE(E/N) of the new committee's mean on the held-out sets (pooled)",
     "wall_s": "wall time of the round, seconds",
     "stop": "why the loop stopped after this round (converged, no candidates), else empty",
 }
@@ -55,18 +56,21 @@ def predict(committee, graph, spins: np.ndarray) -> Dict[str, np.ndarray]:
     """The committee's mean field and sigma_B per site for configurations ``(n, N, 3)``.
 
     Returns:
-        ``{"field": (n, N, 3), "sigma": (n, N)}`` float64 arrays.
+        ``{"field": (n, N, 3), "sigma": (n, N), "energy": (n,)}`` float64 arrays (the
+        mean's total energy of each configuration).
     """
     import torch
     from ..committee import committee_field_stats
-    fields, sigmas = [], []
+    fields, sigmas, energies = [], [], []
     for s in spins:
         st = committee_field_stats(committee, graph, torch.from_numpy(np.asarray(s, np.float64)))
         fields.append(st["field"].detach().double().cpu().numpy())
         sigmas.append(st["sigma"].detach().double().cpu().numpy())
+        energies.append(st["energy"])
     n_sites = spins.shape[1] if spins.ndim == 3 else 0
     return {"field": np.stack(fields) if fields else np.zeros((0, n_sites, 3)),
-            "sigma": np.stack(sigmas) if sigmas else np.zeros((0, n_sites))}
+            "sigma": np.stack(sigmas) if sigmas else np.zeros((0, n_sites)),
+            "energy": np.asarray(energies, np.float64)}
 
 
 def _corr(x: np.ndarray, y: np.ndarray) -> Dict[str, Optional[float]]:
@@ -128,8 +132,11 @@ def _heldout(committee, paths: List[str]) -> List[Dict[str, Any]]:
         arr = read_arrays(p)
         pred = predict(committee, read_graph(p), arr["spin"])
         err = np.linalg.norm(pred["field"] - arr["field"], axis=-1)
+        n_sites = arr["spin"].shape[1] if arr["spin"].ndim == 3 else 1
         rows.append({"path": str(p), "n": int(len(arr["spin"])),
                      "rmse_field": _rmse(pred["field"], arr["field"]),
+                     "rmse_energy_per_site": _rmse(pred["energy"] / n_sites,
+                                                   np.asarray(arr["energy"], float) / n_sites),
                      "sse": float(((pred["field"] - arr["field"]) ** 2).sum()),
                      "count": int(arr["field"].size),
                      "error_site_rms": float(np.sqrt((err ** 2).mean())) if err.size else None,
@@ -188,7 +195,12 @@ def round_report(loop, k: int, stop: Optional[str]) -> Dict[str, Any]:
             committee = load_model(tr["committee"]).eval()
             rows = _heldout(committee, loop.cfg["validation"])
             pooled = math.sqrt(sum(r["sse"] for r in rows) / max(1, sum(r["count"] for r in rows)))
-            rep["heldout"] = {"files": rows, "rmse_field": pooled}
+            n_e = sum(r["n"] for r in rows if r["rmse_energy_per_site"] is not None)
+            pooled_e = math.sqrt(sum(r["n"] * r["rmse_energy_per_site"] ** 2 for r in rows
+                                     if r["rmse_energy_per_site"] is not None) / n_e) \
+                if n_e else None
+            rep["heldout"] = {"files": rows, "rmse_field": pooled,
+                              "rmse_energy_per_site": pooled_e}
     rep["stage_wall_s"] = walls            # the report stage's own time: wall_s of report.json
     return rep
 
@@ -305,9 +317,12 @@ def write_round_markdown(path: Path, rep: Mapping[str, Any]) -> None:
         lines += [f"Committee {com['path']}: validation RMSE(B) of the mean "
                   f"{_fmt(com['val_rmse_field'])}; default trust levels {com['trust']}.", ""]
     if rep.get("heldout"):
-        lines += [f"Held-out RMSE(B) of the mean (pooled): {_fmt(rep['heldout']['rmse_field'])}"
-                  + "".join(f"; {r['path']}: {_fmt(r['rmse_field'])}"
-                            for r in rep["heldout"]["files"]) + ".", ""]
+        ho = rep["heldout"]
+        lines += [f"Held-out RMSE(B) of the mean (pooled): {_fmt(ho['rmse_field'])}, RMSE(E/N) "
+                  f"{_fmt(ho.get('rmse_energy_per_site'))}"
+                  + "".join(f"; {r['path']}: {_fmt(r['rmse_field'])}, "
+                            f"{_fmt(r.get('rmse_energy_per_site'))}" for r in ho["files"])
+                  + ".", ""]
     lines += ["Wall time per stage (s): " + ", ".join(
         f"{name} {_fmt(v, '.1f')}" for name, v in rep["stage_wall_s"].items()) + "."]
     if rep.get("stop"):
@@ -337,6 +352,7 @@ def summary_rows(run_dir: Path) -> List[Dict[str, Any]]:
             "rmse_accurate": ((bt.get("by_class") or {}).get("accurate") or {}).get("rmse_field"),
             "val_rmse": (rep.get("committee") or {}).get("val_rmse_field"),
             "heldout_rmse": (rep.get("heldout") or {}).get("rmse_field"),
+            "heldout_rmse_e": (rep.get("heldout") or {}).get("rmse_energy_per_site"),
             "wall_s": sum(v for v in walls.values() if v is not None),
             "stop": rep.get("stop")})
         k += 1
