@@ -130,6 +130,8 @@ BAD = [
     ({"explore": {"twists": {"8x8": 2}}}, "'8x8' is not one of the exploration sizes"),
     ({"validation": ["missing.h5"]}, "'missing.h5' is not an existing data file"),
     ({"zzz": 1}, "unknown config key"),
+    ({"final": {"data": ["x.h5"]}}, "final: give training keys over committee.train"),
+    ({"final": {"max_epochs": 0}}, "final: config key 'max_epochs'"),
 ]
 
 
@@ -235,6 +237,39 @@ def test_scratch_starts_tiles_the_lowest_final_state_of_each_field(uninterrupted
         main(["--learn", str(uninterrupted), "--cell", "6", "--size", "13"])
     with pytest.raises(SystemExit, match="no finished exploration"):
         main(["--learn", str(tmp_path)])
+
+
+def test_final_training_added_to_a_finished_run(uninterrupted, tmp_path):
+    """``final`` may be added when a finished run is continued: one more, longer training on
+    every label from the latest committee's weights; it becomes the run's latest committee."""
+    import shutil
+    import yaml
+    from ecnn_pyg.pretrained import load_model
+    rd = tmp_path / "run"
+    shutil.copytree(uninterrupted, rd)
+    stored = yaml.safe_load((rd / "config.yaml").read_text())
+    (rd / "config.yaml").write_text(yaml.safe_dump({**stored, "run_dir": str(rd)}))
+    cfg = {**yaml.safe_load((rd / "config.yaml").read_text()), "final": {"max_epochs": 2}}
+    logs = []
+    learn(cfg, log=logs.append)
+    rounds = [m for m in logs if m.startswith("round")]
+    assert rounds[0] == "round 2: final ..." and rounds[1].startswith("round 2: final done")
+    assert len(rounds) == 2                         # the finished rounds are not redone
+    fin = json.loads((rd / "round_002" / "final.json").read_text())
+    # every label the rounds trained on (the audit's never), from round 2's committee
+    assert fin["data"] == json.loads((rd / "round_002" / "train.json").read_text())["data"]
+    assert fin["init_from"] == str(rd / "round_002" / "committee" / "committee.pt")
+    summary = json.loads((rd / "summary.json").read_text())
+    assert summary["committee"] == str(Path("round_002") / "final" / "committee.pt")
+    assert summary["final_training"]["heldout"]["rmse_field"] > 0
+    assert "Final training" in (rd / "summary.md").read_text()
+    final, before = load_model(rd), load_model(rd / "round_002" / "committee" / "committee.pt")
+    assert len(final) == len(before)
+    assert not all(torch.equal(a, b) for a, b in zip(final.state_dict().values(),
+                                                      before.state_dict().values()))
+    logs.clear()
+    learn(cfg, log=logs.append)                       # done: nothing is trained again
+    assert not [m for m in logs if "final ..." in m]
 
 
 def test_two_rounds_end_to_end(uninterrupted):

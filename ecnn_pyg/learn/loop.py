@@ -80,7 +80,7 @@ def _check_continuation(run_dir: Path, cfg: Mapping) -> None:
              if stop_old.get(k) != stop_new.get(k)]
     if diff:
         raise ConfigError(f"'{run_dir}' was started with other settings ({', '.join(diff)} "
-                          "differ from its config.yaml); only num_threads, validation and "
+                          "differ from its config.yaml); only num_threads, validation, final and "
                           "stop.max_rounds may change when a run is continued. Choose another "
                           "run_dir, or restore the settings")
 
@@ -224,6 +224,9 @@ class _Loop:
             rep = self.stage(k, "report", lambda: self.report(k, stop=stop))
             stop = rep.get("stop")
             self.write_summary()
+        if c["final"] is not None:
+            last = max(j for j in range(k + 1) if round_dir(self.run_dir, j).exists())
+            self.stage(last, "final", lambda: self.final(last))
         self.write_summary(final=stop)
         self.log(f"finished: {stop}; summary in {self.run_dir / 'summary.md'}")
 
@@ -296,6 +299,36 @@ class _Loop:
         info = read_committee_info(path)
         return {"committee": str(path), "init_from": init, "data": data,
                 "trust": info.get("trust"), "metrics": info.get("metrics")}
+
+    def final(self, k: int) -> Dict[str, Any]:
+        """The last training (config ``final``) after the loop stopped in round ``k``.
+
+        The committee is trained once more on the seed data and every round's labels
+        (never the audit's), member m from member m of the latest committee, with
+        ``final`` over ``committee.train``; it goes to ``round_k/final/committee.pt``,
+        which becomes the run's latest committee, and is scored on the held-out sets.
+        """
+        from ..committee import read_committee_info, train_committee
+        from .report import heldout_scores, latest_committee
+        c = self.cfg
+        data = list(read_json(round_dir(self.run_dir, 0) / "seed.json")["data"])
+        for j in range(1, k + 1):
+            rec = round_dir(self.run_dir, j) / "label.json"
+            if rec.exists():
+                data += read_json(rec)["files"]
+        init = latest_committee(self.run_dir)
+        train = {**c["committee"]["train"], **c["final"], "data": data,
+                 "run_dir": str(round_dir(self.run_dir, k) / "final")}
+        train.setdefault("progress", self.progress)
+        path = train_committee(train, members=c["committee"]["members"], resume=True,
+                               init_from=str(init))
+        info = read_committee_info(path)
+        out = {"committee": str(path), "init_from": str(init), "data": data,
+               "trust": info.get("trust"), "metrics": info.get("metrics")}
+        if c["validation"]:
+            from ..pretrained import load_model
+            out["heldout"] = heldout_scores(load_model(path).eval(), c["validation"])
+        return out
 
     # ------------------------------------------------------------------ exploration
     def explore_runs(self) -> List[Tuple[List[int], str, str]]:
@@ -507,6 +540,8 @@ def status(config: Union[str, Path, Mapping], overrides: Optional[Mapping] = Non
     while round_dir(run_dir, k).exists():
         names = ROUND0_STAGES if k == 0 else STAGES
         cells = []
+        if (round_dir(run_dir, k) / "final.json").exists():
+            names = (*names, "final")
         for name in names:
             rec = round_dir(run_dir, k) / f"{name}.json"
             cells.append(f"{name} {read_json(rec)['wall_s']:.0f}s" if rec.exists()

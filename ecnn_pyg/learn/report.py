@@ -145,6 +145,24 @@ def _heldout(committee, paths: List[str]) -> List[Dict[str, Any]]:
     return rows
 
 
+def heldout_scores(committee, paths: List[str]) -> Dict[str, Any]:
+    """RMSE(B) and RMSE(E/N) of the committee's mean on every held-out file, and pooled.
+
+    Args:
+        committee: the committee (eval mode).
+        paths: the held-out data files (all their samples are scored).
+
+    Returns:
+        ``{"files": [per-file rows], "rmse_field", "rmse_energy_per_site"}``.
+    """
+    rows = _heldout(committee, paths)
+    pooled = math.sqrt(sum(r["sse"] for r in rows) / max(1, sum(r["count"] for r in rows)))
+    n_e = sum(r["n"] for r in rows if r["rmse_energy_per_site"] is not None)
+    pooled_e = math.sqrt(sum(r["n"] * r["rmse_energy_per_site"] ** 2 for r in rows
+                             if r["rmse_energy_per_site"] is not None) / n_e) if n_e else None
+    return {"files": rows, "rmse_field": pooled, "rmse_energy_per_site": pooled_e}
+
+
 def _walls(run_dir: Path, k: int, names) -> Dict[str, float]:
     from ._files import read_json, round_dir
     out = {}
@@ -192,15 +210,8 @@ def round_report(loop, k: int, stop: Optional[str]) -> Dict[str, Any]:
                                 metrics.get("val_sigma_error_correlation"),
                             "members": metrics.get("members")}
         if loop.cfg["validation"]:
-            committee = load_model(tr["committee"]).eval()
-            rows = _heldout(committee, loop.cfg["validation"])
-            pooled = math.sqrt(sum(r["sse"] for r in rows) / max(1, sum(r["count"] for r in rows)))
-            n_e = sum(r["n"] for r in rows if r["rmse_energy_per_site"] is not None)
-            pooled_e = math.sqrt(sum(r["n"] * r["rmse_energy_per_site"] ** 2 for r in rows
-                                     if r["rmse_energy_per_site"] is not None) / n_e) \
-                if n_e else None
-            rep["heldout"] = {"files": rows, "rmse_field": pooled,
-                              "rmse_energy_per_site": pooled_e}
+            rep["heldout"] = heldout_scores(load_model(tr["committee"]).eval(),
+                                            loop.cfg["validation"])
     rep["stage_wall_s"] = walls            # the report stage's own time: wall_s of report.json
     return rep
 
@@ -360,7 +371,8 @@ def summary_rows(run_dir: Path) -> List[Dict[str, Any]]:
 
 
 def latest_committee(run_dir: Path) -> Optional[Path]:
-    """The committee of the last round whose training finished (``None`` before round 0's).
+    """The committee of the last round whose training finished, or the final training's
+    (config ``final``) once it has finished; ``None`` before round 0's.
 
     Args:
         run_dir: the learning run's directory.
@@ -373,8 +385,17 @@ def latest_committee(run_dir: Path) -> Optional[Path]:
     while round_dir(run_dir, k).exists():
         if (round_dir(run_dir, k) / "train.json").exists():
             latest = round_dir(run_dir, k) / "committee" / "committee.pt"
+        if (round_dir(run_dir, k) / "final.json").exists():
+            latest = round_dir(run_dir, k) / "final" / "committee.pt"
         k += 1
     return latest
+
+
+def _final_record(run_dir: Path) -> Optional[Dict[str, Any]]:
+    """The record of the final training (``round_NNN/final.json``), if it has finished."""
+    from ._files import read_json
+    recs = sorted(Path(run_dir).glob("round_*/final.json"))
+    return read_json(recs[-1]) if recs else None
 
 
 def write_summary(run_dir: Path, final: Optional[str] = None) -> None:
@@ -382,16 +403,28 @@ def write_summary(run_dir: Path, final: Optional[str] = None) -> None:
     from ._files import write_json, write_text
     rows = summary_rows(Path(run_dir))
     model = latest_committee(Path(run_dir))
+    fin = _final_record(Path(run_dir))
     write_json(Path(run_dir) / "summary.json",
                {"rounds": rows, "finished": final,
+                "final_training": fin and {k: fin.get(k) for k in
+                                           ("committee", "init_from", "metrics", "heldout",
+                                            "wall_s")},
                 "committee": model and str(model.relative_to(run_dir))})
     cols = list(SUMMARY_COLUMNS)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r.get(c), ".4g") for c in cols) + " |")
     total_labels = sum(r["ed_labels"] or 0 for r in rows)
+    wall = sum(r["wall_s"] or 0 for r in rows) + (fin["wall_s"] if fin else 0)
     lines += ["", f"ED labels in all: {total_labels}; wall time in all: "
-              f"{_fmt(sum(r['wall_s'] or 0 for r in rows), '.1f')} s."]
+              f"{_fmt(wall, '.1f')} s" + (" (with the final training)." if fin else ".")]
+    if fin:
+        ho = fin.get("heldout") or {}
+        lines.append(f"Final training ({len(fin['data'])} data files, from {fin['init_from']}): "
+                     f"validation RMSE(B) of the mean "
+                     f"{_fmt((fin.get('metrics') or {}).get('val_rmse_field'))}, held-out RMSE(B) "
+                     f"{_fmt(ho.get('rmse_field'))}, RMSE(E/N) "
+                     f"{_fmt(ho.get('rmse_energy_per_site'))}; {_fmt(fin['wall_s'], '.1f')} s.")
     if model:
         lines.append(f"Latest committee (the model to use): {model}; in summary.json, "
                      "`committee` is this path relative to the run directory.")

@@ -45,6 +45,9 @@ LEARN_SCHEMA = {
     "select": (dict, {}),
     "stop": (dict, {}),
     "validation": (list, []),
+    # a last, longer training of the committee on all data once the loop has stopped:
+    # training keys over committee.train (e.g. max_epochs, lr); null: none
+    "final": ((dict, _NONE), None),
 }
 
 _SIZE = (int, list)
@@ -112,7 +115,7 @@ STARTS = {"random": "random", "triple-q": "triple-q", "ferromagnet": "ferro", "f
 #: the disagreement statistics a selection may use: the max or the RMS over sites of sigma_B
 STATISTICS = ("max", "rms")
 #: keys that may change when a run is continued (everything else is the run's identity)
-RESUME_MUTABLE = ("num_threads", "stop", "validation")
+RESUME_MUTABLE = ("num_threads", "stop", "validation", "final")
 #: training keys the loop sets itself
 _LOOP_TRAIN_KEYS = ("data", "run_dir", "init_from")
 _INTEGRATORS = ("sib", "heun", "depondt")
@@ -297,6 +300,11 @@ def load_learn_config(source: Union[str, Path, Mapping],
                           "allowed there")
     _check_train({**com["train"], **com["retrain"]}, "committee.retrain")
     cfg["committee"] = com
+    if cfg["final"] is not None:
+        if any(k in cfg["final"] for k in _LOOP_TRAIN_KEYS + ("extends",)):
+            raise ConfigError("final: give training keys over committee.train (max_epochs, lr, "
+                              "...); data, run_dir, init_from and extends are not allowed there")
+        _check_train({**com["train"], **cfg["final"]}, "final")
     # --- seed data
     seed = _section(cfg["seed_data"], "seed_data", "seed_data")
     sizes_used = []
