@@ -239,17 +239,24 @@ def test_scratch_starts_tiles_the_lowest_final_state_of_each_field(uninterrupted
         main(["--learn", str(tmp_path)])
 
 
-def test_final_training_added_to_a_finished_run(uninterrupted, tmp_path):
-    """``final`` may be added when a finished run is continued: one more, longer training on
-    every label from the latest committee's weights; it becomes the run's latest committee."""
+def _copy_run(src, dst):
+    """A finished run directory copied under another name (its stored run_dir follows)."""
     import shutil
     import yaml
+    shutil.copytree(src, dst)
+    stored = yaml.safe_load((dst / "config.yaml").read_text())
+    (dst / "config.yaml").write_text(yaml.safe_dump({**stored, "run_dir": str(dst)}))
+    return yaml.safe_load((dst / "config.yaml").read_text())
+
+
+def test_final_training_added_to_a_finished_run(uninterrupted, tmp_path, monkeypatch):
+    """``final`` may be added when a finished run is continued: one more, longer training on
+    every label from the latest committee's weights; it becomes the run's latest committee.
+    A crash inside it and a rerun end with the same weights."""
     from ecnn_pyg.pretrained import load_model
+    from ecnn_pyg.training.trainer import Trainer
     rd = tmp_path / "run"
-    shutil.copytree(uninterrupted, rd)
-    stored = yaml.safe_load((rd / "config.yaml").read_text())
-    (rd / "config.yaml").write_text(yaml.safe_dump({**stored, "run_dir": str(rd)}))
-    cfg = {**yaml.safe_load((rd / "config.yaml").read_text()), "final": {"max_epochs": 2}}
+    cfg = {**_copy_run(uninterrupted, rd), "final": {"max_epochs": 2}}
     logs = []
     learn(cfg, log=logs.append)
     rounds = [m for m in logs if m.startswith("round")]
@@ -270,6 +277,25 @@ def test_final_training_added_to_a_finished_run(uninterrupted, tmp_path):
     logs.clear()
     learn(cfg, log=logs.append)                       # done: nothing is trained again
     assert not [m for m in logs if "final ..." in m]
+    # interrupted inside member 1's second epoch, then continued
+    rd2 = tmp_path / "crashed"
+    cfg2 = {**_copy_run(uninterrupted, rd2), "final": {"max_epochs": 2}}
+    real, calls = Trainer.train_epoch, []
+
+    def crashing(self, epoch):
+        calls.append(epoch)
+        if len(calls) == 4:
+            raise RuntimeError("injected fault")
+        return real(self, epoch)
+    monkeypatch.setattr(Trainer, "train_epoch", crashing)
+    with pytest.raises(RuntimeError, match="injected fault"):
+        learn(cfg2, **QUIET)
+    monkeypatch.setattr(Trainer, "train_epoch", real)
+    assert not (rd2 / "round_002" / "final.json").exists()
+    learn(cfg2, **QUIET)
+    again = load_model(rd2)
+    assert all(torch.equal(a, b) for a, b in zip(final.state_dict().values(),
+                                                  again.state_dict().values()))
 
 
 def test_two_rounds_end_to_end(uninterrupted):
