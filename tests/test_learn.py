@@ -249,6 +249,21 @@ def _copy_run(src, dst):
     return yaml.safe_load((dst / "config.yaml").read_text())
 
 
+def test_stage_clock_is_saved_while_the_stage_runs(tmp_path):
+    """A stage killed without its finally (SIGKILL) keeps the time it had spent to within a
+    period of the heartbeat that rewrites its clock file."""
+    import time
+    from ecnn_pyg.learn.loop import _Heartbeat
+    ticks = []
+    beat = _Heartbeat(lambda: ticks.append(time.time()), period=0.05)
+    time.sleep(0.4)
+    beat.stop()
+    n = len(ticks)
+    assert 3 <= n <= 9
+    time.sleep(0.15)
+    assert len(ticks) == n                      # stopped
+
+
 def test_final_training_added_to_a_finished_run(uninterrupted, tmp_path, monkeypatch):
     """``final`` may be added when a finished run is continued: one more, longer training on
     every label from the latest committee's weights; it becomes the run's latest committee.

@@ -63,6 +63,31 @@ def _parse_until(until: Optional[str]) -> Optional[Tuple[Optional[int], str]]:
     return k, stage
 
 
+class _Heartbeat:
+    """Calls ``tick`` every ``period`` seconds in a daemon thread until :meth:`stop`.
+
+    A stage's clock file is rewritten this way, so that a run killed without a chance to
+    write it (SIGKILL, a lost machine) still counts the stage's time, to within a period.
+    """
+
+    def __init__(self, tick: Callable[[], None], period: float = 30.0):
+        import threading
+        self._stop = threading.Event()
+
+        def loop():
+            while not self._stop.wait(period):
+                try:
+                    tick()
+                except OSError:             # a full disk must not kill the stage
+                    pass
+        self._thread = threading.Thread(target=loop, daemon=True, name="learn-clock")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def _check_continuation(run_dir: Path, cfg: Mapping) -> None:
     """Refuse to continue a run directory made with other settings (before anything is written)."""
     stored = run_dir / "config.yaml"
@@ -161,9 +186,11 @@ class _Loop:
         spent = float(clock.read_text()) if clock.exists() else 0.0
         self.log(f"round {k}: {name} ...")
         t0 = time.time()
+        beat = _Heartbeat(lambda: write_text(clock, repr(spent + time.time() - t0)))
         try:
             out = fn()
         finally:
+            beat.stop()
             write_text(clock, repr(spent + time.time() - t0))
         out = {"stage": name, "round": k, "wall_s": round(spent + time.time() - t0, 3), **out}
         write_json(record, out)
