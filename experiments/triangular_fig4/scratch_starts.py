@@ -52,7 +52,8 @@ def final_states(round_dir: Path, size: str):
                          "e": float(r["energy"][-1]) / len(s),
                          "n_sk": float(skyrmion_number(torch.from_numpy(s), graph)),
                          "m_z": float(s[:, 2].mean()),
-                         "sigma_max": float(r["sigma_max"][-1]) if "sigma_max" in r else float("nan"),
+                         "sigma_max": float(r["sigma_max"][-1]) if "sigma_max" in r
+                         else float("nan"),
                          "spin": s})
     if not rows:
         raise SystemExit(f"no T = 0 trajectory on {size} in {round_dir / 'explore'}")
@@ -78,7 +79,8 @@ def main(argv=None):
     rows = final_states(rd, f"{a.cell}x{a.cell}")
     print(f"{rd}: final states of the T = 0 explorations on {a.cell} x {a.cell} "
           f"(energies of the exploring committee)")
-    print(f"{'start':>12} {'run':>8} {'H_z':>7} {'n_sk':>6} {'M_z':>7} {'E/N':>12} {'sigma_max':>9}")
+    print(f"{'start':>12} {'run':>8} {'H_z':>7} {'n_sk':>6} {'M_z':>7} {'E/N':>12} "
+          f"{'sigma_max':>9}")
     for r in sorted(rows, key=lambda r: (r["zeeman"], r["e"])):
         print(f"{r['start']:>12} {r['run']:>8} {r['zeeman']:7.4f} {r['n_sk']:+6.2f} "
               f"{r['m_z']:7.4f} {r['e']:12.7f} {r['sigma_max']:9.5f}")
@@ -93,7 +95,8 @@ def main(argv=None):
         np.save(out, tile(best["spin"], a.cell, a.size))
         starts[f"{h:g}"] = {"file": str(out), "start": best["start"], "run": best["run"],
                             "n_sk": round(best["n_sk"], 3), "e": best["e"]}
-        print(f"start H_z = {h:g}: {best['start']} {best['run']}, n_sk = {best['n_sk']:+.2f} -> {out}")
+        print(f"start H_z = {h:g}: {best['start']} {best['run']}, "
+              f"n_sk = {best['n_sk']:+.2f} -> {out}")
     print(json.dumps(starts))
 
 
