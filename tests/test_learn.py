@@ -131,6 +131,7 @@ BAD = [
     ({"validation": ["missing.h5"]}, "'missing.h5' is not an existing data file"),
     ({"zzz": 1}, "unknown config key"),
     ({"final": {"data": ["x.h5"]}}, "final: give training keys over committee.train"),
+    ({"processes": 0}, "processes must be >= 1"),
     ({"final": {"max_epochs": 0}}, "final: config key 'max_epochs'"),
 ]
 
@@ -491,6 +492,22 @@ def test_a_stop_after_every_stage_then_a_rerun_gives_the_uninterrupted_result(
     before = (rd / "round_001" / "scores.npz").stat().st_mtime_ns
     learn(cfg, **QUIET)
     assert (rd / "round_001" / "scores.npz").stat().st_mtime_ns == before
+
+
+def test_processes_spread_the_llg_runs_and_give_the_one_process_result(
+        uninterrupted, heldout, tmp_path, monkeypatch):
+    """``processes: 2``: the ED-LLG seed runs and the explorations run under torchrun, two
+    gloo ranks on localhost, with their runs spread over the ranks; every trajectory, label,
+    weight, score and report is the one-process run's."""
+    monkeypatch.setenv("ECNN_PYG_DIST_TIMEOUT", "120")         # a dead rank fails, never hangs
+    rd = tmp_path / "p2"
+    learn({**full_config(rd, heldout), "processes": 2}, **QUIET)
+    _same(_state(uninterrupted), _state(rd))
+    from ecnn_pyg.simulate import read_runs
+    for traj in ("round_000/seed_ed_llg_traj.h5", "round_001/explore/6x6_random.h5"):
+        for a, b in zip(read_runs(uninterrupted / traj), read_runs(rd / traj)):
+            assert np.array_equal(a["spin"], b["spin"]) and a["name"] == b["name"], traj
+    assert (rd / "round_001" / "explore" / "6x6_random.simulate.yaml").is_file()
 
 
 @pytest.mark.slow

@@ -279,16 +279,16 @@ class _Loop:
 
     def seed_ed_llg(self, e: Mapping, rd: Path) -> Path:
         from ..generate import generate, parse_slice
-        from ..simulate import read_runs, simulate
+        from ..simulate import read_runs
         c = self.cfg
         traj = rd / "seed_ed_llg_traj.h5"
-        simulate({**{k: v for k, v in self.hamiltonian().items()}, "output": str(traj),
-                  "size": e["size"], "source": "ed", "el_temperature": c["el_temperature"],
-                  "twists": e["twists"], "integrator": e["integrator"], "dt": e["dt"],
-                  "alpha": e["alpha"], "temperature": e["temperature"], "zeeman": e["zeeman"],
-                  "n_steps": e["n_steps"], "save_every": e["save_every"],
-                  "initial": STARTS[e["initial"]], "seed": c["seed"],
-                  "ignore_memory_check": c["ignore_memory_check"]}, progress=self.progress)
+        self.simulate({**{k: v for k, v in self.hamiltonian().items()}, "output": str(traj),
+                       "size": e["size"], "source": "ed", "el_temperature": c["el_temperature"],
+                       "twists": e["twists"], "integrator": e["integrator"], "dt": e["dt"],
+                       "alpha": e["alpha"], "temperature": e["temperature"],
+                       "zeeman": e["zeeman"], "n_steps": e["n_steps"],
+                       "save_every": e["save_every"], "initial": STARTS[e["initial"]],
+                       "seed": c["seed"], "ignore_memory_check": c["ignore_memory_check"]})
         spins_file = rd / "seed_ed_llg_spins.npy"
         if not spins_file.exists():
             sel = parse_slice(e["snapshots"])
@@ -376,20 +376,59 @@ class _Loop:
                 out.append((size, start, name))
         return out
 
-    def explore(self, k: int) -> Dict[str, Any]:
+    def simulate(self, config: Dict[str, Any]) -> None:
+        """One ``simulate`` run file: in this process, or over ``processes`` ranks by torchrun.
+
+        Under torchrun the runs of the file are spread over the ranks (``parallel: runs``),
+        each with its own noise generator, so the file is the one a single process writes.
+        Stopping the loop (Ctrl-C, SIGTERM) stops the ranks; the file continues on a rerun.
+        """
         from ..simulate import simulate
+        if self.cfg["processes"] == 1:
+            simulate(config, progress=self.progress)
+            return
+        import os
+        import signal
+        import subprocess
+        import sys
+        out = Path(config["output"])
+        spec = out.with_name(f"{out.stem}.simulate.yaml")
+        write_text(spec, yaml.safe_dump(jsonable({**config, "parallel": "runs",
+                                                  "num_threads": 1}), sort_keys=False))
+        argv = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                f"--nproc_per_node={self.cfg['processes']}", "-m", "ecnn_pyg.cli", "simulate",
+                "--config", str(spec)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        proc = subprocess.Popen(argv, env=env, stdout=None if self.progress else
+                                subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            _, err = proc.communicate()
+        except BaseException:
+            proc.send_signal(signal.SIGTERM)          # torchrun passes it to every rank
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
+        if proc.returncode != 0:
+            lines = [ln for ln in (err or "").splitlines() if ln.strip()]
+            raise RuntimeError(f"simulate of '{out}' on {self.cfg['processes']} processes "
+                               f"(torchrun) failed with exit code {proc.returncode}: "
+                               + " | ".join(lines[-5:]))
+
+    def explore(self, k: int) -> Dict[str, Any]:
         c, ex = self.cfg, self.cfg["explore"]
         folder = round_dir(self.run_dir, k) / "explore"
         files = []
         for size, start, name in self.explore_runs():
             out = folder / f"{size_label(size)}_{name}.h5"
-            simulate({"output": str(out), "lattice": c["lattice"], "size": size,
-                      "hoppings": dict(c["hoppings"]), "source": "model",
-                      "model": str(self.committee_path(k - 1)), "integrator": ex["integrator"],
-                      "dt": ex["dt"], "alpha": ex["alpha"], "temperature": ex["temperatures"],
-                      "zeeman": ex["zeeman"], "n_steps": ex["n_steps"],
-                      "save_every": ex["save_every"], "initial": STARTS.get(start, start),
-                      "seed": c["seed"] + 7919 * k}, progress=self.progress)
+            self.simulate({"output": str(out), "lattice": c["lattice"], "size": size,
+                           "hoppings": dict(c["hoppings"]), "source": "model",
+                           "model": str(self.committee_path(k - 1)),
+                           "integrator": ex["integrator"], "dt": ex["dt"], "alpha": ex["alpha"],
+                           "temperature": ex["temperatures"], "zeeman": ex["zeeman"],
+                           "n_steps": ex["n_steps"], "save_every": ex["save_every"],
+                           "initial": STARTS.get(start, start), "seed": c["seed"] + 7919 * k})
             files.append({"path": str(out), "size": size, "start": start})
         return {"files": files, "committee": str(self.committee_path(k - 1))}
 

@@ -29,6 +29,9 @@ LEARN_SCHEMA = {
     "run_dir": (str, REQUIRED),
     "seed": (int, 0),
     "num_threads": ((int, _NONE), None),
+    # ranks of the ML-LLG exploration and the ED-LLG seed runs (torchrun, runs spread over
+    # them, the same trajectories as one process); 1: in this process
+    "processes": (int, 1),
     # the Hamiltonian (that of the labels: the electronic part, no Zeeman term)
     "lattice": (str, REQUIRED),
     "hoppings": (dict, {}),
@@ -115,7 +118,7 @@ STARTS = {"random": "random", "triple-q": "triple-q", "ferromagnet": "ferro", "f
 #: the disagreement statistics a selection may use: the max or the RMS over sites of sigma_B
 STATISTICS = ("max", "rms")
 #: keys that may change when a run is continued (everything else is the run's identity)
-RESUME_MUTABLE = ("num_threads", "stop", "validation", "final")
+RESUME_MUTABLE = ("num_threads", "processes", "stop", "validation", "final")
 #: training keys the loop sets itself
 _LOOP_TRAIN_KEYS = ("data", "run_dir", "init_from")
 _INTEGRATORS = ("sib", "heun", "depondt")
@@ -277,6 +280,9 @@ def load_learn_config(source: Union[str, Path, Mapping],
         raise ConfigError("run_dir must not be empty")
     if cfg["seed"] < 0:
         raise ConfigError(f"seed must be >= 0, got {cfg['seed']}")
+    if isinstance(cfg["processes"], bool) or cfg["processes"] < 1:
+        raise ConfigError(f"processes must be >= 1 (ranks of the LLG runs), got "
+                          f"{cfg['processes']!r}")
     from ..lattice import LatticeError, load_lattice
     try:
         lat = load_lattice(cfg["lattice"])
