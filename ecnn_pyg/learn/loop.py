@@ -31,7 +31,8 @@ import numpy as np
 import yaml
 
 from ..config import ConfigError
-from .schema import STARTS, identity_of, load_learn_config, size_label, twists_of
+from .schema import (RESUME_MUTABLE, STARTS, identity_of, load_learn_config, size_label,
+                     twists_of)
 from ._files import (ROUND0_STAGES, STAGES, jsonable, read_json, round_dir, save_npy,
                      save_npz, write_json, write_text)
 from .select import CANDIDATE, CLASSES, classify, select_candidates, spread_sample
@@ -88,6 +89,10 @@ class _Heartbeat:
         self._thread.join()
 
 
+#: what may change when a run is continued, for messages
+_MUTABLE = ", ".join(k for k in RESUME_MUTABLE if k != "stop") + " and stop.max_rounds"
+
+
 def _check_continuation(run_dir: Path, cfg: Mapping) -> None:
     """Refuse to continue a run directory made with other settings (before anything is written)."""
     stored = run_dir / "config.yaml"
@@ -105,9 +110,8 @@ def _check_continuation(run_dir: Path, cfg: Mapping) -> None:
              if stop_old.get(k) != stop_new.get(k)]
     if diff:
         raise ConfigError(f"'{run_dir}' was started with other settings ({', '.join(diff)} "
-                          "differ from its config.yaml); only num_threads, validation, final and "
-                          "stop.max_rounds may change when a run is continued. Choose another "
-                          "run_dir, or restore the settings")
+                          f"differ from its config.yaml); only {_MUTABLE} may change when a run "
+                          "is continued. Choose another run_dir, or restore the settings")
 
 
 def learn(config: Union[str, Path, Mapping], overrides: Optional[Mapping] = None, *,
