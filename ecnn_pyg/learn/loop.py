@@ -309,10 +309,13 @@ class _Loop:
 
     # ------------------------------------------------------------------ training
     def training_data(self, k: int) -> List[str]:
-        """The data of round ``k``'s committee: the seed data and the labels of rounds 1..k."""
+        """The data of round ``k``'s committee: the seed data and the labels of rounds 1..k
+        (a round that labelled nothing, having converged or run out of candidates, has none)."""
         files = list(read_json(round_dir(self.run_dir, 0) / "seed.json")["data"])
         for j in range(1, k + 1):
-            files += read_json(round_dir(self.run_dir, j) / "label.json")["files"]
+            rec = round_dir(self.run_dir, j) / "label.json"
+            if rec.exists():
+                files += read_json(rec)["files"]
         return files
 
     def train(self, k: int) -> Dict[str, Any]:
@@ -342,11 +345,7 @@ class _Loop:
         from ..committee import read_committee_info, train_committee
         from .report import heldout_scores, latest_committee
         c = self.cfg
-        data = list(read_json(round_dir(self.run_dir, 0) / "seed.json")["data"])
-        for j in range(1, k + 1):
-            rec = round_dir(self.run_dir, j) / "label.json"
-            if rec.exists():
-                data += read_json(rec)["files"]
+        data = self.training_data(k)
         init = latest_committee(self.run_dir)
         train = {**c["committee"]["train"], **c["final"], "data": data,
                  "run_dir": str(round_dir(self.run_dir, k) / "final")}

@@ -133,11 +133,13 @@ def _heldout(committee, paths: List[str]) -> List[Dict[str, Any]]:
         pred = predict(committee, read_graph(p), arr["spin"])
         err = np.linalg.norm(pred["field"] - arr["field"], axis=-1)
         n_sites = arr["spin"].shape[1] if arr["spin"].ndim == 3 else 1
+        e_err = (pred["energy"] - np.asarray(arr["energy"], float)) / n_sites
         rows.append({"path": str(p), "n": int(len(arr["spin"])),
                      "rmse_field": _rmse(pred["field"], arr["field"]),
-                     "rmse_energy_per_site": _rmse(pred["energy"] / n_sites,
-                                                   np.asarray(arr["energy"], float) / n_sites),
+                     "rmse_energy_per_site": float(np.sqrt((e_err ** 2).mean())) if e_err.size
+                     else None,
                      "sse": float(((pred["field"] - arr["field"]) ** 2).sum()),
+                     "sse_energy_per_site": float((e_err ** 2).sum()),
                      "count": int(arr["field"].size),
                      "error_site_rms": float(np.sqrt((err ** 2).mean())) if err.size else None,
                      "sigma_rms": float(np.sqrt((pred["sigma"] ** 2).mean()))
@@ -157,9 +159,8 @@ def heldout_scores(committee, paths: List[str]) -> Dict[str, Any]:
     """
     rows = _heldout(committee, paths)
     pooled = math.sqrt(sum(r["sse"] for r in rows) / max(1, sum(r["count"] for r in rows)))
-    n_e = sum(r["n"] for r in rows if r["rmse_energy_per_site"] is not None)
-    pooled_e = math.sqrt(sum(r["n"] * r["rmse_energy_per_site"] ** 2 for r in rows
-                             if r["rmse_energy_per_site"] is not None) / n_e) if n_e else None
+    n = sum(r["n"] for r in rows)
+    pooled_e = math.sqrt(sum(r["sse_energy_per_site"] for r in rows) / n) if n else None
     return {"files": rows, "rmse_field": pooled, "rmse_energy_per_site": pooled_e}
 
 
