@@ -4,8 +4,10 @@ Given the aggregated mixtures ``M[l_i]`` (``(2 l_i + 1) P_i`` rows of ``C N``
 values) and :math:`\mathbf s_r = \sqrt3\,\mathbf S_r`, the output of degree
 :math:`l_o` is :math:`A_0 M + \sum_a s^a \odot (A_a M)` (see
 :func:`~ecnn_pyg.nn.tp_matrices`). Forward and plain backward run
-over blocks of ``BLOCK`` sites of one channel, so that the ``(4 D_out, block)``
-intermediate stays in cache (no full-size temporaries); under ``create_graph``
+over blocks of ``BLOCK`` columns of the ``C N`` (channel, site) columns, so that
+the ``(4 D_out, block)`` intermediate stays in cache (no full-size temporaries)
+while a small lattice takes all channels in one block (a few large operations
+rather than many per channel: the per-call cost of small lattices); under ``create_graph``
 (training on the field) the backward is written with differentiable
 operations instead.
 """
@@ -29,16 +31,19 @@ def _z(mats, ms, c, n):
     return z
 
 
-#: Sites per block of the blocked (cache-resident) forward and backward.
+#: Columns (channel, site) per block of the blocked (cache-resident) forward and backward.
 BLOCK = 16384
 
 
 def _blocks(c: int, n: int):
-    """Column ranges ``(j0, j1, n0, n1)`` of ``(rows, C N)`` views, one channel at a time."""
-    for ch in range(c):
-        for n0 in range(0, n, BLOCK):
-            n1 = min(n, n0 + BLOCK)
-            yield ch * n + n0, ch * n + n1, n0, n1
+    """Column ranges ``(j0, j1)`` of ``(rows, C N)`` views, at most ``BLOCK`` wide."""
+    for j0 in range(0, c * n, BLOCK):
+        yield j0, min(c * n, j0 + BLOCK)
+
+
+def _per_column(y1: Tensor, c: int) -> Tensor:
+    """``y1`` (3, N) repeated for the C channels: (3, C N), column ``ch * N + r``."""
+    return y1 if c == 1 else y1.repeat(1, c)
 
 
 def _forward_blocked(mats, ms, y1, lmax_out, c, n):
@@ -46,14 +51,15 @@ def _forward_blocked(mats, ms, y1, lmax_out, c, n):
     pairs = [(a, m.reshape(a.shape[1], c * n)) for a, m in zip(mats, ms) if m is not None]
     outs = [y1.new_empty(2 * lo + 1, c, n) for lo in range(lmax_out + 1)]
     views = [o.view(2 * lo + 1, c * n) for lo, o in enumerate(outs)]
-    zbuf = y1.new_empty(4 * d_out, min(n, BLOCK))
-    for j0, j1, n0, n1 in _blocks(c, n):
+    zbuf = y1.new_empty(4 * d_out, min(c * n, BLOCK))
+    yc = _per_column(y1, c)
+    for j0, j1 in _blocks(c, n):
         z = zbuf[:, :j1 - j0]
         torch.mm(pairs[0][0], pairs[0][1][:, j0:j1], out=z)
         for a, m in pairs[1:]:
             z.addmm_(a, m[:, j0:j1])
         z = z.view(4, d_out, j1 - j0)
-        s = y1[:, n0:n1]
+        s = yc[:, j0:j1]
         for lo, v in enumerate(views):
             r = slice(lo * lo, (lo + 1) ** 2)
             dst = v[:, j0:j1]
@@ -71,12 +77,13 @@ def _backward_blocked(mats, ms, y1, g, lmax_out, c, n, need_y1, need_m):
              for m, need in zip(ms, need_m)]
     gviews = [gm.view(gm.shape[0] * gm.shape[1] // c, c * n) if gm is not None else None
               for gm in grads]
-    grad_y1 = y1.new_zeros(3, n) if need_y1 else None
-    hbuf = y1.new_empty(4, d_out, min(n, BLOCK))
-    zbuf = y1.new_empty(4 * d_out, min(n, BLOCK))
-    for j0, j1, n0, n1 in _blocks(c, n):
+    grad_yc = y1.new_empty(3, c * n) if need_y1 else None
+    yc = _per_column(y1, c)
+    hbuf = y1.new_empty(4, d_out, min(c * n, BLOCK))
+    zbuf = y1.new_empty(4 * d_out, min(c * n, BLOCK))
+    for j0, j1 in _blocks(c, n):
         w = j1 - j0
-        s = y1[:, n0:n1]
+        s = yc[:, j0:j1]
         gb = gv[:, j0:j1]
         h = hbuf[:, :, :w]
         h[0].copy_(gb)
@@ -86,7 +93,7 @@ def _backward_blocked(mats, ms, y1, g, lmax_out, c, n, need_y1, need_m):
         for (a, m), gm in zip(pairs, gviews):
             if gm is not None:
                 gm[:, j0:j1].copy_(torch.mm(a.t(), h2))
-        if grad_y1 is not None:
+        if grad_yc is not None:
             z = zbuf[:, :w]
             first = True
             for a, m in pairs:
@@ -98,7 +105,8 @@ def _backward_blocked(mats, ms, y1, g, lmax_out, c, n, need_y1, need_m):
                 else:
                     z.addmm_(a, m[:, j0:j1])
             z = z.view(4, d_out, w)[1:]
-            grad_y1[:, n0:n1] += (z * gb.unsqueeze(0)).sum(1)
+            torch.sum(z * gb.unsqueeze(0), 1, out=grad_yc[:, j0:j1])
+    grad_y1 = grad_yc.view(3, c, n).sum(1) if grad_yc is not None else None
     return grad_y1, grads
 
 
