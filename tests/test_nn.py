@@ -265,7 +265,7 @@ def test_blocked_tensor_product_matches(monkeypatch):
     import ecnn_pyg.nn._tp as tp
     model, data, spins = make("triangular", L=5, channels=3, num_blocks=2)
     ref = model(data, spins)
-    monkeypatch.setattr(tp, "BLOCK", 7)          # several blocks per channel
+    monkeypatch.setattr(tp, "BLOCK", 7)          # blocks that straddle channels
     out = model(data, spins)
     for key in (K.ENERGY, K.FIELD):
         assert torch.allclose(out[key], ref[key], atol=1e-12)
