@@ -735,7 +735,8 @@ def _member_done(mdir: Path) -> bool:
 def train_committee(config, overrides: Optional[Mapping[str, Any]] = None, members: int = 4,
                     resume: bool = True, init_from: Optional[Union[str, Path]] = None,
                     trust: Optional[Mapping[str, Any]] = None) -> Path:
-    """Train ``members`` models in turn and write ``<run_dir>/committee.pt``.
+    """Train ``members`` models (in turn, or spread over torchrun's ranks) and write
+    ``<run_dir>/committee.pt``.
 
     Member ``m`` is an ordinary training run (:class:`~ecnn_pyg.training.Trainer`)
     in ``<run_dir>/member_<m>/`` with ``seed`` = the config's seed + ``m`` (its
@@ -751,6 +752,13 @@ def train_committee(config, overrides: Optional[Mapping[str, Any]] = None, membe
     trust levels (``trust`` if given, else :func:`default_trust` of the
     validation error).
 
+    Under ``torchrun`` (a process group from
+    :func:`ecnn_pyg.distributed.session`), rank ``r`` of ``W`` trains members
+    ``r, r + W, ...``, each alone on its rank (no DDP): the members are
+    independent, so the committee is the one a single process trains, in
+    about ``1/W`` of the time. Rank 0 scores and writes it once every rank is
+    done; a rank whose member fails stops them all.
+
     Args:
         config: a training config (YAML path or mapping, keys of
             :data:`~ecnn_pyg.training.schema.TRAIN_SCHEMA`).
@@ -758,7 +766,9 @@ def train_committee(config, overrides: Optional[Mapping[str, Any]] = None, membe
         members: ``M >= 2``.
         resume: continue the members' runs found in ``run_dir``; ``False``
             refuses a ``run_dir`` that holds member runs.
-        init_from: a committee checkpoint with at least ``M`` members.
+        init_from: a committee checkpoint with at least ``M`` members (or a
+            learn run directory); a committee named by the config's own
+            ``init_from`` counts as this too.
         trust: trust levels replacing the default rule.
 
     Returns:
@@ -771,10 +781,8 @@ def train_committee(config, overrides: Optional[Mapping[str, Any]] = None, membe
             ``run_dir`` already holds member runs.
     """
     from .config import ConfigError
-    from .models import model_from_checkpoint
-    from .training.data import load_training_parts
+    from .distributed import comm
     from .training.schema import load_train_config
-    from .training.trainer import Trainer
     M = check_members(members)
     trust = check_trust(trust) if trust is not None else None
     overrides = dict(overrides or {})
@@ -795,6 +803,8 @@ def train_committee(config, overrides: Optional[Mapping[str, Any]] = None, membe
                 return out                              # finished, nothing changed
         except (CheckpointError, ValueError, KeyError, OSError):
             pass
+    if init_from is None and base.get("init_from") and _is_committee(base["init_from"]):
+        init_from = base["init_from"]             # member m from member m
     init_ckpts = None
     if init_from is not None:
         ck = load_checkpoint(committee_file(init_from))
@@ -807,7 +817,44 @@ def train_committee(config, overrides: Optional[Mapping[str, Any]] = None, membe
                              f"than the {M} to train")
         init_ckpts = ck["members"][:M]
     run_dir.mkdir(parents=True, exist_ok=True)
-    for m, mdir in enumerate(mdirs):
+    rank, world = comm.rank(), comm.world_size()
+    wait = comm.waiting_group()             # waits as long as another rank's members take
+    failed = None
+    try:
+        _train_members(config, overrides, base, mdirs, init_ckpts, run_dir,
+                       [m for m in range(M) if m % world == rank])
+    except Exception as err:                # tell the other ranks, then raise
+        failed = err
+    errors = comm.all_gather_object(None if failed is None else
+                                    f"{type(failed).__name__}: {failed}",
+                                    what="waiting for the other ranks' committee members",
+                                    group=wait)
+    if failed is not None:
+        raise failed
+    others = [f"rank {r}: {e}" for r, e in enumerate(errors) if e]
+    if others:
+        raise comm.DistributedError(f"rank {rank} of {world}: the committee's training "
+                                    "stopped on another rank (" + "; ".join(others) + ")")
+    if rank == 0:
+        _assemble(out, mdirs, base, M, trust)
+    comm.barrier("waiting for rank 0 to write the committee", group=wait)
+    return out
+
+
+def _is_committee(path) -> bool:
+    """Whether ``path`` names a committee (a committee file or folder, a learn run)."""
+    try:
+        return load_checkpoint(committee_file(path)).get("kind") == COMMITTEE_KIND
+    except (CheckpointError, OSError, ValueError):
+        return False
+
+
+def _train_members(config, overrides, base, mdirs, init_ckpts, run_dir, mine) -> None:
+    """Train (or continue) the members ``mine`` of a committee, one after the other."""
+    from .training.trainer import Trainer
+    M = len(mdirs)
+    for m in mine:
+        mdir = mdirs[m]
         if _member_done(mdir):
             print(f"committee member {m}: done ({mdir / 'best.pt'})", flush=True)
             continue
@@ -820,7 +867,7 @@ def train_committee(config, overrides: Optional[Mapping[str, Any]] = None, membe
         again = (mdir / "last.pt").exists()
         print(f"committee member {m} of {M}: {'resuming' if again else 'training'} in {mdir} "
               f"(seed {ov['seed']})", flush=True)
-        trainer = Trainer(config, ov, resume=again)
+        trainer = Trainer(config, ov, resume=again, alone=True)
         trainer.run()
         best = mdir / "best.pt"
         if not best.is_file():
@@ -829,6 +876,12 @@ def train_committee(config, overrides: Optional[Mapping[str, Any]] = None, membe
                                          "best_sha256": _sha256(best),
                                          "stop_reason": getattr(trainer, "stop_reason", None),
                                          "best_epoch": trainer.best.get("epoch")})
+
+
+def _assemble(out, mdirs, base, M, trust) -> None:
+    """Score the trained members together and write the committee file ``out``."""
+    from .models import model_from_checkpoint
+    from .training.data import load_training_parts
     bests = [d / "best.pt" for d in mdirs]
     ckpts = [load_checkpoint(b) for b in bests]
     committee = Committee([model_from_checkpoint(ck, source=str(b))
@@ -851,4 +904,3 @@ def train_committee(config, overrides: Optional[Mapping[str, Any]] = None, membe
           f"(members {members_rmse}); "
           f"sigma_B mean {metrics['val_sigma_mean']:.3g}, max {metrics['val_sigma_max']:.3g}; "
           f"trust levels {levels}; wrote {out}", flush=True)
-    return out

@@ -237,6 +237,13 @@ def test_a_committee_starts_from_the_members_of_another(trained, square_data, tm
         train_committee(_train_cfg(square_data, tmp_path / "r3"), members=3, init_from=trained)
     with pytest.raises(ConfigError, match="is a committee"):      # one Trainer: one member's
         ep.training.train(_train_cfg(square_data, tmp_path / "one", init_from=str(trained)))
+    # a committee as the config's own init_from: member m from member m too
+    train_committee(_train_cfg(square_data, tmp_path / "k", max_epochs=1, lr=1e-6,
+                               init_from=str(trained.parent)), members=2)
+    for m in range(2):
+        a = load_checkpoint(tmp_path / "k" / "init" / f"member_{m}.pt")["model_state"]
+        b = load_checkpoint(tmp_path / "r" / "init" / f"member_{m}.pt")["model_state"]
+        assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_cli_train_committee_from_the_config_key(square_data, tmp_path):
@@ -249,10 +256,44 @@ def test_cli_train_committee_from_the_config_key(square_data, tmp_path):
     assert main(["train", "--config", str(cfg), "--quiet"]) == 0          # finished: kept
 
 
-def test_cli_committee_training_refuses_torchrun(monkeypatch, capsys):
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    assert main(["train", "--config", "c.yaml", "--committee", "2"]) == 2
-    assert "one process" in capsys.readouterr().err
+def _train_on_rank(config, fail_rank=None):
+    """``ecnn-pyg train --config`` on a rank: its exit code and the members it trained."""
+    from ecnn_pyg import distributed as dist
+    from ecnn_pyg.training import trainer as T
+    calls, real_run = [], T.Trainer.run
+
+    def run(self):
+        calls.append(self.run_dir.name)
+        return real_run(self)
+    T.Trainer.run = run
+    if fail_rank == dist.rank():
+        def epoch(self, e):
+            raise ValueError("this member failed")
+        T.Trainer.train_epoch = epoch
+    return main(["train", "--config", config, "--quiet"]), calls
+
+
+def test_committee_members_spread_over_torchrun_ranks(trained, square_data, tmp_path):
+    """Under torchrun rank r trains members r, r + 2, ...; the committee is the one-process
+    committee (same weights, metrics and trust levels). A member that fails on one rank
+    stops the other with a clear error instead of leaving it waiting."""
+    import yaml
+    from ecnn_pyg.distributed.testing import run_ranks
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(_train_cfg(square_data, tmp_path / "r", committee=2)))
+    assert run_ranks(2, _train_on_rank, str(cfg)) == [(0, ["member_0"]), (0, ["member_1"])]
+    a, b = load_checkpoint(tmp_path / "r" / "committee.pt"), load_checkpoint(trained)
+    for ma, mb in zip(a["members"], b["members"]):
+        for k, v in ma["model_state"].items():
+            assert torch.equal(v, mb["model_state"][k]), k
+    assert a["trust"] == b["trust"]
+    assert a["metrics"]["val_rmse_field"] == b["metrics"]["val_rmse_field"]
+    assert run_ranks(2, _train_on_rank, str(cfg)) == [(0, []), (0, [])]     # finished: kept
+    cfg.write_text(yaml.safe_dump(_train_cfg(square_data, tmp_path / "f", committee=2)))
+    out = run_ranks(2, _train_on_rank, str(cfg), 1)
+    assert out == [(1, ["member_0"]), (2, ["member_1"])]
+    assert (tmp_path / "f" / "member_0" / "done.json").exists()         # kept for the rerun
+    assert not (tmp_path / "f" / "committee.pt").exists()
 
 
 # ----------------------------------------------------------------------------- evaluate

@@ -497,8 +497,9 @@ def test_a_stop_after_every_stage_then_a_rerun_gives_the_uninterrupted_result(
 def test_processes_spread_the_llg_runs_and_give_the_one_process_result(
         uninterrupted, heldout, tmp_path, monkeypatch):
     """``processes: 2``: the ED-LLG seed runs and the explorations run under torchrun, two
-    gloo ranks on localhost, with their runs spread over the ranks; every trajectory, label,
-    weight, score and report is the one-process run's."""
+    gloo ranks on localhost, with their runs spread over the ranks, and so do the committee
+    trainings (a member per rank); every trajectory, label, weight, score and report is the
+    one-process run's."""
     monkeypatch.setenv("ECNN_PYG_DIST_TIMEOUT", "120")         # a dead rank fails, never hangs
     rd = tmp_path / "p2"
     learn({**full_config(rd, heldout), "processes": 2}, **QUIET)
@@ -508,6 +509,7 @@ def test_processes_spread_the_llg_runs_and_give_the_one_process_result(
         for a, b in zip(read_runs(uninterrupted / traj), read_runs(rd / traj)):
             assert np.array_equal(a["spin"], b["spin"]) and a["name"] == b["name"], traj
     assert (rd / "round_001" / "explore" / "6x6_random.simulate.yaml").is_file()
+    assert (rd / "round_001" / "committee.train.yaml").is_file()        # trained by torchrun
 
 
 @pytest.mark.slow

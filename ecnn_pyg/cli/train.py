@@ -8,9 +8,11 @@ same command with --resume to continue it exactly.
 With --committee M (or the config key committee: M) it trains a committee
 of M models that differ only in their seed (seed, seed + 1, ...), one after
 the other, in run_dir/member_<m>/, and writes run_dir/committee.pt: their
-mean field and its uncertainty (docs/committee.md). Rerun the same command
-after an interruption: finished members are kept, the interrupted one
-resumes.
+mean field and its uncertainty (docs/committee.md). Under torchrun the
+members are spread over the ranks (rank r trains members r, r + P, ...),
+each alone, and the committee is the one a single process trains. Rerun
+the same command after an interruption: finished members are kept, the
+interrupted ones resume.
 
 Example:
     ecnn-pyg train --config configs/square_train.yaml
@@ -20,6 +22,8 @@ Example:
     ecnn-pyg train --resume --set run_dir=runs/square_ecnn
     torchrun --nproc-per-node 4 -m ecnn_pyg.cli train --config configs/square_train.yaml
     ecnn-pyg train --config configs/square_train.yaml --committee 4 --set run_dir=runs/sq_c4
+    torchrun --nproc-per-node 2 -m ecnn_pyg.cli train --config configs/square_train.yaml \
+        --committee 4 --set run_dir=runs/sq_c4
 """
 from ..config import parse_overrides
 
@@ -110,23 +114,20 @@ def _run_committee(args, overrides, members):
     from ..datasets import terminate_as_interrupt
     from ..locking import OutputLockedError
     from ..training.trainer import TrainingDivergedError
-    import os
+    from ..distributed import DistributedError, is_main, session
     if args.config is None:
         raise ValueError("--committee needs --config FILE.yaml (rerunning the same command "
                          "continues an interrupted committee)")
-    if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1"):
-        raise ValueError("a committee is trained in one process (its members one after the "
-                         "other); run it without torchrun, or train the members yourself with "
-                         "torchrun and combine them with ecnn_pyg.committee.save_committee")
     overrides.pop("committee", None)
-    with terminate_as_interrupt():
+    with session(), terminate_as_interrupt():   # under torchrun: members spread over the ranks
         try:
             path = train_committee(args.config, overrides, members=members, resume=True)
         except KeyboardInterrupt:
             print("interrupted; finished members are kept: rerun the same command to continue")
             return 130
-        except (TrainingDivergedError, OutputLockedError) as err:
+        except (TrainingDivergedError, OutputLockedError, DistributedError) as err:
             print(f"ecnn-pyg train: error: {err}", file=sys.stderr)
             return 1
-    print(f"committee: {path}")
+        if is_main():
+            print(f"committee: {path}")
     return 0

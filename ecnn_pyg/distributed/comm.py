@@ -255,11 +255,11 @@ def guard(what: str) -> Iterator[None]:
             "(ECNN_PYG_DIST_TIMEOUT)") from err
 
 
-def barrier(what: str = "waiting for the other ranks") -> None:
-    """Wait for every rank (no-op in a single process)."""
+def barrier(what: str = "waiting for the other ranks", group=None) -> None:
+    """Wait for every rank (no-op in a single process); ``group`` as in :func:`broadcast_object`."""
     if is_active():
         with guard(what):
-            tdist.barrier()
+            tdist.barrier(group=group)
 
 
 def broadcast_object(obj: Any = None, src: int = 0, what: str = "broadcasting",
@@ -276,13 +276,14 @@ def broadcast_object(obj: Any = None, src: int = 0, what: str = "broadcasting",
     return box[0]
 
 
-def all_gather_object(obj: Any, what: str = "gathering") -> List[Any]:
-    """Every rank's ``obj``, in rank order, on every rank (``[obj]`` in one process)."""
+def all_gather_object(obj: Any, what: str = "gathering", group=None) -> List[Any]:
+    """Every rank's ``obj``, in rank order, on every rank (``[obj]`` in one process);
+    ``group`` as in :func:`broadcast_object`."""
     if not is_active():
         return [obj]
     out: List[Any] = [None] * world_size()
     with guard(what):
-        tdist.all_gather_object(out, obj)
+        tdist.all_gather_object(out, obj, group=group)
     return out
 
 

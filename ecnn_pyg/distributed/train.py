@@ -72,6 +72,8 @@ class DataParallel:
         model: the trainer's model (wrapped in DDP when several ranks run).
         loss_of_model: ``f(model) -> loss`` of a small batch, to find the
             parameters without gradient (several ranks only).
+        alone: train in this process alone even where a process group runs
+            (a committee member on its own rank): no DDP, this process writes.
 
     Attributes:
         rank, world: this rank and the number of ranks (0 and 1 in one process).
@@ -79,8 +81,8 @@ class DataParallel:
         ignored: the parameters left out of the gradient reduction.
     """
 
-    def __init__(self, model: torch.nn.Module, loss_of_model=None):
-        self.rank, self.world = comm.rank(), comm.world_size()
+    def __init__(self, model: torch.nn.Module, loss_of_model=None, alone: bool = False):
+        self.rank, self.world = (0, 1) if alone else (comm.rank(), comm.world_size())
         self.ignored: List[str] = []
         self.model = model
         if self.world > 1:

@@ -318,18 +318,33 @@ class _Loop:
                 files += read_json(rec)["files"]
         return files
 
+    def train_committee(self, train: Dict[str, Any], init: Optional[str]) -> Path:
+        """Train (or continue) a committee: in this process, or with its members spread over
+        ``processes`` ranks by torchrun (``ecnn-pyg train --committee``); the same weights."""
+        from ..committee import train_committee
+        train = {**train, "progress": train.get("progress", self.progress)}
+        if init is not None:
+            train["init_from"] = init             # a committee: member m from member m
+        members = self.cfg["committee"]["members"]
+        if self.cfg["processes"] == 1:
+            return train_committee(train, members=members, resume=True)
+        run = Path(train["run_dir"])
+        spec = run.with_name(f"{run.name}.train.yaml")
+        write_text(spec, yaml.safe_dump(jsonable(train), sort_keys=False))
+        self.torchrun(["train", "--config", str(spec), "--committee", str(members)],
+                      f"the committee training in '{run}'")
+        return run / "committee.pt"
+
     def train(self, k: int) -> Dict[str, Any]:
-        from ..committee import read_committee_info, train_committee
+        from ..committee import read_committee_info
         c = self.cfg
         train = dict(c["committee"]["train"])
         if k > 0:
             train.update(c["committee"]["retrain"])
-        train.setdefault("progress", self.progress)
         data = self.training_data(k)
         run = round_dir(self.run_dir, k) / "committee"
         init = str(self.committee_path(k - 1)) if k > 0 else None
-        path = train_committee({**train, "data": data, "run_dir": str(run)},
-                               members=c["committee"]["members"], resume=True, init_from=init)
+        path = self.train_committee({**train, "data": data, "run_dir": str(run)}, init)
         info = read_committee_info(path)
         return {"committee": str(path), "init_from": init, "data": data,
                 "trust": info.get("trust"), "metrics": info.get("metrics")}
@@ -342,16 +357,14 @@ class _Loop:
         ``final`` over ``committee.train``; it goes to ``round_k/final/committee.pt``,
         which becomes the run's latest committee, and is scored on the held-out sets.
         """
-        from ..committee import read_committee_info, train_committee
+        from ..committee import read_committee_info
         from .report import heldout_scores, latest_committee
         c = self.cfg
         data = self.training_data(k)
         init = latest_committee(self.run_dir)
         train = {**c["committee"]["train"], **c["final"], "data": data,
                  "run_dir": str(round_dir(self.run_dir, k) / "final")}
-        train.setdefault("progress", self.progress)
-        path = train_committee(train, members=c["committee"]["members"], resume=True,
-                               init_from=str(init))
+        path = self.train_committee(train, str(init))
         info = read_committee_info(path)
         out = {"committee": str(path), "init_from": str(init), "data": data,
                "trust": info.get("trust"), "metrics": info.get("metrics")}
@@ -390,17 +403,26 @@ class _Loop:
         if self.cfg["processes"] == 1:
             simulate(config, progress=self.progress)
             return
-        import os
-        import signal
-        import subprocess
-        import sys
         out = Path(config["output"])
         spec = out.with_name(f"{out.stem}.simulate.yaml")
         write_text(spec, yaml.safe_dump(jsonable({**config, "parallel": "runs",
                                                   "num_threads": 1}), sort_keys=False))
+        self.torchrun(["simulate", "--config", str(spec)], f"simulate of '{out}'")
+
+    def torchrun(self, command: List[str], what: str) -> None:
+        """``ecnn-pyg COMMAND`` on ``processes`` local ranks under torchrun, one thread each.
+
+        Stopping the loop (Ctrl-C, SIGTERM) stops the ranks (torchrun passes the signal on).
+
+        Raises:
+            RuntimeError: if the command fails on any rank, with the end of its errors.
+        """
+        import os
+        import signal
+        import subprocess
+        import sys
         argv = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                f"--nproc_per_node={self.cfg['processes']}", "-m", "ecnn_pyg.cli", "simulate",
-                "--config", str(spec)]
+                f"--nproc_per_node={self.cfg['processes']}", "-m", "ecnn_pyg.cli", *command]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         proc = subprocess.Popen(argv, env=env, stdout=None if self.progress else
                                 subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -415,7 +437,7 @@ class _Loop:
             raise
         if proc.returncode != 0:
             lines = [ln for ln in (err or "").splitlines() if ln.strip()]
-            raise RuntimeError(f"simulate of '{out}' on {self.cfg['processes']} processes "
+            raise RuntimeError(f"{what} on {self.cfg['processes']} processes "
                                f"(torchrun) failed with exit code {proc.returncode}: "
                                + " | ".join(lines[-5:]))
 

@@ -36,7 +36,7 @@ from .data import GraphBatcher, load_training_parts
 from .evaluate import evaluate_parts
 from .log import plot_learning_curve, write_log_row
 from .loss import field_energy_loss
-from ..distributed.train import data_parallel
+from ..distributed.train import DataParallel, data_parallel
 from .schema import DTYPES, RESUME_MUTABLE, TRAIN_SCHEMA, load_train_config
 
 __all__ = ["Trainer", "train", "TrainingDivergedError"]
@@ -56,6 +56,9 @@ class Trainer:
         overrides: ``{key: value}`` applied over ``config`` (``model_config.KEY`` too).
         resume: continue the run in ``run_dir`` from its ``last.pt``.
         run_dir: overrides the config's ``run_dir``.
+        alone: train in this process alone even under torchrun (a committee
+            member on its own rank, :func:`~ecnn_pyg.committee.train_committee`);
+            by default the ranks of a process group train one model together (DDP).
 
     Raises:
         ConfigError: if the config is invalid, ``run_dir`` already holds a run
@@ -67,7 +70,7 @@ class Trainer:
     """
 
     def __init__(self, config=None, overrides: Optional[Mapping] = None, resume: bool = False,
-                 run_dir: Optional[Union[str, Path]] = None):
+                 run_dir: Optional[Union[str, Path]] = None, alone: bool = False):
         overrides = dict(overrides or {})
         if run_dir is not None:
             overrides["run_dir"] = str(run_dir)
@@ -140,6 +143,7 @@ class Trainer:
             torch.set_num_threads(cfg["num_threads"])
         self.dtype = DTYPES[cfg["dtype"] or MODEL_TYPES[cfg["model"]].default_dtype]
         self._load_data()
+        self._alone = bool(alone)
         self._build()
 
     # ------------------------------------------------------------------ data
@@ -241,7 +245,8 @@ class Trainer:
             self.bad_epochs = int(ck["bad_epochs"])
             self.wall_time = float(ck.get("wall_time", 0.0))
             torch.set_rng_state(ck["rng_state"])
-        self.dp = data_parallel(self)       # under torchrun: DDP, batches split over the ranks
+        # under torchrun: DDP, batches split over the ranks (unless this rank trains alone)
+        self.dp = DataParallel(self.model, alone=True) if self._alone else data_parallel(self)
 
     @property
     def _given_model_keys(self):
