@@ -803,11 +803,14 @@ def train_committee(config, overrides: Optional[Mapping[str, Any]] = None, membe
                 return out                              # finished, nothing changed
         except (CheckpointError, ValueError, KeyError, OSError):
             pass
-    if init_from is None and base.get("init_from") and _is_committee(base["init_from"]):
-        init_from = base["init_from"]             # member m from member m
+    ck = None
+    if init_from is None and base.get("init_from"):
+        ck = _committee_or_none(base["init_from"])
+        if ck is not None:
+            init_from = base["init_from"]         # member m from member m
     init_ckpts = None
     if init_from is not None:
-        ck = load_checkpoint(committee_file(init_from))
+        ck = ck if ck is not None else load_checkpoint(committee_file(init_from))
         if ck.get("kind") != COMMITTEE_KIND:
             raise ValueError(f"init_from '{init_from}' is a single-model checkpoint; give a "
                              "committee (or set init_from in the config to start every member "
@@ -841,12 +844,13 @@ def train_committee(config, overrides: Optional[Mapping[str, Any]] = None, membe
     return out
 
 
-def _is_committee(path) -> bool:
-    """Whether ``path`` names a committee (a committee file or folder, a learn run)."""
+def _committee_or_none(path) -> Optional[Dict[str, Any]]:
+    """The committee checkpoint ``path`` names (a file or folder, a learn run), else ``None``."""
     try:
-        return load_checkpoint(committee_file(path)).get("kind") == COMMITTEE_KIND
+        ck = load_checkpoint(committee_file(path))
     except (CheckpointError, OSError, ValueError):
-        return False
+        return None
+    return ck if ck.get("kind") == COMMITTEE_KIND else None
 
 
 def _train_members(config, overrides, base, mdirs, init_ckpts, run_dir, mine) -> None:

@@ -29,8 +29,9 @@ LEARN_SCHEMA = {
     "run_dir": (str, REQUIRED),
     "seed": (int, 0),
     "num_threads": ((int, _NONE), None),
-    # ranks of the ML-LLG exploration and the ED-LLG seed runs (torchrun, runs spread over
-    # them, the same trajectories as one process); 1: in this process
+    # ranks (torchrun) of the ML-LLG explorations and ED-LLG seed runs (runs spread over
+    # them) and of the committee trainings (members spread over them): the same results as
+    # one process; 1: everything in this process
     "processes": (int, 1),
     # the Hamiltonian (that of the labels: the electronic part, no Zeeman term)
     "lattice": (str, REQUIRED),
@@ -281,7 +282,7 @@ def load_learn_config(source: Union[str, Path, Mapping],
     if cfg["seed"] < 0:
         raise ConfigError(f"seed must be >= 0, got {cfg['seed']}")
     if isinstance(cfg["processes"], bool) or cfg["processes"] < 1:
-        raise ConfigError(f"processes must be >= 1 (ranks of the LLG runs), got "
+        raise ConfigError(f"processes must be >= 1 (ranks of the LLG runs and trainings), got "
                           f"{cfg['processes']!r}")
     from ..lattice import LatticeError, load_lattice
     try:
