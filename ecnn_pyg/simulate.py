@@ -81,7 +81,7 @@ __all__ = ["SIMULATE_SCHEMA", "DEFAULT_CONFIG", "simulate", "field_source", "rea
 FORMAT = "ecnn_pyg-trajectory"
 _IDENTITY = ("lattice", "size", "hoppings", "source", "model", "J", "electrons", "filling",
              "mu", "el_temperature", "twists", "integrator", "dt", "alpha", "initial", "seed",
-             "dtype", "save_every", "periodic", "replicas")
+             "dtype", "save_every", "periodic", "replicas", "committee_member")
 
 SIMULATE_SCHEMA = {
     "output": (str, REQUIRED),
@@ -126,6 +126,10 @@ SIMULATE_SCHEMA = {
     # committee model: warn (once) when a snapshot's largest per-site sigma_B exceeds this;
     # null: the committee's own upper trust level (docs/committee.md)
     "trust_upper": ((float, type(None)), None),
+    # committee model: drive the dynamics with this member's field alone (0 ... M-1); the
+    # whole committee still scores every saved snapshot. null: the members' mean field.
+    # One member costs 1/M of the mean per step, which is how exploration runs (docs/committee.md)
+    "committee_member": ((int, type(None)), None),
 }
 
 #: The built-in default run of ``ecnn-pyg simulate`` (no config): T = 0 ML-LLG with the
@@ -183,6 +187,7 @@ def field_source(cfg: Mapping, graph) -> Callable:
             warnings.warn(f"model '{cfg['model']}' records no training Hamiltonian; make sure "
                           "the run's lattice and hoppings are those it was trained on",
                           HamiltonianMismatchWarning, stacklevel=2)
+        committee, model = _driving_model(cfg, model)
         from .distributed.tiling import tile_options
         tiling = tile_options(cfg, model)
         source = model_field_source(model, graph, **tiling)
@@ -200,13 +205,34 @@ def field_source(cfg: Mapping, graph) -> Callable:
             return float(out["energy"].double().sum())
         source.energy = energy
         source.card = card
-        if hasattr(model, "members"):       # a committee: sigma_B of every saved snapshot
+        if committee is not None:           # a committee: sigma_B of every saved snapshot
             from .committee import SnapshotUncertainty
-            upper = cfg.get("trust_upper") or model.trust["upper"]
-            source.uncertainty = SnapshotUncertainty(model, graph, upper=upper,
-                                                     lower=model.trust["lower"], **tiling)
+            upper = cfg.get("trust_upper") or committee.trust["upper"]
+            source.uncertainty = SnapshotUncertainty(committee, graph, upper=upper,
+                                                     lower=committee.trust["lower"], **tiling)
         return source
     raise ValueError(f"unknown source '{cfg['source']}'; expected 'ed' or 'model'")
+
+
+def _driving_model(cfg: Mapping, model):
+    """``(committee or None, the model whose field drives the run)`` of a loaded model.
+
+    A committee drives by its members' mean field, or by member ``committee_member`` alone
+    (then the energies recorded are that member's, the dynamics' own).
+    """
+    member = cfg.get("committee_member")
+    if not hasattr(model, "members"):
+        if member is not None:
+            raise ValueError(f"committee_member {member} needs a committee model; "
+                             f"'{cfg['model']}' is a single model (set committee_member: null)")
+        return None, model
+    if member is None:
+        return model, model
+    if member >= len(model.members):
+        raise ValueError(f"committee_member must be one of 0 ... {len(model.members) - 1} (the "
+                         f"committee '{cfg['model']}' has {len(model.members)} members), "
+                         f"got {member}")
+    return model, model.members[member]
 
 
 class HamiltonianMismatchWarning(UserWarning):
@@ -450,6 +476,11 @@ def _check(cfg):
     if upper is not None and not (math.isfinite(upper) and upper > 0):
         raise ValueError(f"trust_upper must be a finite number > 0 (a per-site sigma_B of a "
                          f"committee, units of the field) or null, got {upper}")
+    member = cfg.get("committee_member")
+    if member is not None and (member < 0 or cfg["source"] != "model"):
+        raise ValueError(f"committee_member must be null (the committee's mean field) or the "
+                         f"index of a member (0 ... M-1) of a committee model (source: model), "
+                         f"got {member} with source {cfg['source']!r}")
     if cfg["replicas"] is not None and cfg["replicas"] < 1:
         raise ValueError(f"replicas must be a positive integer or null (1), got {cfg['replicas']}")
     cell = cfg["sites_per_magnetic_cell"]

@@ -17,6 +17,7 @@ from ecnn_pyg.cli import main
 from ecnn_pyg.committee import (Committee, SnapshotUncertainty, UncertaintyWarning,
                                 committee_field_stats, save_committee, train_committee)
 from ecnn_pyg.config import ConfigError
+from ecnn_pyg.datasets import DataFileError
 from ecnn_pyg.pretrained import load_model, load_model_and_checkpoint
 from ecnn_pyg.spins import random_spins
 
@@ -353,6 +354,37 @@ def test_simulate_records_sigma_of_every_snapshot(trained, tmp_path):
     a, b = S.read_runs(path)[0], S.read_runs(whole)[0]
     np.testing.assert_array_equal(a["sigma_max"], b["sigma_max"])
     np.testing.assert_array_equal(a["spin"], b["spin"])
+
+
+def test_one_member_drives_and_the_committee_scores(trained, tmp_path):
+    """committee_member k: the trajectory of member k alone; sigma_B still the committee's."""
+    import yaml
+    member_ckpt = sorted(Path(trained).parent.glob("member_*/best.pt"))[1]
+    driven = S.simulate(_sim(trained, tmp_path, "m.h5", committee_member=1, trust_upper=1e3),
+                        progress=False)
+    alone = S.simulate(_sim(str(member_ckpt), tmp_path, "alone.h5"), progress=False)
+    mean = S.simulate(_sim(trained, tmp_path, "mean.h5", trust_upper=1e3), progress=False)
+    a, b, c = (S.read_runs(p)[0] for p in (driven, alone, mean))
+    np.testing.assert_allclose(a["spin"], b["spin"], atol=1e-6)       # the member's dynamics
+    np.testing.assert_allclose(a["energy"], b["energy"], rtol=1e-6)   # and its energies
+    assert np.abs(a["spin"][-1] - c["spin"][-1]).max() > 1e-4         # not the mean's
+    committee, graph = load_model(trained), ep.lattice_graph("square", 6)
+    for i, s in enumerate(a["spin"]):
+        st = committee_field_stats(committee, graph, torch.from_numpy(s))
+        assert a["sigma_rms"][i] == pytest.approx(st["sigma_rms"], rel=1e-5)
+    assert "sigma_rms" not in b
+    # the driver is part of the file's identity: a resume with another one is refused
+    with pytest.raises(DataFileError, match="committee_member"):
+        S.simulate(_sim(trained, tmp_path, "m.h5", committee_member=0, n_steps=6),
+                   progress=False)
+    for bad, message in [(2, "one of 0 ... 1 .*has 2 members"), (-1, "committee_member must")]:
+        with pytest.raises(ValueError, match=message):
+            S.simulate(_sim(trained, tmp_path, "x.h5", committee_member=bad), progress=False)
+    with pytest.raises(ValueError, match="needs a committee model"):
+        S.simulate(_sim(str(member_ckpt), tmp_path, "x.h5", committee_member=0), progress=False)
+    assert not (tmp_path / "x.h5").exists()
+    cfg = yaml.safe_load(h5py.File(driven, "r").attrs["config"])
+    assert cfg["committee_member"] == 1
 
 
 def test_uncertainty_warning_fires_once_above_the_upper_level(trained, tmp_path):

@@ -132,6 +132,7 @@ BAD = [
     ({"zzz": 1}, "unknown config key"),
     ({"final": {"data": ["x.h5"]}}, "final: give training keys over committee.train"),
     ({"processes": 0}, "processes must be >= 1"),
+    ({"explore": {"drive": "first"}}, "explore.drive must be 'mean'"),
     ({"final": {"max_epochs": 0}}, "final: config key 'max_epochs'"),
 ]
 
@@ -248,6 +249,33 @@ def _copy_run(src, dst):
     stored = yaml.safe_load((dst / "config.yaml").read_text())
     (dst / "config.yaml").write_text(yaml.safe_dump({**stored, "run_dir": str(dst)}))
     return yaml.safe_load((dst / "config.yaml").read_text())
+
+
+def test_explore_driven_by_members_in_turn(uninterrupted, heldout, tmp_path):
+    """explore.drive may change when a run is continued; 'member': file i is driven by member
+    i mod M (simulate's committee_member), the committee still scores its snapshots."""
+    import h5py
+    from ecnn_pyg.learn.loop import _started_member
+    from ecnn_pyg.simulate import read_runs
+    rd = tmp_path / "member"
+    _copy_run(uninterrupted, rd)
+    cfg = full_config(rd, heldout)
+    cfg["explore"] = {**cfg["explore"], "drive": "member",
+                      "starts": ["random", "ferromagnet"]}
+    with pytest.raises(ConfigError, match=r"explore.starts differ .*explore.drive may change"):
+        learn(cfg, rounds=3, until="3/explore", **QUIET)
+    cfg = full_config(rd, heldout)
+    cfg["explore"] = {**cfg["explore"], "drive": "member"}
+    learn(cfg, rounds=3, until="3/explore", **QUIET)
+    record = json.loads((rd / "round_003" / "explore.json").read_text())
+    assert record["drive"] == "member"
+    assert [f["committee_member"] for f in record["files"]] == [0]
+    for f in record["files"]:
+        assert _started_member(Path(f["path"])) == f["committee_member"]
+        assert all(len(r["sigma_rms"]) == 3 for r in read_runs(f["path"]))
+    with h5py.File(rd / "round_002" / "explore" / "6x6_random.h5", "r") as f:
+        assert json.loads(f.attrs["committee_member"]) is None     # rounds 1-2: the mean
+    assert _started_member(rd / "round_002" / "explore" / "6x6_random.h5") is None
 
 
 def test_stage_clock_is_saved_while_the_stage_runs(tmp_path):

@@ -2,7 +2,8 @@
 
 Round 0 labels the seed data (random configurations and/or ED-LLG snapshots) by exact
 diagonalization and trains a committee of M networks. Every later round runs ML-LLG with
-the committee's mean field from the configured starts, fields and temperatures, scores
+the committee's mean field (explore.drive: mean) or its members' fields in turn
+(explore.drive: member) from the configured starts, fields and temperatures, scores
 every snapshot by the members' disagreement sigma_B, labels the candidates (between the
 lower and the upper trust level, at most max_per_round, spread over fields and starts)
 exactly, and retrains the committee from its previous weights on all data. It stops when

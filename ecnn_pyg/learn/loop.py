@@ -22,6 +22,7 @@ members (from their ``last.pt``). A finished stage is never redone. Every stage'
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -31,8 +32,8 @@ import numpy as np
 import yaml
 
 from ..config import ConfigError
-from .schema import (RESUME_MUTABLE, STARTS, identity_of, load_learn_config, size_label,
-                     twists_of)
+from .schema import (RESUME_MUTABLE, RESUME_MUTABLE_KEYS, STARTS, identity_of,
+                     load_learn_config, size_label, twists_of)
 from ._files import (ROUND0_STAGES, STAGES, jsonable, read_json, round_dir, save_npy,
                      save_npz, write_json, write_text)
 from .select import CANDIDATE, CLASSES, classify, select_candidates, spread_sample
@@ -64,6 +65,20 @@ def _parse_until(until: Optional[str]) -> Optional[Tuple[Optional[int], str]]:
     return k, stage
 
 
+def _started_member(path: Path) -> Optional[int]:
+    """The committee member driving an exploration file already started (None: the mean).
+
+    A file is continued as it was begun, even if ``explore.drive`` changed in between.
+    """
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            value = json.loads(f.attrs.get("committee_member", "null"))
+    except (OSError, ValueError):
+        return None                         # unreadable: simulate says so when it opens it
+    return None if value is None else int(value)
+
+
 class _Heartbeat:
     """Calls ``tick`` every ``period`` seconds in a daemon thread until :meth:`stop`.
 
@@ -90,7 +105,8 @@ class _Heartbeat:
 
 
 #: what may change when a run is continued, for messages
-_MUTABLE = ", ".join(k for k in RESUME_MUTABLE if k != "stop") + " and stop.max_rounds"
+_MUTABLE = ", ".join([k for k in RESUME_MUTABLE if k != "stop"]
+                     + [f"{s}.{k}" for s, k in RESUME_MUTABLE_KEYS])
 
 
 def _check_continuation(run_dir: Path, cfg: Mapping) -> None:
@@ -103,11 +119,12 @@ def _check_continuation(run_dir: Path, cfg: Mapping) -> None:
         return
     old = yaml.safe_load(stored.read_text()) or {}
     a, b = jsonable(identity_of(old)), jsonable(identity_of(cfg))
-    stop_old, stop_new = dict(a.pop("stop", {}) or {}), dict(b.pop("stop", {}) or {})
-    stop_old.pop("max_rounds", None), stop_new.pop("max_rounds", None)
-    diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-    diff += [f"stop.{k}" for k in sorted(set(stop_old) | set(stop_new))
-             if stop_old.get(k) != stop_new.get(k)]
+    diff = []
+    for section in sorted({s for s, _ in RESUME_MUTABLE_KEYS} | {"stop"}):
+        old_s, new_s = dict(a.pop(section, {}) or {}), dict(b.pop(section, {}) or {})
+        diff += [f"{section}.{k}" for k in sorted(set(old_s) | set(new_s))
+                 if old_s.get(k) != new_s.get(k)]
+    diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)] + diff
     if diff:
         raise ConfigError(f"'{run_dir}' was started with other settings ({', '.join(diff)} "
                           f"differ from its config.yaml); only {_MUTABLE} may change when a run "
@@ -120,7 +137,7 @@ def learn(config: Union[str, Path, Mapping], overrides: Optional[Mapping] = None
     """Run (or continue) the active-learning loop of ``config``; returns the run directory.
 
     Round 0 labels the seed data and trains the first committee; every later round
-    explores with the committee's mean field, scores the snapshots by the committee's
+    explores with the committee's field (``explore.drive``), scores the snapshots by its
     disagreement, labels the candidates exactly and retrains the committee from its
     previous weights (see ``docs/active_learning.md``). The loop stops when the share
     of accurate snapshots reaches ``stop.accurate_share``, when no candidate is left, or
@@ -444,18 +461,25 @@ class _Loop:
     def explore(self, k: int) -> Dict[str, Any]:
         c, ex = self.cfg, self.cfg["explore"]
         folder = round_dir(self.run_dir, k) / "explore"
+        from ..committee import read_committee_info
         files = []
-        for size, start, name in self.explore_runs():
+        members = read_committee_info(self.committee_path(k - 1))["members"] \
+            if ex["drive"] == "member" else None
+        for i, (size, start, name) in enumerate(self.explore_runs()):
             out = folder / f"{size_label(size)}_{name}.h5"
-            self.simulate({"output": str(out), "lattice": c["lattice"], "size": size,
+            member = _started_member(out) if out.exists() else \
+                (None if members is None else i % members)
+            drive = {} if member is None else {"committee_member": member}
+            self.simulate({**drive,"output": str(out), "lattice": c["lattice"], "size": size,
                            "hoppings": dict(c["hoppings"]), "source": "model",
                            "model": str(self.committee_path(k - 1)),
                            "integrator": ex["integrator"], "dt": ex["dt"], "alpha": ex["alpha"],
                            "temperature": ex["temperatures"], "zeeman": ex["zeeman"],
                            "n_steps": ex["n_steps"], "save_every": ex["save_every"],
                            "initial": STARTS.get(start, start), "seed": c["seed"] + 7919 * k})
-            files.append({"path": str(out), "size": size, "start": start})
-        return {"files": files, "committee": str(self.committee_path(k - 1))}
+            files.append({"path": str(out), "size": size, "start": start, **drive})
+        return {"files": files, "committee": str(self.committee_path(k - 1)),
+                "drive": ex["drive"]}
 
     def trust_levels(self, k: int) -> Dict[str, Any]:
         """The trust levels of round ``k``: the config's, else the previous committee's defaults."""

@@ -99,6 +99,9 @@ SECTIONS = {
         "starts": (list, ["random"]),
         "zeeman": ((float, list), 0.0),
         "temperatures": ((float, list), 0.0),
+        # the field that drives the trajectories: "mean" (the committee's mean) or "member"
+        # (one member per trajectory file, in turn; the committee scores the saved snapshots)
+        "drive": (str, "mean"),
         **_LLG,
     },
     "select": {
@@ -120,6 +123,10 @@ STARTS = {"random": "random", "triple-q": "triple-q", "ferromagnet": "ferro", "f
 STATISTICS = ("max", "rms")
 #: keys that may change when a run is continued (everything else is the run's identity)
 RESUME_MUTABLE = ("num_threads", "processes", "stop", "validation", "final")
+#: keys of sections that may change too: how many rounds, and how the next rounds explore
+RESUME_MUTABLE_KEYS = (("stop", "max_rounds"), ("explore", "drive"))
+#: what drives the exploration trajectories (explore.drive)
+DRIVES = ("mean", "member")
 #: training keys the loop sets itself
 _LOOP_TRAIN_KEYS = ("data", "run_dir", "init_from")
 _INTEGRATORS = ("sib", "heun", "depondt")
@@ -376,6 +383,10 @@ def load_learn_config(source: Union[str, Path, Mapping],
     if len(set(ex["starts"])) != len(ex["starts"]):
         raise ConfigError(f"explore.starts lists a start twice: {ex['starts']}")
     _check_dynamics(ex, "explore", ex["temperatures"])
+    if ex["drive"] not in DRIVES:
+        raise ConfigError(f"explore.drive must be 'mean' (the committee's mean field drives the "
+                          f"trajectories) or 'member' (one member per trajectory file, in turn), "
+                          f"got {ex['drive']!r}")
     if snapshots_per_run(ex) < 1:
         raise ConfigError(f"explore.snapshots ({ex['snapshots']!r}) selects none of the "
                           f"{1 + -(-ex['n_steps'] // ex['save_every'])} snapshots of a run")
@@ -483,7 +494,11 @@ def snapshots_per_run(sec: Mapping) -> int:
 
 def identity_of(cfg: Mapping) -> Dict[str, Any]:
     """The keys of a resolved config a continued run must keep (all but :data:`RESUME_MUTABLE`)."""
-    return {k: v for k, v in cfg.items() if k not in RESUME_MUTABLE}
+    out = {k: v for k, v in cfg.items() if k not in RESUME_MUTABLE}
+    for section, key in RESUME_MUTABLE_KEYS:
+        if isinstance(out.get(section), Mapping):
+            out[section] = {k: v for k, v in out[section].items() if k != key}
+    return out
 
 
 def floats(value) -> List[float]:
