@@ -51,9 +51,18 @@ def _train_cfg(data, run_dir, **kw):
 
 @pytest.fixture(scope="module")
 def trained(square_data, tmp_path_factory):
-    """A committee of two tiny members trained (2 epochs) on the 4 x 4 square data."""
+    """A committee of two tiny members trained (2 epochs) on the 4 x 4 square data.
+
+    On one thread, as the tests that retrain it and compare bit for bit (``one_thread``): the
+    thread count changes the sums' order, and pytest may set a module fixture up before or
+    after the function fixtures of the test that first asks for it."""
     run_dir = tmp_path_factory.mktemp("committee") / "c2"
-    return train_committee(_train_cfg(square_data, run_dir), members=2)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train_committee(_train_cfg(square_data, run_dir), members=2)
+    finally:
+        torch.set_num_threads(n)
 
 
 # ----------------------------------------------------------------------------- statistics
