@@ -70,6 +70,20 @@ def test_selection_spreads_over_groups_and_is_deterministic():
         select_candidates(scores, ["a"] * 3, 0.1, 1.0, 1)
 
 
+def test_final_t0_snapshots_are_the_last_of_every_cold_run_not_failed():
+    from ecnn_pyg.learn.select import final_t0_snapshots
+    #            file 0: run 0 (T=0), run 1 (T=0.005)   file 1: run 0 (T=0), run 1 (T=0)
+    arrays = {"traj":        [0, 0, 0, 0, 1, 1, 1, 1, 1],
+              "run":         [0, 0, 1, 1, 0, 0, 1, 1, 1],
+              "snapshot":    [2, 1, 1, 2, 1, 3, 3, 2, 1],
+              "temperature": [0, 0, .005, .005, 0, 0, 0, 0, 0],
+              "class": [ACCURATE, CANDIDATE, CANDIDATE, CANDIDATE, CANDIDATE, ACCURATE,
+                        FAILED, CANDIDATE, CANDIDATE]}
+    # file 0 run 0 ends at index 0 (snapshot 2, listed first); file 1 run 0 at index 5;
+    # file 1 run 1 ends failed (index 6) and is left out; T > 0 runs never count
+    assert final_t0_snapshots(arrays).tolist() == [0, 5]
+
+
 # --------------------------------------------------------------------------- the config
 
 TINY_TRAIN = {"model_config": {"channels": 4, "num_blocks": 2, "lmax": 1},
@@ -101,7 +115,7 @@ def small_config(run_dir, **sections):
 def test_the_small_config_is_complete(tmp_path):
     cfg = load_learn_config(small_config(tmp_path / "run"))
     assert cfg["select"] == {"lower": 0.01, "upper": None, "statistic": "rms",
-                             "max_per_round": 3, "audit": 0}
+                             "max_per_round": 3, "audit": 0, "minima": False}
     assert cfg["explore"]["sizes"] == [[6, 6]] and cfg["committee"]["members"] == 2
     assert cfg["seed_data"]["random"]["twists"] is None
     got = load_learn_config(small_config(tmp_path / "run"), {"select.lower": 0.01,
@@ -121,6 +135,7 @@ BAD = [
     ({"select": {"max_per_round": 0}}, "select.max_per_round must be >= 1"),
     ({"select": {"audit": -1}}, "select.audit must be >= 0"),
     ({"select": {"statistic": "mean"}}, "select.statistic"),
+    ({"select": {"minima": "yes"}}, "select: config key 'minima'"),
     ({"stop": {"accurate_share": 1.5}}, "stop.accurate_share"),
     ({"seed_data": {"random": None}}, "seed_data needs random, ed_llg or paths"),
     ({"seed_data": {"random": {"size": [6, 6], "n_train": 4}}}, "validation samples"),
@@ -262,7 +277,7 @@ def test_explore_driven_by_members_in_turn(uninterrupted, heldout, tmp_path):
     cfg = full_config(rd, heldout)
     cfg["explore"] = {**cfg["explore"], "drive": "member",
                       "starts": ["random", "ferromagnet"]}
-    with pytest.raises(ConfigError, match=r"explore.starts differ .*explore.drive may change"):
+    with pytest.raises(ConfigError, match=r"explore.starts differ .*explore.drive, select.minima may change"):
         learn(cfg, rounds=3, until="3/explore", **QUIET)
     cfg = full_config(rd, heldout)
     cfg["explore"] = {**cfg["explore"], "drive": "member"}
@@ -291,6 +306,47 @@ def test_stage_clock_is_saved_while_the_stage_runs(tmp_path):
     assert 3 <= n <= 9
     time.sleep(0.15)
     assert len(ticks) == n                      # stopped
+
+
+def test_minima_are_labelled_beside_the_candidates(uninterrupted, heldout, tmp_path):
+    """select.minima may be switched on when a run made without it is continued: the last
+    snapshot of every T = 0 run is labelled and trained on whatever its class, and the report
+    gives the exploring committee's energy error on those minima."""
+    from ecnn_pyg.datasets import read_arrays, read_graph
+    from ecnn_pyg.learn.report import predict
+    from ecnn_pyg.learn.select import final_t0_snapshots
+    from ecnn_pyg.pretrained import load_model
+    rd = tmp_path / "minima"
+    stored = _copy_run(uninterrupted, rd)
+    stored["select"].pop("minima")                 # a run directory of an older release
+    (rd / "config.yaml").write_text(yaml.safe_dump(stored))
+    cfg = full_config(rd, heldout)
+    cfg["select"] = {**cfg["select"], "minima": True}
+    learn(cfg, rounds=3, until="3/report", **QUIET)
+    r = rd / "round_003"
+    scores = dict(np.load(r / "scores.npz"))
+    minima = final_t0_snapshots(scores)
+    assert len(minima) == 2                        # two T = 0 runs (H_z = 0, 0.5), none failed
+    sel = json.loads((r / "select.json").read_text())
+    assert sel["n_minima"] == 2
+    assert sorted(row["index"] for row in sel["selected"] if row["minimum"]) == minima.tolist()
+    for row in sel["selected"]:
+        if not row["minimum"]:
+            assert row["class"] == "candidate"
+    labels = read_arrays(r / "labels_6x6.h5")
+    assert len(labels["spin"]) == sel["n_selected"] >= 2
+    tr = json.loads((r / "train.json").read_text())
+    assert str(r / "labels_6x6.h5") in tr["data"]
+    # the committee of round 2 on the labelled minima, before training on them
+    rep = json.loads((r / "report.json").read_text())
+    row = rep["before_training"]["by_class"]["minimum"]
+    pick = [i for i, s in enumerate(sel["selected"]) if s["minimum"]]
+    pred = predict(load_model(rd / "round_002" / "committee" / "committee.pt").eval(),
+                   read_graph(r / "labels_6x6.h5"), labels["spin"][pick])
+    de = (pred["energy"] - labels["energy"][pick]) / 36
+    assert row["snapshots"] == 2 and row["sites"] == 72
+    assert row["rmse_energy_per_site"] == pytest.approx(float(np.sqrt((de ** 2).mean())))
+    assert "| minimum |" in (r / "report.md").read_text()
 
 
 def test_final_training_added_to_a_finished_run(uninterrupted, tmp_path, monkeypatch):
@@ -577,7 +633,7 @@ def test_sigkill_inside_stages_then_a_rerun_gives_the_uninterrupted_result(
 def test_a_continued_run_must_keep_its_settings(uninterrupted, heldout):
     cfg = full_config(uninterrupted, heldout)
     cfg["select"] = {"lower": 0.02, "max_per_round": 3}
-    with pytest.raises(ConfigError, match="select differ"):
+    with pytest.raises(ConfigError, match=r"select\.lower differ"):
         learn(cfg, **QUIET)
     cfg = full_config(uninterrupted, heldout)
     with pytest.raises(ValueError, match="until must be a stage"):

@@ -36,7 +36,8 @@ from .schema import (RESUME_MUTABLE, RESUME_MUTABLE_KEYS, STARTS, identity_of,
                      load_learn_config, size_label, twists_of)
 from ._files import (ROUND0_STAGES, STAGES, jsonable, read_json, round_dir, save_npy,
                      save_npz, write_json, write_text)
-from .select import CANDIDATE, CLASSES, classify, select_candidates, spread_sample
+from .select import (CANDIDATE, CLASSES, classify, final_t0_snapshots, select_candidates,
+                     spread_sample)
 
 __all__ = ["learn", "status", "STAGES", "ROUND0_STAGES", "LearnStopped"]
 
@@ -566,8 +567,14 @@ class _Loop:
         chosen = [] if converged else select_candidates(
             stat, groups, trust["lower"], upper, c["select"]["max_per_round"],
             seed=c["seed"] + 104729 * k)
+        # select.minima: the states the T = 0 runs relaxed to, whatever sigma_B says of them
+        # (it measures the members' spread of fields; the energy differences between minima
+        # that decide a phase diagram can be wrong where the fields agree)
+        minima = final_t0_snapshots(arrays) if c["select"]["minima"] and not converged \
+            else np.zeros(0, dtype=int)
+        chosen = np.union1d(np.asarray(chosen, dtype=int), minima).astype(int)
         # the audit: snapshots outside the candidates, labelled to check sigma_B there
-        outside = np.flatnonzero(arrays["class"] != CANDIDATE)
+        outside = np.setdiff1d(np.flatnonzero(arrays["class"] != CANDIDATE), minima)
         audit = spread_sample(outside, groups, c["select"]["audit"], seed=c["seed"] + 15485863 * k)
         runs_cache: Dict[int, list] = {}
 
@@ -587,7 +594,8 @@ class _Loop:
                              "temperature": float(arrays["temperature"][i]),
                              "class": CLASSES[int(arrays["class"][i])],
                              "sigma_max": float(arrays["sigma_max"][i]),
-                             "sigma_rms": float(arrays["sigma_rms"][i])})
+                             "sigma_rms": float(arrays["sigma_rms"][i]),
+                             "minimum": bool(np.isin(i, minima))})
             spins_files = {}
             for label, spins in by_size.items():
                 p = rd / f"{prefix}_{label}.npy"
@@ -597,6 +605,7 @@ class _Loop:
         rows, spins = take(chosen, "selected")
         audit_rows, audit_spins = take(audit, "audit")
         return {"n_candidates": int(score["n_candidate"]), "n_selected": len(rows),
+                "n_minima": int(len(minima)),
                 "max_per_round": c["select"]["max_per_round"], "selected": rows,
                 "spins": spins, "n_audit": len(audit_rows), "audit": audit_rows,
                 "audit_spins": audit_spins}

@@ -231,18 +231,28 @@ def _before_training(loop, k: int, lab: Mapping[str, Any], sel: Mapping[str, Any
     audit_classes: Dict[str, List[str]] = {}
     for row in sel.get("audit") or []:
         audit_classes.setdefault(row["size"], []).append(row["class"])
+    # the trained labels: candidates, and the minima of select.minima (in the order of select)
+    trained_classes: Dict[str, List[str]] = {}
+    for row in sel.get("selected") or []:
+        trained_classes.setdefault(row["size"], []).append(
+            "minimum" if row.get("minimum") else "candidate")
     parts = [(p, None) for p in lab["files"]] + [(p, "audit") for p in lab.get("audit_files", [])]
     per_size: Dict[str, Dict[str, list]] = {}
+    energy_errors: Dict[str, List[float]] = {}
     for path, kind in parts:
         size = Path(path).stem.split("_", 1)[1]
         arr = read_arrays(path)
         pred = predict(committee, read_graph(path), arr["spin"])
-        classes = ["candidate"] * len(arr["spin"]) if kind is None else audit_classes[size]
+        classes = (trained_classes.get(size) or ["candidate"] * len(arr["spin"])) \
+            if kind is None else audit_classes[size]
         d = per_size.setdefault(size, {"pred": [], "true": [], "sigma": [], "class": []})
         d["pred"].append(pred["field"])
         d["true"].append(arr["field"])
         d["sigma"].append(pred["sigma"])
         d["class"] += classes
+        n_sites = arr["spin"].shape[1]
+        for c, e_pred, e_true in zip(classes, pred["energy"], arr["energy"]):
+            energy_errors.setdefault(c, []).append((float(e_pred) - float(e_true)) / n_sites)
     by_size, flat = {}, {"pred": [], "true": [], "sigma": [], "class": []}
     for size, d in per_size.items():
         pred, true, sigma = (np.concatenate(d[key]) for key in ("pred", "true", "sigma"))
@@ -256,12 +266,15 @@ def _before_training(loop, k: int, lab: Mapping[str, Any], sel: Mapping[str, Any
     sigma, cls = np.concatenate(flat["sigma"]), np.asarray(flat["class"])
     err = np.linalg.norm(pred - true, axis=-1)
     by_class = {}
-    for c in ("accurate", "candidate", "failed"):
+    for c in ("accurate", "candidate", "failed", "minimum"):
         m = cls == c
         if m.any():
-            by_class[c] = {"sites": int(m.sum()), "rmse_field": _rmse(pred[m], true[m]),
+            de = np.asarray(energy_errors[c])
+            by_class[c] = {"sites": int(m.sum()), "snapshots": int(len(de)),
+                           "rmse_field": _rmse(pred[m], true[m]),
                            "error_site_rms": float(np.sqrt((err[m] ** 2).mean())),
-                           "sigma_rms": float(np.sqrt((sigma[m] ** 2).mean()))}
+                           "sigma_rms": float(np.sqrt((sigma[m] ** 2).mean())),
+                           "rmse_energy_per_site": float(np.sqrt((de ** 2).mean()))}
     # the sites of every size pooled (the per-snapshot correlations are per size, in by_size)
     pooled = calibration(sigma[None, :], pred[None], true[None])
     pooled.pop("snapshots", None)
@@ -313,10 +326,13 @@ def write_round_markdown(path: Path, rep: Mapping[str, Any]) -> None:
                       f"{on_candidates}correlation of sigma_B with the site error: Pearson "
                       f"{_fmt(cal['sites']['pearson'], '.3f')}, Spearman "
                       f"{_fmt(cal['sites']['spearman'], '.3f')}.", "",
-                      "| class | sites | RMS sigma_B | actual RMS error |", "|---|---|---|---|"]
+                      "| class | sites | RMS sigma_B | actual RMS error | RMSE(E/N) |",
+                      "|---|---|---|---|---|"]
             for c, row in bt["by_class"].items():
-                lines.append(f"| {c}{'' if c == 'candidate' else ' (audit)'} | {row['sites']} | "
-                             f"{_fmt(row['sigma_rms'])} | {_fmt(row['error_site_rms'])} |")
+                name = c if c in ("candidate", "minimum") else f"{c} (audit)"
+                lines.append(f"| {name} | {row['sites']} | {_fmt(row['sigma_rms'])} | "
+                             f"{_fmt(row['error_site_rms'])} | "
+                             f"{_fmt(row.get('rmse_energy_per_site'), '.2e')} |")
             lines += ["", "| sigma_B bin | sites | mean sigma_B | actual RMS error |",
                       "|---|---|---|---|"]
             for b in cal["bins"]:

@@ -110,6 +110,7 @@ SECTIONS = {
         "statistic": (str, "rms"),
         "max_per_round": (int, 20),
         "audit": (int, 0),           # accurate / failed snapshots labelled for the report only
+        "minima": (bool, False),     # also label the final state of every T = 0 trajectory
     },
     "stop": {
         "accurate_share": (float, 0.95),
@@ -124,7 +125,7 @@ STATISTICS = ("max", "rms")
 #: keys that may change when a run is continued (everything else is the run's identity)
 RESUME_MUTABLE = ("num_threads", "processes", "stop", "validation", "final")
 #: keys of sections that may change too: how many rounds, and how the next rounds explore
-RESUME_MUTABLE_KEYS = (("stop", "max_rounds"), ("explore", "drive"))
+RESUME_MUTABLE_KEYS = (("stop", "max_rounds"), ("explore", "drive"), ("select", "minima"))
 #: what drives the exploration trajectories (explore.drive)
 DRIVES = ("mean", "member")
 #: training keys the loop sets itself
@@ -406,6 +407,9 @@ def load_learn_config(source: Union[str, Path, Mapping],
     if isinstance(sel["audit"], bool) or sel["audit"] < 0:
         raise ConfigError(f"select.audit must be >= 0 (snapshots outside the candidates "
                           f"labelled to check sigma_B), got {sel['audit']!r}")
+    if not isinstance(sel["minima"], bool):
+        raise ConfigError(f"select.minima must be true or false (label the final state of "
+                          f"every T = 0 exploration run), got {sel['minima']!r}")
     for k in ("lower", "upper"):
         v = sel[k]
         if v is not None and (not math.isfinite(v) or v < 0):

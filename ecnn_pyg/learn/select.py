@@ -12,6 +12,8 @@ sort every snapshot:
 
 :func:`select_candidates` takes at most ``K`` candidates, spread evenly over groups (the
 exploration's fields, starts and sizes), deterministic for a given seed.
+:func:`final_t0_snapshots` finds the last snapshot of every T = 0 run: the minima the
+dynamics relaxed to, which ``select.minima`` labels beside the candidates.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from typing import Hashable, List, Sequence
 import numpy as np
 
 __all__ = ["ACCURATE", "CANDIDATE", "FAILED", "CLASSES", "classify", "select_candidates",
-           "spread_sample"]
+           "spread_sample", "final_t0_snapshots"]
 
 ACCURATE, CANDIDATE, FAILED = 0, 1, 2
 #: class code -> name (as in the reports)
@@ -123,3 +125,31 @@ def spread_sample(indices: Sequence[int], groups: Sequence[Hashable], max_count:
             if q and len(chosen) < max_count:
                 chosen.append(int(q.pop(0)))
     return np.sort(np.asarray(chosen, dtype=int))
+
+
+def final_t0_snapshots(arrays) -> np.ndarray:
+    """Indices of the last snapshot of every T = 0 run that is not failed.
+
+    These are the states the zero-temperature dynamics relaxed to: the minima whose energy
+    differences decide a phase diagram. sigma_B measures how far the members' fields
+    spread, so a minimum can count as accurate while its energy relative to the other
+    minima is off by more than the differences between phases.
+
+    Args:
+        arrays: the scores of a round (``scores.npz``): per snapshot ``traj`` (exploration
+            file), ``run``, ``snapshot`` (index within the run), ``temperature`` and
+            ``class``.
+
+    Returns:
+        Sorted ``int`` indices, one per (file, run) at T = 0 whose last snapshot is
+        accurate or a candidate.
+    """
+    traj, run, snap = (np.asarray(arrays[k], dtype=int) for k in ("traj", "run", "snapshot"))
+    cold = np.asarray(arrays["temperature"], dtype=float) == 0.0
+    last = {}
+    for i in np.flatnonzero(cold):
+        key = (int(traj[i]), int(run[i]))
+        if key not in last or snap[i] > snap[last[key]]:
+            last[key] = int(i)
+    cls = np.asarray(arrays["class"], dtype=int)
+    return np.asarray(sorted(i for i in last.values() if cls[i] != FAILED), dtype=int)
