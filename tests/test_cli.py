@@ -233,3 +233,14 @@ def test_cli_generate_and_help(tmp_path, capsys, small_config):
         assert exc.value.code == 0
     assert main(["lattices", "triangular"]) == 0
     assert "t3" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["generate", "train", "simulate", "learn"])
+def test_repeated_set_options_add_up(command):
+    """``--set a=1 --set b=2 c=3`` gives all three overrides (a later --set used to replace
+    the earlier ones, silently dropping them)."""
+    from ecnn_pyg.cli import build_parser
+    args = build_parser().parse_args([command, "--config", "x.yaml", "--set", "a=1",
+                                      "--set", "b=2", "c=3"])
+    assert args.set == ["a=1", "b=2", "c=3"]
+    assert build_parser().parse_args([command, "--config", "x.yaml"]).set == []

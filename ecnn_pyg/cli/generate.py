@@ -28,7 +28,7 @@ def add_arguments(parser):
         parser: the :class:`argparse.ArgumentParser` of the subcommand.
     """
     parser.add_argument("--config", help="YAML config (keys: see configs/square_generate.yaml)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                         help="override config keys, values parsed as YAML")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--ignore-memory-check", action="store_true",

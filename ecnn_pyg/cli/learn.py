@@ -35,7 +35,7 @@ def add_arguments(parser):
     """
     parser.add_argument("--config", required=True,
                         help="YAML config (keys: see configs/triangular_learn.yaml)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                         help="override config keys, values parsed as YAML; a dotted key sets "
                              "a key of a section (select.lower=0.01)")
     parser.add_argument("--rounds", type=positive_int, metavar="N",

@@ -43,7 +43,7 @@ def add_arguments(parser):
     """
     parser.add_argument("--config", help="YAML config (keys: ecnn_pyg.simulate); default: a "
                         "skyrmion-crystal run with the shipped triangular model")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                         help="override config keys, values parsed as YAML")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--ignore-memory-check", action="store_true",

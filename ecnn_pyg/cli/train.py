@@ -36,7 +36,7 @@ def add_arguments(parser):
     """
     parser.add_argument("--config", help="YAML training config (keys: see "
                                          "configs/square_train.yaml); optional with --resume")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                         help="override config keys (values parsed as YAML); "
                              "model_config.KEY=VALUE sets one model key")
     parser.add_argument("--resume", action="store_true",
