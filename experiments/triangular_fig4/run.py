@@ -212,10 +212,12 @@ STAGES = [
           note="committee active learning from nothing but the Hamiltonian (hours; resumable)"),
     # its Fig. 4: 96 x 96 sweeps from the committee's own minima at the explored fields
     script("scratch_starts", "scratch_starts.py",
-           ["--learn", SCRATCH, "--out", "data/triangular_96_scratch_start_h{}.npy"],
+           ["--learn", SCRATCH, "--exact-twists", "8",
+            "--out", "data/triangular_96_scratch_start_h{}.npy"],
            stdout=f"{TABLES}/scratch_starts.txt",
            outputs=[f"data/triangular_96_scratch_start_h{h}.npy" for h in EQ_FIELDS],
-           inputs=[SCRATCH], note="the committee's own 12 x 12 minima, which n_sk it found"),
+           inputs=[SCRATCH], note="the committee's own 12 x 12 minima (which n_sk it found), "
+                                  "priced exactly on 96 x 96"),
     *(Simulate(f"52_sweep_96_scratch_h{h}", "52_sweep_96_scratch.yaml",
                {"zeeman": scratch_fields(h), "initial": f"data/triangular_96_scratch_start_h{h}.npy",
                 "output": f"runs/triangular_96_scratch_sweep_h{h}/sweep.h5"},

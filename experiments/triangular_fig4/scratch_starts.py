@@ -2,16 +2,22 @@
 
 51_learn_from_scratch.yaml explores with ML-LLG from random, triple-Q and ferromagnetic
 starts at H_z = 0.002, 0.005 and 0.008. This script reads the last explored round of that
-run, takes the final state of every T = 0 trajectory on the 12 x 12 cell, and prints them
-with their skyrmion number n_sk (per 12 x 12 cell) and their energy per site as the
-exploring committee gave it (electronic + Zeeman), so that one sees which states the
-committee found without being told: the table answers whether n_sk = 0 states came out of
-random starts. For every explored field the state of lowest energy is the committee's own
-minimum there; it is tiled 8 x 8 times to 96 x 96 and written as an (N, 3) .npy, the start
-of one sweep (52_sweep_96_scratch.yaml), e.g. data/triangular_96_scratch_start_h0.002.npy.
-Nothing of the hand-driven stages (crystals, known minima) enters.
+run and takes the final state of every T = 0 trajectory on the 12 x 12 cell. A few hundred
+LLG steps need not reach a minimum (a triple-Q state can still be on its way to the
+n_sk = 2 crystal), so each is relaxed to the committee's nearest energy minimum (L-BFGS on
+the unit spins, the committee's mean energy and field in float64, the Zeeman term
+included). The table gives, per state, n_sk (per 12 x 12 cell) at the end of the LLG run
+and after relaxing, M_z, the committee's energy per site (electronic + Zeeman) and, with
+--exact-twists, the exact one (ED of the cell with twisted boundaries, the run's
+Hamiltonian): whether the committee orders the minima as ED does. It answers whether
+n_sk = 0 states came out of random starts. For every explored field the relaxed state of
+lowest committee energy is the committee's own minimum there; it is tiled to 96 x 96 and
+written as an (N, 3) .npy, the start of one sweep (52_sweep_96_scratch.yaml), e.g.
+data/triangular_96_scratch_start_h0.002.npy. Nothing of the hand-driven stages
+(crystals, known minima) enters.
 
-    python experiments/triangular_fig4/scratch_starts.py --learn runs/triangular_learn_scratch
+    python experiments/triangular_fig4/scratch_starts.py --learn runs/triangular_learn_scratch \
+        --exact-twists 8
 """
 from __future__ import annotations
 
@@ -66,37 +72,101 @@ def tile(s: np.ndarray, n: int, L: int) -> np.ndarray:
     return s.reshape(n, n, 3)[i[:, None], i[None, :]].reshape(-1, 3)
 
 
+def relaxed(model, graph, rows) -> None:
+    """Adds to every row the committee's nearest minimum: ``spin_min``, ``e_min`` (per site,
+    Zeeman included), ``n_sk_min``, ``m_z_min`` and ``torque`` (largest |S x B_total|)."""
+    import sys
+    import torch
+    from ecnn_pyg.observables import skyrmion_number
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from exact_crystals import relax
+
+    def energy_field(s):
+        out = model(graph, torch.from_numpy(s))
+        return float(out["energy"].sum().detach()), out["field"].detach().numpy()
+    for r in rows:
+        s, _ = relax(energy_field, r["spin"], r["zeeman"])
+        e, b = energy_field(s)
+        b[:, 2] += r["zeeman"]
+        r.update({"spin_min": s, "e_min": (e - r["zeeman"] * s[:, 2].sum()) / len(s),
+                  "n_sk_min": float(skyrmion_number(torch.from_numpy(s), graph)),
+                  "m_z_min": float(s[:, 2].mean()),
+                  "torque": float(np.linalg.norm(np.cross(s, b), axis=1).max())})
+
+
+def exact_energies(run_dir: Path, graph, rows, twists: int) -> None:
+    """Adds ``e_exact`` (per site, Zeeman included) of every relaxed state: ED of the cell
+    with ``twists`` x ``twists`` twisted boundaries and the learn run's Hamiltonian."""
+    import yaml
+    from ecnn_pyg.ed import KondoED
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    ed = KondoED(graph, J=cfg["J"], electrons=cfg.get("electrons"), filling=cfg.get("filling"),
+                 mu=cfg.get("mu"), temperature=cfg.get("el_temperature") or 0.0,
+                 twists=twists)
+    for r in rows:
+        s = r["spin_min"]
+        r["e_exact"] = (float(ed.energy(s)) - r["zeeman"] * s[:, 2].sum()) / len(s)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--learn", default="runs/triangular_learn_scratch", help="learn run directory")
     p.add_argument("--cell", type=int, default=12, help="the explored n x n cell to read")
     p.add_argument("--size", type=int, default=96, help="the sweeps' L x L lattice")
+    p.add_argument("--exact-twists", type=int, default=0, metavar="M",
+                   help="also give the exact energy of every relaxed state: ED of the cell "
+                        "with M x M twisted boundaries (8: the 96 x 96 lattice); 0: none")
     p.add_argument("--out", default="data/triangular_96_scratch_start_h{}.npy")
     a = p.parse_args(argv)
     if a.size % a.cell:
         raise SystemExit(f"--size {a.size} is not a multiple of --cell {a.cell}")
+    if a.exact_twists < 0:
+        raise SystemExit(f"--exact-twists must be >= 0, got {a.exact_twists}")
+    import h5py
+    import torch
+    from ecnn_pyg.datasets import read_graph
+    from ecnn_pyg.pretrained import load_model
     rd = last_explored_round(Path(a.learn))
     rows = final_states(rd, f"{a.cell}x{a.cell}")
-    print(f"{rd}: final states of the T = 0 explorations on {a.cell} x {a.cell} "
-          f"(energies of the exploring committee)")
-    print(f"{'start':>12} {'run':>8} {'H_z':>7} {'n_sk':>6} {'M_z':>7} {'E/N':>12} "
-          f"{'sigma_max':>9}")
-    for r in sorted(rows, key=lambda r: (r["zeeman"], r["e"])):
-        print(f"{r['start']:>12} {r['run']:>8} {r['zeeman']:7.4f} {r['n_sk']:+6.2f} "
-              f"{r['m_z']:7.4f} {r['e']:12.7f} {r['sigma_max']:9.5f}")
-    found = sorted({abs(round(r["n_sk"])) for r in rows})
-    random0 = [r for r in rows if r["start"] == "random" and abs(round(r["n_sk"])) == 0]
+    torch.set_num_threads(1)
+    model = load_model(a.learn).double().eval()          # the run's latest committee
+    first = sorted((rd / "explore").glob(f"{a.cell}x{a.cell}_*.h5"))[0]
+    with h5py.File(first, "r", locking=False) as f:
+        graph = read_graph(f)
+    relaxed(model, graph, rows)
+    if a.exact_twists:
+        exact_energies(Path(a.learn), graph, rows, a.exact_twists)
+    print(f"{rd}: final states of the T = 0 explorations on {a.cell} x {a.cell}, relaxed to "
+          f"the minima of the committee {a.learn} (E/N: electronic + Zeeman)")
+    print(f"{'start':>12} {'run':>8} {'H_z':>7} {'n_sk LLG':>8} {'n_sk':>6} {'M_z':>7} "
+          f"{'E/N':>12} {'E_ED/N':>12} {'NN-ED':>9} {'sigma_max':>9}")
+    for r in sorted(rows, key=lambda r: (r["zeeman"], r["e_min"])):
+        ex = (f"{r['e_exact']:12.7f} {r['e_min'] - r['e_exact']:+9.1e}" if "e_exact" in r
+              else f"{'-':>12} {'-':>9}")
+        print(f"{r['start']:>12} {r['run']:>8} {r['zeeman']:7.4f} {r['n_sk']:+8.2f} "
+              f"{r['n_sk_min']:+6.2f} {r['m_z_min']:7.4f} {r['e_min']:12.7f} {ex} "
+              f"{r['sigma_max']:9.5f}")
+    found = sorted({abs(round(r["n_sk_min"])) for r in rows})
+    random0 = [r for r in rows if r["start"] == "random" and abs(round(r["n_sk_min"])) == 0]
     print(f"|n_sk| classes found: {found}; n_sk = 0 states from random starts: {len(random0)}")
     starts = {}
     for h in sorted({r["zeeman"] for r in rows}):
-        best = min((r for r in rows if r["zeeman"] == h), key=lambda r: r["e"])
+        here = [r for r in rows if r["zeeman"] == h]
+        best = min(here, key=lambda r: r["e_min"])
         out = Path(a.out.format(f"{h:g}"))
         out.parent.mkdir(parents=True, exist_ok=True)
-        np.save(out, tile(best["spin"], a.cell, a.size))
+        np.save(out, tile(best["spin_min"], a.cell, a.size))
         starts[f"{h:g}"] = {"file": str(out), "start": best["start"], "run": best["run"],
-                            "n_sk": round(best["n_sk"], 3), "e": best["e"]}
-        print(f"start H_z = {h:g}: {best['start']} {best['run']}, "
-              f"n_sk = {best['n_sk']:+.2f} -> {out}")
+                            "n_sk": round(best["n_sk_min"], 3), "e": best["e_min"]}
+        line = (f"start H_z = {h:g}: {best['start']} {best['run']}, n_sk = "
+                f"{best['n_sk_min']:+.2f} -> {out}")
+        if a.exact_twists:
+            ed_best = min(here, key=lambda r: r["e_exact"])
+            starts[f"{h:g}"]["exact_lowest"] = {"start": ed_best["start"],
+                                                "n_sk": round(ed_best["n_sk_min"], 3)}
+            line += (f"; lowest by ED: {ed_best['start']} (n_sk = {ed_best['n_sk_min']:+.2f})"
+                     + (" (the same)" if ed_best is best else ""))
+        print(line)
     print(json.dumps(starts))
 
 
