@@ -232,9 +232,10 @@ def uninterrupted(tmp_path_factory, heldout):
 
 def test_scratch_starts_tiles_the_lowest_relaxed_state_of_each_field(uninterrupted, tmp_path,
                                                                        capsys):
-    """experiments/triangular_fig4/scratch_starts.py: the final states of the last round's
+    """experiments/triangular_fig4/scratch_starts.py: the final states of every round's
     T = 0 runs relaxed to the committee's minima (zero torque), the lowest per explored field
-    tiled periodically; with --exact-twists, the exact energy of each relaxed state."""
+    tiled periodically, and one start per |n_sk| class; with --exact-twists, the exact energy
+    of each relaxed state."""
     import runpy
     import h5py
     from ecnn_pyg.datasets import read_graph
@@ -244,11 +245,13 @@ def test_scratch_starts_tiles_the_lowest_relaxed_state_of_each_field(uninterrupt
     ns = runpy.run_path(str(script), run_name="scratch_starts")
     main = ns["main"]
     main(["--learn", str(uninterrupted), "--cell", "6", "--size", "12", "--exact-twists", "2",
-          "--out", str(tmp_path / "start_h{}.npy")])
+          "--out", str(tmp_path / "start_h{}.npy"), "--out-class", str(tmp_path / "nsk{}.npy")])
     out = capsys.readouterr().out
     table, starts = out.splitlines()[:-1], json.loads(out.splitlines()[-1])
-    assert "round_002" in table[0] and any("|n_sk| classes found" in ln for ln in table)
-    rows = ns["final_states"](uninterrupted / "round_002", "6x6")
+    assert table[0].startswith("round_001, round_002 of")
+    assert any("|n_sk| classes found" in ln for ln in table)
+    rows = [r for k in (1, 2) for r in ns["final_states"](uninterrupted / f"round_00{k}", "6x6")]
+    assert len(table) > len(rows) and {r["round"] for r in rows} == {"round_001", "round_002"}
     model = load_model(uninterrupted).double().eval()
     with h5py.File(uninterrupted / "round_002/explore/6x6_random.h5", "r") as f:
         graph = read_graph(f)
@@ -269,6 +272,21 @@ def test_scratch_starts_tiles_the_lowest_relaxed_state_of_each_field(uninterrupt
         assert starts[f"{h:g}"]["e"] == pytest.approx(best["e_min"], abs=1e-7)
         line = next(ln for ln in table if f" {h:7.4f} " in ln and f"{best['e_min']:12.7f}" in ln)
         assert f"{e_ed:12.7f}" in line
+    # one start per class: the state of that class lying lowest against the other classes
+    classes = {abs(round(r["n_sk_min"])) for r in rows}
+    assert {k for k in starts if k.startswith("nsk")} == {f"nsk{c}" for c in classes}
+    for c in classes:
+        def margin(r):
+            other = [q["e_min"] for q in rows if q["zeeman"] == r["zeeman"]
+                     and abs(round(q["n_sk_min"])) != c]
+            return r["e_min"] - min(other) if other else -np.inf
+        mine = [r for r in rows if abs(round(r["n_sk_min"])) == c]
+        assert starts[f"nsk{c}"]["margin"] == pytest.approx(min(margin(r) for r in mine))
+        got = np.load(tmp_path / f"nsk{c}.npy")
+        assert got.shape == (144, 3) and abs(round(starts[f"nsk{c}"]["n_sk"])) == c
+    main(["--learn", str(uninterrupted), "--cell", "6", "--size", "12", "--rounds", "last",
+          "--out", str(tmp_path / "last_h{}.npy"), "--out-class", str(tmp_path / "last{}.npy")])
+    assert capsys.readouterr().out.startswith("round_002 of")
     with pytest.raises(SystemExit, match="not a multiple"):
         main(["--learn", str(uninterrupted), "--cell", "6", "--size", "13"])
     with pytest.raises(SystemExit, match="no finished exploration"):

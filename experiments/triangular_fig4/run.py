@@ -24,6 +24,8 @@ ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 CRYSTALS = f"{TABLES}/exact_crystals.npz"
 EQ_FIELDS = ("0.002", "0.005", "0.008")
 SCRATCH = "runs/triangular_learn_scratch"             # 51_learn_from_scratch.yaml's run_dir
+SCRATCH_NSK0_START = "data/triangular_96_scratch_start_nsk0.npy"
+SCRATCH_NSK0_FIELDS = [0.006, 0.0065, 0.007, 0.0075, 0.008, 0.009, 0.01]   # as 49_sweep_96_nsk0
 
 
 def script(name, file, args, stdout, outputs=(), inputs=(), note=""):
@@ -213,9 +215,11 @@ STAGES = [
     # its Fig. 4: 96 x 96 sweeps from the committee's own minima at the explored fields
     script("scratch_starts", "scratch_starts.py",
            ["--learn", SCRATCH, "--exact-twists", "8",
-            "--out", "data/triangular_96_scratch_start_h{}.npy"],
+            "--out", "data/triangular_96_scratch_start_h{}.npy",
+            "--out-class", "data/triangular_96_scratch_start_nsk{}.npy"],
            stdout=f"{TABLES}/scratch_starts.txt",
-           outputs=[f"data/triangular_96_scratch_start_h{h}.npy" for h in EQ_FIELDS],
+           outputs=[*(f"data/triangular_96_scratch_start_h{h}.npy" for h in EQ_FIELDS),
+                    SCRATCH_NSK0_START],
            inputs=[SCRATCH], note="the committee's own 12 x 12 minima (which n_sk it found), "
                                   "priced exactly on 96 x 96"),
     *(Simulate(f"52_sweep_96_scratch_h{h}", "52_sweep_96_scratch.yaml",
@@ -223,14 +227,23 @@ STAGES = [
                 "output": f"runs/triangular_96_scratch_sweep_h{h}/sweep.h5"},
                note=f"{len(scratch_fields(h))} fields from its minimum at H_z = {h} "
                     f"(~{6 * len(scratch_fields(h))} min)") for h in EQ_FIELDS),
+    # the n_sk = 0 branch, as 49: T = 0 dynamics keeps the class it starts in, and the
+    # committee's n_sk = 0 states are the lowest at none of the explored fields
+    Simulate("52_sweep_96_scratch_nsk0", "52_sweep_96_scratch.yaml",
+             {"zeeman": SCRATCH_NSK0_FIELDS, "initial": SCRATCH_NSK0_START,
+              "output": "runs/triangular_96_scratch_sweep_nsk0/sweep.h5"},
+             note=f"{len(SCRATCH_NSK0_FIELDS)} fields from its lowest n_sk = 0 minimum "
+                  f"(~{6 * len(SCRATCH_NSK0_FIELDS)} min)"),
     script("phase_diagram_scratch", "phase_diagram.py",
            ["--sweeps", *(f"runs/triangular_96_scratch_sweep_h{h}/sweep.h5" for h in EQ_FIELDS),
-            "--labels", *(f"from min {h}" for h in EQ_FIELDS),
+            "runs/triangular_96_scratch_sweep_nsk0/sweep.h5",
+            "--labels", *(f"from min {h}" for h in EQ_FIELDS), "from n_sk=0",
             "--model", SCRATCH, "--out", f"{TABLES}/figures_scratch",
             "--snapshots", "0.002", "0.005", "0.008", "0.01"],
            stdout=f"{TABLES}/phase_diagram_96_scratch.txt",
            outputs=[f"{TABLES}/figures_scratch/triangular_phase_diagram.png"],
-           inputs=[SCRATCH, *(f"runs/triangular_96_scratch_sweep_h{h}/sweep.h5" for h in EQ_FIELDS)],
+           inputs=[SCRATCH, *(f"runs/triangular_96_scratch_sweep_h{h}/sweep.h5" for h in EQ_FIELDS),
+                   "runs/triangular_96_scratch_sweep_nsk0/sweep.h5"],
            note="the from-scratch committee's transitions (hand-driven model: 0.00364, 0.00729)"),
 ]
 

@@ -1,8 +1,9 @@
 """The 96 x 96 sweep starts of the from-scratch committee: its own minima, found by its exploration.
 
 51_learn_from_scratch.yaml explores with ML-LLG from random, triple-Q and ferromagnetic
-starts at H_z = 0.002, 0.005 and 0.008. This script reads the last explored round of that
-run and takes the final state of every T = 0 trajectory on the 12 x 12 cell. A few hundred
+starts at H_z = 0.002, 0.005 and 0.008. This script reads every explored round of that run
+(or the last, --rounds last) and takes the final state of every T = 0 trajectory on the
+12 x 12 cell: the states the exploration found, whichever committee drove it. A few hundred
 LLG steps need not reach a minimum (a triple-Q state can still be on its way to the
 n_sk = 2 crystal), so each is relaxed to the committee's nearest energy minimum (L-BFGS on
 the unit spins, the committee's mean energy and field in float64, the Zeeman term
@@ -13,8 +14,12 @@ Hamiltonian): whether the committee orders the minima as ED does. It answers whe
 n_sk = 0 states came out of random starts. For every explored field the relaxed state of
 lowest committee energy is the committee's own minimum there; it is tiled to 96 x 96 and
 written as an (N, 3) .npy, the start of one sweep (52_sweep_96_scratch.yaml), e.g.
-data/triangular_96_scratch_start_h0.002.npy. Nothing of the hand-driven stages
-(crystals, known minima) enters.
+data/triangular_96_scratch_start_h0.002.npy. T = 0 dynamics stays near the minimum it starts
+from, so a class of states that is lowest at no explored field would never enter the sweeps;
+as 49-50 add n_sk = 0 branches to the crystals' sweeps, every |n_sk| class found also gets a
+start (--out-class, e.g. data/triangular_96_scratch_start_nsk0.npy): its state that comes
+closest to, or lies furthest below, the lowest state of the other classes at its field.
+Nothing of the hand-driven stages (crystals, known minima) enters.
 
     python experiments/triangular_fig4/scratch_starts.py --learn runs/triangular_learn_scratch \
         --exact-twists 8
@@ -28,13 +33,13 @@ from pathlib import Path
 import numpy as np
 
 
-def last_explored_round(run_dir: Path) -> Path:
-    """The round folder of the highest round whose exploration finished."""
+def explored_rounds(run_dir: Path) -> list:
+    """The round folders whose exploration finished, in order."""
     rounds = sorted(p for p in run_dir.glob("round_*") if (p / "explore.json").is_file())
     if not rounds:
         raise SystemExit(f"{run_dir} has no finished exploration (round_NNN/explore.json); "
                          "run ecnn-pyg learn first")
-    return rounds[-1]
+    return rounds
 
 
 def final_states(round_dir: Path, size: str):
@@ -54,7 +59,8 @@ def final_states(round_dir: Path, size: str):
             if float(r["temperature"]) != 0.0:
                 continue
             s = np.asarray(r["spin"][-1], np.float64)
-            rows.append({"start": start, "run": r["name"], "zeeman": round(float(r["zeeman"]), 6),
+            rows.append({"round": round_dir.name, "start": start, "run": r["name"],
+                         "zeeman": round(float(r["zeeman"]), 6),
                          "e": float(r["energy"][-1]) / len(s),
                          "n_sk": float(skyrmion_number(torch.from_numpy(s), graph)),
                          "m_z": float(s[:, 2].mean()),
@@ -64,6 +70,22 @@ def final_states(round_dir: Path, size: str):
     if not rows:
         raise SystemExit(f"no T = 0 trajectory on {size} in {round_dir / 'explore'}")
     return rows
+
+
+def class_starts(rows) -> dict:
+    """|n_sk| class -> the relaxed row of that class whose committee energy lies lowest
+    relative to the lowest state of the other classes at the same field (``margin``, per site;
+    < 0: the class is the lowest there). Each class found gets one, so that a sweep can follow
+    a state that is lowest at none of the explored fields."""
+    out = {}
+    for r in rows:
+        c = abs(round(r["n_sk_min"]))
+        others = [q["e_min"] for q in rows
+                  if q["zeeman"] == r["zeeman"] and abs(round(q["n_sk_min"])) != c]
+        margin = r["e_min"] - min(others) if others else float("-inf")
+        if c not in out or margin < out[c][1]:
+            out[c] = (r, margin)
+    return {c: {**r, "margin": m} for c, (r, m) in sorted(out.items())}
 
 
 def tile(s: np.ndarray, n: int, L: int) -> np.ndarray:
@@ -116,7 +138,12 @@ def main(argv=None):
     p.add_argument("--exact-twists", type=int, default=0, metavar="M",
                    help="also give the exact energy of every relaxed state: ED of the cell "
                         "with M x M twisted boundaries (8: the 96 x 96 lattice); 0: none")
-    p.add_argument("--out", default="data/triangular_96_scratch_start_h{}.npy")
+    p.add_argument("--rounds", choices=("all", "last"), default="all",
+                   help="read the T = 0 final states of every explored round or of the last")
+    p.add_argument("--out", default="data/triangular_96_scratch_start_h{}.npy",
+                   help="per explored field, its lowest state ({} = the field)")
+    p.add_argument("--out-class", default="data/triangular_96_scratch_start_nsk{}.npy",
+                   help="per |n_sk| class found, its start ({} = |n_sk|)")
     a = p.parse_args(argv)
     if a.size % a.cell:
         raise SystemExit(f"--size {a.size} is not a multiple of --cell {a.cell}")
@@ -126,24 +153,27 @@ def main(argv=None):
     import torch
     from ecnn_pyg.datasets import read_graph
     from ecnn_pyg.pretrained import load_model
-    rd = last_explored_round(Path(a.learn))
-    rows = final_states(rd, f"{a.cell}x{a.cell}")
+    rounds = explored_rounds(Path(a.learn))
+    if a.rounds == "last":
+        rounds = rounds[-1:]
+    rows = [r for rd in rounds for r in final_states(rd, f"{a.cell}x{a.cell}")]
     torch.set_num_threads(1)
     model = load_model(a.learn).double().eval()          # the run's latest committee
-    first = sorted((rd / "explore").glob(f"{a.cell}x{a.cell}_*.h5"))[0]
+    first = sorted((rounds[-1] / "explore").glob(f"{a.cell}x{a.cell}_*.h5"))[0]
     with h5py.File(first, "r", locking=False) as f:
         graph = read_graph(f)
     relaxed(model, graph, rows)
     if a.exact_twists:
         exact_energies(Path(a.learn), graph, rows, a.exact_twists)
-    print(f"{rd}: final states of the T = 0 explorations on {a.cell} x {a.cell}, relaxed to "
-          f"the minima of the committee {a.learn} (E/N: electronic + Zeeman)")
-    print(f"{'start':>12} {'run':>8} {'H_z':>7} {'n_sk LLG':>8} {'n_sk':>6} {'M_z':>7} "
+    print(f"{', '.join(rd.name for rd in rounds)} of {a.learn}: final states of the T = 0 "
+          f"explorations on {a.cell} x {a.cell}, relaxed to the minima of the committee "
+          f"{a.learn} (E/N: electronic + Zeeman)")
+    print(f"{'round':>9} {'start':>12} {'run':>8} {'H_z':>7} {'n_sk LLG':>8} {'n_sk':>6} {'M_z':>7} "
           f"{'E/N':>12} {'E_ED/N':>12} {'NN-ED':>9} {'sigma_max':>9}")
     for r in sorted(rows, key=lambda r: (r["zeeman"], r["e_min"])):
         ex = (f"{r['e_exact']:12.7f} {r['e_min'] - r['e_exact']:+9.1e}" if "e_exact" in r
               else f"{'-':>12} {'-':>9}")
-        print(f"{r['start']:>12} {r['run']:>8} {r['zeeman']:7.4f} {r['n_sk']:+8.2f} "
+        print(f"{r['round']:>9} {r['start']:>12} {r['run']:>8} {r['zeeman']:7.4f} {r['n_sk']:+8.2f} "
               f"{r['n_sk_min']:+6.2f} {r['m_z_min']:7.4f} {r['e_min']:12.7f} {ex} "
               f"{r['sigma_max']:9.5f}")
     found = sorted({abs(round(r["n_sk_min"])) for r in rows})
@@ -156,9 +186,10 @@ def main(argv=None):
         out = Path(a.out.format(f"{h:g}"))
         out.parent.mkdir(parents=True, exist_ok=True)
         np.save(out, tile(best["spin_min"], a.cell, a.size))
-        starts[f"{h:g}"] = {"file": str(out), "start": best["start"], "run": best["run"],
+        starts[f"{h:g}"] = {"file": str(out), "round": best["round"], "start": best["start"],
+                            "run": best["run"],
                             "n_sk": round(best["n_sk_min"], 3), "e": best["e_min"]}
-        line = (f"start H_z = {h:g}: {best['start']} {best['run']}, n_sk = "
+        line = (f"start H_z = {h:g}: {best['round']} {best['start']} {best['run']}, n_sk = "
                 f"{best['n_sk_min']:+.2f} -> {out}")
         if a.exact_twists:
             ed_best = min(here, key=lambda r: r["e_exact"])
@@ -167,6 +198,17 @@ def main(argv=None):
             line += (f"; lowest by ED: {ed_best['start']} (n_sk = {ed_best['n_sk_min']:+.2f})"
                      + (" (the same)" if ed_best is best else ""))
         print(line)
+    for c, r in class_starts(rows).items():
+        out = Path(a.out_class.format(c))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out, tile(r["spin_min"], a.cell, a.size))
+        starts[f"nsk{c}"] = {"file": str(out), "round": r["round"], "start": r["start"],
+                             "run": r["run"], "zeeman": r["zeeman"],
+                             "n_sk": round(r["n_sk_min"], 3), "e": r["e_min"],
+                             "margin": r["margin"]}
+        print(f"start |n_sk| = {c}: {r['round']} {r['start']} {r['run']} at H_z = "
+              f"{r['zeeman']:g}, {r['margin']:+.1e} per site from the lowest other class"
+              f"{' (committee)' if a.exact_twists else ''} -> {out}")
     print(json.dumps(starts))
 
 
