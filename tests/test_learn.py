@@ -285,10 +285,24 @@ def test_scratch_starts_tiles_the_lowest_relaxed_state_of_each_field(uninterrupt
         got = np.load(tmp_path / f"nsk{c}.npy")
         assert got.shape == (144, 3) and abs(round(starts[f"nsk{c}"]["n_sk"])) == c
     main(["--learn", str(uninterrupted), "--cell", "6", "--size", "12", "--rounds", "last",
-          "--out", str(tmp_path / "last_h{}.npy"), "--out-class", str(tmp_path / "last{}.npy")])
-    assert capsys.readouterr().out.startswith("round_002 of")
+          "--random", "2", "--out", str(tmp_path / "last_h{}.npy"),
+          "--out-class", str(tmp_path / "last{}.npy")])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("round_002 of") and "2 random configurations per field" in out[0]
+    fresh = [ln for ln in out if ln.split()[:1] == ["random"]]      # round column "random"
+    assert len(fresh) == 4 and {ln.split()[3] for ln in fresh} == {"0.0000", "0.5000"}
+    assert len([ln for ln in out[1:] if ln.split()[:1] == ["round_002"]]) == len(
+        ns["final_states"](uninterrupted / "round_002", "6x6"))
     with pytest.raises(SystemExit, match="not a multiple"):
         main(["--learn", str(uninterrupted), "--cell", "6", "--size", "13"])
+    main(["--learn", str(uninterrupted), "--cell", "6", "--size", "12", "--fields", "0.5",
+          "--out", str(tmp_path / "f_h{}.npy"), "--out-class", str(tmp_path / "f{}.npy")])
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]).keys() >= {"0.5"}
+    assert not (tmp_path / "f_h0.npy").exists() and (tmp_path / "f_h0.5.npy").exists()
+    with pytest.raises(SystemExit, match=r"--fields \[0.3\]: not explored"):
+        main(["--learn", str(uninterrupted), "--cell", "6", "--fields", "0.3"])
+    with pytest.raises(SystemExit, match="--random must be >= 0"):
+        main(["--learn", str(uninterrupted), "--random", "-1"])
     with pytest.raises(SystemExit, match="no finished exploration"):
         main(["--learn", str(tmp_path)])
 

@@ -19,6 +19,8 @@ from, so a class of states that is lowest at no explored field would never enter
 as 49-50 add n_sk = 0 branches to the crystals' sweeps, every |n_sk| class found also gets a
 start (--out-class, e.g. data/triangular_96_scratch_start_nsk0.npy): its state that comes
 closest to, or lies furthest below, the lowest state of the other classes at its field.
+--random K adds K random spin configurations per explored field, relaxed the same way: a
+search of the committee's own energy landscape beyond what the LLG explorations reached.
 Nothing of the hand-driven stages (crystals, known minima) enters.
 
     python experiments/triangular_fig4/scratch_starts.py --learn runs/triangular_learn_scratch \
@@ -70,6 +72,17 @@ def final_states(round_dir: Path, size: str):
     if not rows:
         raise SystemExit(f"no T = 0 trajectory on {size} in {round_dir / 'explore'}")
     return rows
+
+
+def random_rows(fields, n_sites: int, k: int, seed: int) -> list:
+    """``k`` uniformly random unit-spin configurations per field, as rows to relax."""
+    from ecnn_pyg.spins import random_spins
+    rng = np.random.default_rng(seed)
+    nan = float("nan")
+    return [{"round": "random", "start": "random", "run": f"r{i:03d}", "zeeman": h, "e": nan,
+             "n_sk": nan, "m_z": nan, "sigma_max": nan,
+             "spin": random_spins(n_sites, generator=rng)}
+            for h in fields for i in range(k)]
 
 
 def class_starts(rows) -> dict:
@@ -140,6 +153,11 @@ def main(argv=None):
                         "with M x M twisted boundaries (8: the 96 x 96 lattice); 0: none")
     p.add_argument("--rounds", choices=("all", "last"), default="all",
                    help="read the T = 0 final states of every explored round or of the last")
+    p.add_argument("--random", type=int, default=0, metavar="K",
+                   help="also relax K random configurations per explored field")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --random configurations")
+    p.add_argument("--fields", type=float, nargs="+", metavar="H",
+                   help="only these explored fields (default: all)")
     p.add_argument("--out", default="data/triangular_96_scratch_start_h{}.npy",
                    help="per explored field, its lowest state ({} = the field)")
     p.add_argument("--out-class", default="data/triangular_96_scratch_start_nsk{}.npy",
@@ -149,6 +167,8 @@ def main(argv=None):
         raise SystemExit(f"--size {a.size} is not a multiple of --cell {a.cell}")
     if a.exact_twists < 0:
         raise SystemExit(f"--exact-twists must be >= 0, got {a.exact_twists}")
+    if a.random < 0:
+        raise SystemExit(f"--random must be >= 0, got {a.random}")
     import h5py
     import torch
     from ecnn_pyg.datasets import read_graph
@@ -157,6 +177,14 @@ def main(argv=None):
     if a.rounds == "last":
         rounds = rounds[-1:]
     rows = [r for rd in rounds for r in final_states(rd, f"{a.cell}x{a.cell}")]
+    if a.fields:
+        explored = sorted({r["zeeman"] for r in rows})
+        unknown = [h for h in a.fields if round(h, 6) not in explored]
+        if unknown:
+            raise SystemExit(f"--fields {unknown}: not explored (explored: {explored})")
+        rows = [r for r in rows if r["zeeman"] in {round(h, 6) for h in a.fields}]
+    rows += random_rows(sorted({r["zeeman"] for r in rows}), len(rows[0]["spin"]), a.random,
+                        a.seed)
     torch.set_num_threads(1)
     model = load_model(a.learn).double().eval()          # the run's latest committee
     first = sorted((rounds[-1] / "explore").glob(f"{a.cell}x{a.cell}_*.h5"))[0]
@@ -166,8 +194,10 @@ def main(argv=None):
     if a.exact_twists:
         exact_energies(Path(a.learn), graph, rows, a.exact_twists)
     print(f"{', '.join(rd.name for rd in rounds)} of {a.learn}: final states of the T = 0 "
-          f"explorations on {a.cell} x {a.cell}, relaxed to the minima of the committee "
-          f"{a.learn} (E/N: electronic + Zeeman)")
+          f"explorations on {a.cell} x {a.cell}"
+          + (f" and {a.random} random configurations per field (seed {a.seed})" if a.random
+             else "")
+          + f", relaxed to the minima of the committee {a.learn} (E/N: electronic + Zeeman)")
     print(f"{'round':>9} {'start':>12} {'run':>8} {'H_z':>7} {'n_sk LLG':>8} {'n_sk':>6} {'M_z':>7} "
           f"{'E/N':>12} {'E_ED/N':>12} {'NN-ED':>9} {'sigma_max':>9}")
     for r in sorted(rows, key=lambda r: (r["zeeman"], r["e_min"])):
@@ -178,7 +208,10 @@ def main(argv=None):
               f"{r['sigma_max']:9.5f}")
     found = sorted({abs(round(r["n_sk_min"])) for r in rows})
     random0 = [r for r in rows if r["start"] == "random" and abs(round(r["n_sk_min"])) == 0]
-    print(f"|n_sk| classes found: {found}; n_sk = 0 states from random starts: {len(random0)}")
+    explored0 = sum(r["round"] != "random" for r in random0)
+    print(f"|n_sk| classes found: {found}; n_sk = 0 states from random starts: {explored0} "
+          f"of the explorations" + (f", {len(random0) - explored0} of --random" if a.random
+                                    else ""))
     starts = {}
     for h in sorted({r["zeeman"] for r in rows}):
         here = [r for r in rows if r["zeeman"] == h]
