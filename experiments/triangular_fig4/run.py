@@ -25,7 +25,6 @@ CRYSTALS = f"{TABLES}/exact_crystals.npz"
 EQ_FIELDS = ("0.002", "0.005", "0.008")
 SCRATCH = "runs/triangular_learn_scratch"             # 51_learn_from_scratch.yaml's run_dir
 SCRATCH_NSK0_START = "data/triangular_96_scratch_start_nsk0.npy"
-SCRATCH_NSK0_FIELDS = [0.006, 0.0065, 0.007, 0.0075, 0.008, 0.009, 0.01]   # as 49_sweep_96_nsk0
 
 
 def script(name, file, args, stdout, outputs=(), inputs=(), note=""):
@@ -37,9 +36,17 @@ def script(name, file, args, stdout, outputs=(), inputs=(), note=""):
 def scratch_fields(h: str) -> list:
     """The fields of 52_sweep_96_scratch.yaml within 0.004 of the start's field ``h``
     (as 47-49 sweep each crystal over the fields around its own)."""
+    return [x for x in config_fields("52_sweep_96_scratch.yaml") if abs(x - float(h)) <= 0.004 + 1e-9]
+
+
+def config_fields(name: str) -> list:
+    """The ``zeeman`` list of this folder's config ``name``."""
     import yaml
-    grid = yaml.safe_load((Path(__file__).parent / "52_sweep_96_scratch.yaml").read_text())["zeeman"]
-    return [x for x in grid if abs(x - float(h)) <= 0.004 + 1e-9]
+    return yaml.safe_load((Path(__file__).parent / name).read_text())["zeeman"]
+
+
+# the from-scratch committee's n_sk = 0 branch sweeps the fields of 49's n_sk = 0 branch
+SCRATCH_NSK0_FIELDS = config_fields("49_sweep_96_nsk0.yaml")
 
 
 def copy_stage(n, run_dir):

@@ -101,6 +101,16 @@ def class_starts(rows) -> dict:
     return {c: {**r, "margin": m} for c, (r, m) in sorted(out.items())}
 
 
+def write_start(path: str, r: dict, cell: int, size: int) -> dict:
+    """Tiles the relaxed state of row ``r`` to ``size`` x ``size``, saves it as ``path`` (.npy)
+    and returns what the table's JSON line records of it."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, tile(r["spin_min"], cell, size))
+    return {"file": str(out), "round": r["round"], "start": r["start"], "run": r["run"],
+            "n_sk": round(r["n_sk_min"], 3), "e": r["e_min"]}
+
+
 def tile(s: np.ndarray, n: int, L: int) -> np.ndarray:
     """(n * n, 3) spins of an n x n cell -> (L * L, 3) spins of the tiled L x L lattice."""
     i = np.arange(L) % n
@@ -216,14 +226,9 @@ def main(argv=None):
     for h in sorted({r["zeeman"] for r in rows}):
         here = [r for r in rows if r["zeeman"] == h]
         best = min(here, key=lambda r: r["e_min"])
-        out = Path(a.out.format(f"{h:g}"))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.save(out, tile(best["spin_min"], a.cell, a.size))
-        starts[f"{h:g}"] = {"file": str(out), "round": best["round"], "start": best["start"],
-                            "run": best["run"],
-                            "n_sk": round(best["n_sk_min"], 3), "e": best["e_min"]}
+        starts[f"{h:g}"] = write_start(a.out.format(f"{h:g}"), best, a.cell, a.size)
         line = (f"start H_z = {h:g}: {best['round']} {best['start']} {best['run']}, n_sk = "
-                f"{best['n_sk_min']:+.2f} -> {out}")
+                f"{best['n_sk_min']:+.2f} -> {starts[f'{h:g}']['file']}")
         if a.exact_twists:
             ed_best = min(here, key=lambda r: r["e_exact"])
             starts[f"{h:g}"]["exact_lowest"] = {"start": ed_best["start"],
@@ -232,16 +237,11 @@ def main(argv=None):
                      + (" (the same)" if ed_best is best else ""))
         print(line)
     for c, r in class_starts(rows).items():
-        out = Path(a.out_class.format(c))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.save(out, tile(r["spin_min"], a.cell, a.size))
-        starts[f"nsk{c}"] = {"file": str(out), "round": r["round"], "start": r["start"],
-                             "run": r["run"], "zeeman": r["zeeman"],
-                             "n_sk": round(r["n_sk_min"], 3), "e": r["e_min"],
-                             "margin": r["margin"]}
+        starts[f"nsk{c}"] = {**write_start(a.out_class.format(c), r, a.cell, a.size),
+                             "zeeman": r["zeeman"], "margin": r["margin"]}
         print(f"start |n_sk| = {c}: {r['round']} {r['start']} {r['run']} at H_z = "
-              f"{r['zeeman']:g}, {r['margin']:+.1e} per site from the lowest other class"
-              f"{' (committee)' if a.exact_twists else ''} -> {out}")
+              f"{r['zeeman']:g}, {r['margin']:+.1e} per site (committee) from the lowest other "
+              f"class -> {starts[f'nsk{c}']['file']}")
     print(json.dumps(starts))
 
 
