@@ -303,6 +303,19 @@ def test_scratch_starts_tiles_the_lowest_relaxed_state_of_each_field(uninterrupt
         main(["--learn", str(uninterrupted), "--cell", "6", "--fields", "0.3"])
     with pytest.raises(SystemExit, match="--random must be >= 0"):
         main(["--learn", str(uninterrupted), "--random", "-1"])
+    with pytest.raises(SystemExit, match="--tilt must be >= 0"):
+        main(["--learn", str(uninterrupted), "--random", "1", "--tilt", "-0.5"])
+    # --tilt: unit spins leaning towards +z; tilt 0 keeps the uniform draws of the same seed
+    plain = ns["random_rows"]([0.1], 2000, 2, seed=5)
+    assert np.array_equal(plain[1]["spin"], ns["random_rows"]([0.1], 2000, 2, 5, 0.0)[1]["spin"])
+    tilted = ns["random_rows"]([0.1], 2000, 2, seed=5, tilt=0.5)
+    assert [r["start"] for r in plain + tilted] == ["random"] * 2 + ["tilted"] * 2
+    for r, q in zip(plain, tilted):
+        np.testing.assert_allclose(np.linalg.norm(q["spin"], axis=1), 1.0, atol=1e-12)
+        assert abs(r["spin"][:, 2].mean()) < 0.05 and q["spin"][:, 2].mean() > 0.3
+        shifted = r["spin"] + [0.0, 0.0, 0.5]
+        np.testing.assert_allclose(q["spin"], shifted / np.linalg.norm(shifted, axis=1,
+                                                                       keepdims=True))
     with pytest.raises(SystemExit, match="no finished exploration"):
         main(["--learn", str(tmp_path)])
 

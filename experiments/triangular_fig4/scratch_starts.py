@@ -20,7 +20,9 @@ as 49-50 add n_sk = 0 branches to the crystals' sweeps, every |n_sk| class found
 start (--out-class, e.g. data/triangular_96_scratch_start_nsk0.npy): its state that comes
 closest to, or lies furthest below, the lowest state of the other classes at its field.
 --random K adds K random spin configurations per explored field, relaxed the same way: a
-search of the committee's own energy landscape beyond what the LLG explorations reached.
+search of the committee's own energy landscape beyond what the LLG explorations reached;
+--tilt z shifts each random spin by z along the field first, starts nearer the high-field
+states.
 Nothing of the hand-driven stages (crystals, known minima) enters.
 
     python experiments/triangular_fig4/scratch_starts.py --learn runs/triangular_learn_scratch \
@@ -74,15 +76,24 @@ def final_states(round_dir: Path, size: str):
     return rows
 
 
-def random_rows(fields, n_sites: int, k: int, seed: int) -> list:
-    """``k`` uniformly random unit-spin configurations per field, as rows to relax."""
+def random_rows(fields, n_sites: int, k: int, seed: int, tilt: float = 0.0) -> list:
+    """``k`` random unit-spin configurations per field, as rows to relax: uniform on the
+    sphere, or with ``tilt`` > 0 each spin shifted by ``tilt`` along +z (the field) and
+    renormalised, so that the starts carry a net magnetisation as high-field states do."""
     from ecnn_pyg.spins import random_spins
     rng = np.random.default_rng(seed)
     nan = float("nan")
-    return [{"round": "random", "start": "random", "run": f"r{i:03d}", "zeeman": h, "e": nan,
-             "n_sk": nan, "m_z": nan, "sigma_max": nan,
-             "spin": random_spins(n_sites, generator=rng)}
-            for h in fields for i in range(k)]
+    rows = []
+    for h in fields:
+        for i in range(k):
+            s = random_spins(n_sites, generator=rng)
+            if tilt:
+                s[:, 2] += tilt
+                s /= np.linalg.norm(s, axis=1, keepdims=True)
+            rows.append({"round": "random", "start": "tilted" if tilt else "random",
+                         "run": f"r{i:03d}", "zeeman": h, "e": nan, "n_sk": nan, "m_z": nan,
+                         "sigma_max": nan, "spin": s})
+    return rows
 
 
 def class_starts(rows) -> dict:
@@ -166,6 +177,9 @@ def main(argv=None):
     p.add_argument("--random", type=int, default=0, metavar="K",
                    help="also relax K random configurations per explored field")
     p.add_argument("--seed", type=int, default=0, help="seed of the --random configurations")
+    p.add_argument("--tilt", type=float, default=0.0,
+                   help="shift each --random spin by this along +z before normalising "
+                        "(0: uniform on the sphere)")
     p.add_argument("--fields", type=float, nargs="+", metavar="H",
                    help="only these explored fields (default: all)")
     p.add_argument("--out", default="data/triangular_96_scratch_start_h{}.npy",
@@ -179,6 +193,8 @@ def main(argv=None):
         raise SystemExit(f"--exact-twists must be >= 0, got {a.exact_twists}")
     if a.random < 0:
         raise SystemExit(f"--random must be >= 0, got {a.random}")
+    if a.tilt < 0:
+        raise SystemExit(f"--tilt must be >= 0, got {a.tilt}")
     import h5py
     import torch
     from ecnn_pyg.datasets import read_graph
@@ -194,7 +210,7 @@ def main(argv=None):
             raise SystemExit(f"--fields {unknown}: not explored (explored: {explored})")
         rows = [r for r in rows if r["zeeman"] in {round(h, 6) for h in a.fields}]
     rows += random_rows(sorted({r["zeeman"] for r in rows}), len(rows[0]["spin"]), a.random,
-                        a.seed)
+                        a.seed, a.tilt)
     torch.set_num_threads(1)
     model = load_model(a.learn).double().eval()          # the run's latest committee
     first = sorted((rounds[-1] / "explore").glob(f"{a.cell}x{a.cell}_*.h5"))[0]
@@ -205,8 +221,8 @@ def main(argv=None):
         exact_energies(Path(a.learn), graph, rows, a.exact_twists)
     print(f"{', '.join(rd.name for rd in rounds)} of {a.learn}: final states of the T = 0 "
           f"explorations on {a.cell} x {a.cell}"
-          + (f" and {a.random} random configurations per field (seed {a.seed})" if a.random
-             else "")
+          + (f" and {a.random} random configurations per field (seed {a.seed}"
+             + (f", tilted by {a.tilt:g} along +z" if a.tilt else "") + ")" if a.random else "")
           + f", relaxed to the minima of the committee {a.learn} (E/N: electronic + Zeeman)")
     print(f"{'round':>9} {'start':>12} {'run':>8} {'H_z':>7} {'n_sk LLG':>8} {'n_sk':>6} {'M_z':>7} "
           f"{'E/N':>12} {'E_ED/N':>12} {'NN-ED':>9} {'sigma_max':>9}")
@@ -217,7 +233,7 @@ def main(argv=None):
               f"{r['n_sk_min']:+6.2f} {r['m_z_min']:7.4f} {r['e_min']:12.7f} {ex} "
               f"{r['sigma_max']:9.5f}")
     found = sorted({abs(round(r["n_sk_min"])) for r in rows})
-    random0 = [r for r in rows if r["start"] == "random" and abs(round(r["n_sk_min"])) == 0]
+    random0 = [r for r in rows if r["start"] in ("random", "tilted") and abs(round(r["n_sk_min"])) == 0]
     explored0 = sum(r["round"] != "random" for r in random0)
     print(f"|n_sk| classes found: {found}; n_sk = 0 states from random starts: {explored0} "
           f"of the explorations" + (f", {len(random0) - explored0} of --random" if a.random
