@@ -8,6 +8,8 @@
   stochastic LLG, topological charge and structure factor, pictures;
 * :mod:`ecnn_pyg.pretrained`: the shipped models (``square-paper``, ``triangular-paper``);
 * :mod:`ecnn_pyg.committee`: committees of models, their mean field and uncertainty;
+* :mod:`ecnn_pyg.minimize`: energy minima of spin configurations (L-BFGS on unit spins,
+  exact or learned energies);
 * :mod:`ecnn_pyg.runtime`: an opt-in process setting,
   :func:`ecnn_pyg.runtime.keep_freed_memory` (glibc keeps freed memory for
   reuse: half the time of a 576 x 576 evaluation on CPU). Importing the
@@ -33,7 +35,7 @@ _EXPORTS = {
     "rotation_permutations": "graph",
     "SpinError": "spins", "KondoED": "ed", "SpinDataset": "datasets", "ECNN": "nn",
 }
-_SUBMODULES = ("committee", "dynamics", "nn", "observables", "pretrained", "runtime", "testing")
+_SUBMODULES = ("committee", "dynamics", "minimize", "nn", "observables", "pretrained", "runtime", "testing")
 #: submodules that ``import ecnn_pyg`` made attributes before the imports were lazy
 #: (as the public ones above, loaded on first access); any other submodule is an
 #: attribute once imported, as usual

@@ -157,8 +157,7 @@ def density(ed, spins: np.ndarray) -> float:
 
 # ----------------------------------------------------------------- relaxation
 def _relax_fn():
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "triangular_fig4"))
-    from exact_crystals import relax
+    from ecnn_pyg.minimize import relax
     return relax
 
 

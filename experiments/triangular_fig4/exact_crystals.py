@@ -25,6 +25,8 @@ import time
 import numpy as np
 import torch
 
+from ecnn_pyg.minimize import relax
+
 
 def starts(graph, bi_path):
     """Named 12 x 12 starting states."""
@@ -40,27 +42,6 @@ def starts(graph, bi_path):
     pol[:, 2] = 1.0
     out["polarized"] = pol
     return {k: v / np.linalg.norm(v, axis=1, keepdims=True) for k, v in out.items()}
-
-
-def relax(energy_field, spins, hz, gtol=1e-6, maxiter=2000):
-    """Local minimum of E(S) - H_z sum S^z over unit spins (L-BFGS on S = v / |v|)."""
-    import scipy.optimize
-    shape = spins.shape
-
-    def fun(x):
-        v = x.reshape(shape)
-        norm = np.linalg.norm(v, axis=1, keepdims=True)
-        s = v / norm
-        e, b = energy_field(s)
-        b = b.copy()
-        b[:, 2] += hz
-        bt = b - (b * s).sum(1, keepdims=True) * s          # dE/dv = -(B_perp) / |v|
-        return e - hz * s[:, 2].sum(), (-bt / norm).ravel()
-
-    r = scipy.optimize.minimize(fun, spins.ravel(), jac=True, method="L-BFGS-B",
-                                options={"maxiter": maxiter, "gtol": gtol, "ftol": 1e-15, "maxcor": 30})
-    v = r.x.reshape(shape)
-    return v / np.linalg.norm(v, axis=1, keepdims=True), r.nit
 
 
 def main(argv=None):

@@ -13,7 +13,6 @@ and its rounds 33, 35, 37: stages active1-4 of experiments/triangular_fig4/run.p
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +37,7 @@ def main(argv=None):
     from ecnn_pyg.pretrained import load_model
     from ecnn_pyg.ed import KondoED
     from ecnn_pyg.observables import skyrmion_number
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from exact_crystals import relax
+    from ecnn_pyg.minimize import relax
     torch.set_num_threads(1)
     model = load_model(a.model).double().eval()
     g = ep.lattice_graph("triangular", 12, {"t1": 1.0, "t3": -0.85})

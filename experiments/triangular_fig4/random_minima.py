@@ -12,8 +12,6 @@ that puts the exact 1 -> 0 transition at H_z ~ 0.0067 (README, triangular sectio
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,8 +27,7 @@ def main(argv=None):
     import ecnn_pyg as ep
     from ecnn_pyg.ed import KondoED
     from ecnn_pyg.observables import skyrmion_number
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from exact_crystals import relax
+    from ecnn_pyg.minimize import relax
     torch.set_num_threads(1)
     g = ep.lattice_graph("triangular", 12, {"t1": 1.0, "t3": -0.85})
     ed3 = KondoED(g, J=-1.0, mu=-3.5, twists=3)

@@ -131,15 +131,10 @@ def tile(s: np.ndarray, n: int, L: int) -> np.ndarray:
 def relaxed(model, graph, rows) -> None:
     """Adds to every row the committee's nearest minimum: ``spin_min``, ``e_min`` (per site,
     Zeeman included), ``n_sk_min``, ``m_z_min`` and ``torque`` (largest |S x B_total|)."""
-    import sys
     import torch
+    from ecnn_pyg.minimize import model_energy_field, relax
     from ecnn_pyg.observables import skyrmion_number
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from exact_crystals import relax
-
-    def energy_field(s):
-        out = model(graph, torch.from_numpy(s))
-        return float(out["energy"].sum().detach()), out["field"].detach().numpy()
+    energy_field = model_energy_field(model, graph)
     for r in rows:
         s, _ = relax(energy_field, r["spin"], r["zeeman"])
         e, b = energy_field(s)
