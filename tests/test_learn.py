@@ -115,7 +115,8 @@ def small_config(run_dir, **sections):
 def test_the_small_config_is_complete(tmp_path):
     cfg = load_learn_config(small_config(tmp_path / "run"))
     assert cfg["select"] == {"lower": 0.01, "upper": None, "statistic": "rms",
-                             "max_per_round": 3, "audit": 0, "minima": False}
+                             "max_per_round": 3, "audit": 0, "minima": False,
+                             "relax_minima": False}
     assert cfg["explore"]["sizes"] == [[6, 6]] and cfg["committee"]["members"] == 2
     assert cfg["seed_data"]["random"]["twists"] is None
     got = load_learn_config(small_config(tmp_path / "run"), {"select.lower": 0.01,
@@ -136,6 +137,8 @@ BAD = [
     ({"select": {"audit": -1}}, "select.audit must be >= 0"),
     ({"select": {"statistic": "mean"}}, "select.statistic"),
     ({"select": {"minima": "yes"}}, "select: config key 'minima'"),
+    ({"select": {"relax_minima": True}}, "select.relax_minima: true needs select.minima: true"),
+    ({"select": {"minima": True, "relax_minima": 1}}, "select: config key 'relax_minima'"),
     ({"stop": {"accurate_share": 1.5}}, "stop.accurate_share"),
     ({"seed_data": {"random": None}}, "seed_data needs random, ed_llg or paths"),
     ({"seed_data": {"random": {"size": [6, 6], "n_train": 4}}}, "validation samples"),
@@ -341,7 +344,7 @@ def test_explore_driven_by_members_in_turn(uninterrupted, heldout, tmp_path):
     cfg = full_config(rd, heldout)
     cfg["explore"] = {**cfg["explore"], "drive": "member",
                       "starts": ["random", "ferromagnet"]}
-    with pytest.raises(ConfigError, match=r"explore.starts differ .*explore.drive, select.minima may change"):
+    with pytest.raises(ConfigError, match=r"explore.starts differ .*explore.drive, select.minima, select.relax_minima may change"):
         learn(cfg, rounds=3, until="3/explore", **QUIET)
     cfg = full_config(rd, heldout)
     cfg["explore"] = {**cfg["explore"], "drive": "member"}
@@ -411,6 +414,50 @@ def test_minima_are_labelled_beside_the_candidates(uninterrupted, heldout, tmp_p
     assert row["snapshots"] == 2 and row["sites"] == 72
     assert row["rmse_energy_per_site"] == pytest.approx(float(np.sqrt((de ** 2).mean())))
     assert "| minimum |" in (r / "report.md").read_text()
+
+
+def test_relaxed_minima_are_the_exploring_committees_minima(uninterrupted, heldout, tmp_path):
+    """select.relax_minima: the minima are relaxed to the exploring committee's nearest energy
+    minimum (zero torque, lower energy) before they are labelled; each relaxation is kept, so
+    a rerun of the stage does not redo it and labels the same spins."""
+    from ecnn_pyg.datasets import read_arrays, read_graph
+    from ecnn_pyg.minimize import model_energy_field, torque
+    from ecnn_pyg.pretrained import load_model
+    from ecnn_pyg.simulate import read_runs
+    rd = tmp_path / "relaxed"
+    _copy_run(uninterrupted, rd)
+    cfg = full_config(rd, heldout)
+    cfg["select"] = {**cfg["select"], "minima": True, "relax_minima": True}
+    learn(cfg, rounds=3, until="3/label", **QUIET)
+    r = rd / "round_003"
+    sel = json.loads((r / "select.json").read_text())
+    labels = read_arrays(r / "labels_6x6.h5")
+    graph = read_graph(r / "labels_6x6.h5")
+    ef = model_energy_field(load_model(rd / "round_002" / "committee" / "committee.pt"), graph)
+    files = json.loads((r / "explore.json").read_text())["files"]
+    relaxed = [(j, row) for j, row in enumerate(sel["selected"]) if row["minimum"]]
+    assert len(relaxed) == 2
+    for j, row in relaxed:
+        s = labels["spin"][j]
+        h = row["zeeman"]
+        start = np.asarray(read_runs(files[row["file"]]["path"])[row["run"]]["spin"][row["snapshot"]],
+                           dtype=np.float64)
+        assert torque(ef, s, h).max() < 1e-4 < torque(ef, start, h).max()
+        assert row["relaxed"]["torque_max"] == pytest.approx(torque(ef, s, h).max(), abs=1e-9)
+        e = [(ef(x)[0] - h * x[:, 2].sum()) / 36 for x in (start, s)]
+        assert row["relaxed"]["energy_change_per_site"] == pytest.approx(e[1] - e[0], abs=1e-9)
+        assert e[1] < e[0]
+    for j, row in enumerate(sel["selected"]):
+        if not row["minimum"]:                     # candidates are labelled as explored
+            assert "relaxed" not in row
+    # the stage again: the kept relaxations are reused, the labels are the same
+    kept = {p.name: p.stat().st_mtime_ns for p in (r / "relaxed").iterdir()}
+    assert len(kept) == 4
+    for name in ("select.json", "label.json", "labels_6x6.h5"):
+        (r / name).unlink()
+    learn(cfg, rounds=3, until="3/label", **QUIET)
+    assert {p.name: p.stat().st_mtime_ns for p in (r / "relaxed").iterdir()} == kept
+    np.testing.assert_array_equal(read_arrays(r / "labels_6x6.h5")["spin"], labels["spin"])
 
 
 def test_final_training_added_to_a_finished_run(uninterrupted, tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ Everything lives under the config's ``run_dir``::
                            report.json  report.md
     round_001/             explore/<size>_<start>.h5  explore.json
                            scores.npz  score.json     selected_<size>.npy  select.json
+                           relaxed/<index>.npy|json  (select.relax_minima: one per minimum)
                            labels_<size>.h5  label.json    committee/  train.json
                            report.json  report.md
 
@@ -45,6 +46,52 @@ __all__ = ["learn", "status", "STAGES", "ROUND0_STAGES", "LearnStopped"]
 
 class LearnStopped(Exception):
     """Stops the loop after the stage named by ``until`` (caught by :func:`learn`)."""
+
+
+class _MinimaRelaxer:
+    """``select.relax_minima``: a T = 0 run's last snapshot relaxed to the nearest minimum of
+    the exploring committee (L-BFGS on unit spins, its mean energy and field in float64, the
+    Zeeman term included), each result kept in ``folder`` as ``<index>.npy`` and
+    ``<index>.json`` so that a rerun of the stage relaxes only what is missing."""
+
+    def __init__(self, committee: Path, folder: Path):
+        self.committee, self.folder = committee, folder
+        self._model = None
+        self._graphs: Dict[str, Any] = {}
+
+    def __call__(self, index: int, path: str, spin: np.ndarray, zeeman: float):
+        done = self.folder / f"{index}.json"
+        if done.is_file():
+            return np.load(self.folder / f"{index}.npy"), read_json(done)
+        import torch
+        from ..datasets import read_graph
+        from ..minimize import model_energy_field, relax
+        if self._model is None:
+            from ..pretrained import load_model
+            self._model = load_model(str(self.committee)).double().eval()
+        if path not in self._graphs:             # the trajectory file stores its graph
+            import h5py
+            with h5py.File(path, "r", locking=False) as f:
+                self._graphs[path] = read_graph(f)
+        graph = self._graphs[path]
+        energy_field = model_energy_field(self._model, graph)
+        n = len(spin)
+
+        def total(s):
+            return (energy_field(s)[0] - zeeman * s[:, 2].sum()) / n
+        t0 = time.perf_counter()
+        relaxed, n_iter = relax(energy_field, spin, zeeman)
+        e, b = energy_field(relaxed)
+        b[:, 2] += zeeman
+        sigma = self._model(graph, torch.from_numpy(relaxed))["field_sigma"].detach().numpy()
+        info = {"iterations": n_iter, "seconds": time.perf_counter() - t0,
+                "energy_change_per_site": total(relaxed) - total(spin),
+                "torque_max": float(np.linalg.norm(np.cross(relaxed, b), axis=1).max()),
+                "sigma_rms": float(np.sqrt((sigma ** 2).mean())),
+                "sigma_max": float(sigma.max())}
+        save_npy(self.folder / f"{index}.npy", relaxed)
+        write_json(done, info)
+        return relaxed, info
 
 
 # ----------------------------------------------------------------------------- the run
@@ -577,6 +624,8 @@ class _Loop:
         outside = np.setdiff1d(np.flatnonzero(arrays["class"] != CANDIDATE), minima)
         audit = spread_sample(outside, groups, c["select"]["audit"], seed=c["seed"] + 15485863 * k)
         runs_cache: Dict[int, list] = {}
+        relaxer = _MinimaRelaxer(self.committee_path(k - 1), rd / "relaxed") \
+            if c["select"]["relax_minima"] and len(minima) else None
 
         def take(indices, prefix):
             by_size: Dict[str, list] = {}
@@ -586,16 +635,20 @@ class _Loop:
                 if fi not in runs_cache:
                     runs_cache[fi] = read_runs(files[fi]["path"])
                 label = size_label(files[fi]["size"])
-                by_size.setdefault(label, []).append(np.asarray(
-                    runs_cache[fi][ri]["spin"][si], dtype=np.float64))
-                rows.append({"index": int(i), "size": label, "file": fi, "run": ri,
-                             "snapshot": si, "start": files[fi]["start"],
-                             "zeeman": float(arrays["zeeman"][i]),
-                             "temperature": float(arrays["temperature"][i]),
-                             "class": CLASSES[int(arrays["class"][i])],
-                             "sigma_max": float(arrays["sigma_max"][i]),
-                             "sigma_rms": float(arrays["sigma_rms"][i]),
-                             "minimum": bool(np.isin(i, minima))})
+                spin = np.asarray(runs_cache[fi][ri]["spin"][si], dtype=np.float64)
+                row = {"index": int(i), "size": label, "file": fi, "run": ri,
+                       "snapshot": si, "start": files[fi]["start"],
+                       "zeeman": float(arrays["zeeman"][i]),
+                       "temperature": float(arrays["temperature"][i]),
+                       "class": CLASSES[int(arrays["class"][i])],
+                       "sigma_max": float(arrays["sigma_max"][i]),
+                       "sigma_rms": float(arrays["sigma_rms"][i]),
+                       "minimum": bool(np.isin(i, minima))}
+                if relaxer is not None and row["minimum"]:
+                    spin, row["relaxed"] = relaxer(int(i), files[fi]["path"], spin,
+                                                   row["zeeman"])
+                by_size.setdefault(label, []).append(spin)
+                rows.append(row)
             spins_files = {}
             for label, spins in by_size.items():
                 p = rd / f"{prefix}_{label}.npy"

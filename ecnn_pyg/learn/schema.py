@@ -111,6 +111,7 @@ SECTIONS = {
         "max_per_round": (int, 20),
         "audit": (int, 0),           # accurate / failed snapshots labelled for the report only
         "minima": (bool, False),     # also label the final state of every T = 0 trajectory
+        "relax_minima": (bool, False),   # ... relaxed first to the committee's nearest minimum
     },
     "stop": {
         "accurate_share": (float, 0.95),
@@ -125,7 +126,8 @@ STATISTICS = ("max", "rms")
 #: keys that may change when a run is continued (everything else is the run's identity)
 RESUME_MUTABLE = ("num_threads", "processes", "stop", "validation", "final")
 #: keys of sections that may change too: how many rounds, and how the next rounds explore
-RESUME_MUTABLE_KEYS = (("stop", "max_rounds"), ("explore", "drive"), ("select", "minima"))
+RESUME_MUTABLE_KEYS = (("stop", "max_rounds"), ("explore", "drive"), ("select", "minima"),
+                       ("select", "relax_minima"))
 #: what drives the exploration trajectories (explore.drive)
 DRIVES = ("mean", "member")
 #: training keys the loop sets itself
@@ -410,6 +412,13 @@ def load_learn_config(source: Union[str, Path, Mapping],
     if not isinstance(sel["minima"], bool):
         raise ConfigError(f"select.minima must be true or false (label the final state of "
                           f"every T = 0 exploration run), got {sel['minima']!r}")
+    if not isinstance(sel["relax_minima"], bool):
+        raise ConfigError(f"select.relax_minima must be true or false (relax the minima to the "
+                          f"committee's nearest energy minimum before labelling them), got "
+                          f"{sel['relax_minima']!r}")
+    if sel["relax_minima"] and not sel["minima"]:
+        raise ConfigError("select.relax_minima: true needs select.minima: true (it relaxes the "
+                          "minima that select.minima labels)")
     for k in ("lower", "upper"):
         v = sel[k]
         if v is not None and (not math.isfinite(v) or v < 0):
