@@ -323,6 +323,56 @@ def test_scratch_starts_tiles_the_lowest_relaxed_state_of_each_field(uninterrupt
         main(["--learn", str(tmp_path)])
 
 
+def test_scratch_crystals_relaxes_each_start_at_each_field(uninterrupted, tmp_path, capsys):
+    """experiments/triangular_fig4/scratch_crystals.py: each start's cell relaxed afresh at
+    every field to the committee's minimum (never above the start's energy), priced exactly,
+    and the crossings of the lowest states of two classes interpolated linearly."""
+    import runpy
+    from ecnn_pyg.ed import KondoED
+    import ecnn_pyg as ep
+    from ecnn_pyg.minimize import model_energy_field, relax
+    from ecnn_pyg.pretrained import load_model
+    exp = Path(__file__).resolve().parent.parent / "experiments/triangular_fig4"
+    ns = runpy.run_path(str(exp / "scratch_crystals.py"), run_name="scratch_crystals")
+    crossings = runpy.run_path(str(exp / "exact_transitions.py"))["crossings"]
+    # linear energies: n_sk = 2 and 1 cross at 0.005, 1 and 0 beyond the fields
+    fields = [0.001 * i for i in range(11)]
+    best = {h: {2: -0.1 * h, 1: 0.001 - 0.3 * h, 0: 0.004 - 0.5 * h} for h in fields}
+    got = crossings(best)
+    assert [(lo, hi) for lo, hi, _ in got] == [(2, 1)] and got[0][2] == pytest.approx(0.005)
+    rng = np.random.default_rng(4)
+    starts = []
+    for k in range(2):
+        cell = rng.normal(size=(6, 6, 3))
+        cell /= np.linalg.norm(cell, axis=-1, keepdims=True)
+        path = tmp_path / f"start{k}.npy"
+        np.save(path, np.tile(cell, (2, 2, 1)).reshape(-1, 3))        # 6-periodic on 12 x 12
+        starts.append((str(path), cell.reshape(-1, 3)))
+    np.testing.assert_array_equal(ns["cell_of"](np.load(starts[0][0]), 6), starts[0][1])
+    ns["main"](["--learn", str(uninterrupted), "--cell", "6", "--fields", "0.5",
+                "--exact-twists", "2", "--starts", *[p for p, _ in starts]])
+    out = capsys.readouterr().out.splitlines()
+    rows = [ln.split() for ln in out[2:] if ln.split()[1].startswith("start")]
+    assert len(rows) == 2 and {r[0] for r in rows} == {"0.5000"}
+    cfg = yaml.safe_load((uninterrupted / "config.yaml").read_text())
+    graph = ep.lattice_graph(cfg["lattice"], 6, cfg["hoppings"])
+    ef = model_energy_field(load_model(uninterrupted), graph)
+    ed = KondoED(graph, J=cfg["J"], electrons=cfg["electrons"], twists=2)
+    for r in rows:
+        h, s0 = float(r[0]), dict(starts)[str(tmp_path / (r[1] + ".npy"))]
+        e_start = (ef(s0)[0] - h * s0[:, 2].sum()) / 36
+        e_nn, e_ed = float(r[4]), float(r[5])
+        assert e_nn <= e_start + 1e-7                 # relaxing never raises the energy
+        assert float(r[6]) == pytest.approx(e_nn - e_ed, rel=0.05, abs=1e-7)
+        s = relax(ef, s0, h)[0]                        # the same minimum, priced exactly
+        assert e_ed == pytest.approx((ed.energy(s) - h * s[:, 2].sum()) / 36, abs=2e-7)
+    assert any("energies of these states cross" in ln or "no crossing" in ln for ln in out)
+    with pytest.raises(SystemExit, match="not found"):
+        ns["main"](["--learn", str(uninterrupted), "--starts", str(tmp_path / "none.npy")])
+    with pytest.raises(SystemExit, match="multiple of 5"):
+        ns["cell_of"](np.load(starts[0][0]), 5)
+
+
 def _copy_run(src, dst):
     """A finished run directory copied under another name (its stored run_dir follows)."""
     import shutil

@@ -36,6 +36,21 @@ def read(path):
     return rows
 
 
+def crossings(best, pairs=((2, 1), (1, 0))):
+    """``(lo, hi, H_z)`` for each field interval where the lowest energy of class ``hi`` falls
+    below that of class ``lo`` (``best[H_z][|n_sk|]``: the lowest energy per class), the
+    crossing interpolated linearly between the two fields."""
+    fields = sorted(best)
+    out = []
+    for lo, hi in pairs:
+        for h0, h1 in zip(fields, fields[1:]):
+            if all(k in best[h] for k in (lo, hi) for h in (h0, h1)):
+                d0, d1 = best[h0][hi] - best[h0][lo], best[h1][hi] - best[h1][lo]
+                if d0 > 0 >= d1:
+                    out.append((lo, hi, h0 + (h1 - h0) * d0 / (d0 - d1)))
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("tables", nargs="+")
@@ -51,13 +66,8 @@ def main(argv=None):
     for h in fields:
         cols = [f"{best[h][n]:11.7f}" if n in best[h] else f"{'-':>11}" for n in (2, 1, 0)]
         print(f"{h:7.4f} " + " ".join(cols) + f"  {min(best[h], key=best[h].get)}")
-    for lo, hi in ((2, 1), (1, 0)):
-        for h0, h1 in zip(fields, fields[1:]):
-            if all(k in best[h] for k in (lo, hi) for h in (h0, h1)):
-                d0, d1 = best[h0][hi] - best[h0][lo], best[h1][hi] - best[h1][lo]
-                if d0 > 0 >= d1:
-                    print(f"|n_sk| {lo} -> {hi}: exact energies cross at H_z = "
-                          f"{h0 + (h1 - h0) * d0 / (d0 - d1):.5f}")
+    for lo, hi, h in crossings(best):
+        print(f"|n_sk| {lo} -> {hi}: exact energies cross at H_z = {h:.5f}")
 
 
 if __name__ == "__main__":
