@@ -226,9 +226,14 @@ STAGES = [
             "--out-class", "data/triangular_96_scratch_start_nsk{}.npy"],
            stdout=f"{TABLES}/scratch_starts.txt",
            outputs=[*(f"data/triangular_96_scratch_start_h{h}.npy" for h in EQ_FIELDS),
-                    SCRATCH_NSK0_START],
+                    *(f"data/triangular_96_scratch_start_nsk{c}.npy" for c in (2, 1, 0))],
            inputs=[SCRATCH], note="the committee's own 12 x 12 minima (which n_sk it found), "
                                   "priced exactly on 96 x 96"),
+    # its crystals across the field in minutes: learned and exact crossings of its own states
+    script("scratch_crystals", "scratch_crystals.py", ["--learn", SCRATCH],
+           stdout=f"{TABLES}/scratch_crystals.txt",
+           inputs=[SCRATCH, *(f"data/triangular_96_scratch_start_nsk{c}.npy" for c in (2, 1, 0))],
+           note="the class starts relaxed with the committee at 21 fields, priced exactly"),
     *(Simulate(f"52_sweep_96_scratch_h{h}", "52_sweep_96_scratch.yaml",
                {"zeeman": scratch_fields(h), "initial": f"data/triangular_96_scratch_start_h{h}.npy",
                 "output": f"runs/triangular_96_scratch_sweep_h{h}/sweep.h5"},
