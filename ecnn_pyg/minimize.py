@@ -97,8 +97,7 @@ def relax(energy_field: EnergyField, spins, zeeman: Union[float, np.ndarray] = 0
         e, b = energy_field(s)
         b = np.asarray(b, dtype=np.float64) + h
         b_perp = b - (b * s).sum(1, keepdims=True) * s
-        zeeman_energy = sum(h[a] * s[:, a].sum() for a in range(3) if h[a] != 0.0)
-        return float(e) - float(zeeman_energy), (-b_perp / norm).ravel()
+        return float(e) - float(s.sum(0) @ h), (-b_perp / norm).ravel()
 
     # The gradient in v is the field normal to S divided by |v|, and every step normal to v
     # lengthens v: far from the start L-BFGS could stop on a small gradient while the torque

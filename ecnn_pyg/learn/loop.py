@@ -68,24 +68,24 @@ class _MinimaRelaxer:
         from ..minimize import model_energy_field, relax
         if self._model is None:
             from ..pretrained import load_model
-            self._model = load_model(str(self.committee)).double().eval()
+            self._model = load_model(str(self.committee))
         if path not in self._graphs:             # the trajectory file stores its graph
             import h5py
             with h5py.File(path, "r", locking=False) as f:
                 self._graphs[path] = read_graph(f)
         graph = self._graphs[path]
-        energy_field = model_energy_field(self._model, graph)
-        n = len(spin)
-
-        def total(s):
-            return (energy_field(s)[0] - zeeman * s[:, 2].sum()) / n
+        energy_field = model_energy_field(self._model, graph)       # float64, eval mode
         t0 = time.perf_counter()
         relaxed, n_iter = relax(energy_field, spin, zeeman)
-        e, b = energy_field(relaxed)
-        b[:, 2] += zeeman
-        sigma = self._model(graph, torch.from_numpy(relaxed))["field_sigma"].detach().numpy()
-        info = {"iterations": n_iter, "seconds": time.perf_counter() - t0,
-                "energy_change_per_site": total(relaxed) - total(spin),
+        seconds = time.perf_counter() - t0
+        out = self._model(graph, torch.from_numpy(relaxed))         # energy, field, sigma_B
+        h = np.array([0.0, 0.0, zeeman])
+        e_start = energy_field(spin)[0] - zeeman * spin[:, 2].sum()
+        e_end = float(out["energy"].sum().detach()) - zeeman * relaxed[:, 2].sum()
+        b = out["field"].detach().numpy() + h
+        sigma = out["field_sigma"].detach().numpy()
+        info = {"iterations": n_iter, "seconds": seconds,
+                "energy_change_per_site": (e_end - e_start) / len(spin),
                 "torque_max": float(np.linalg.norm(np.cross(relaxed, b), axis=1).max()),
                 "sigma_rms": float(np.sqrt((sigma ** 2).mean())),
                 "sigma_max": float(sigma.max())}

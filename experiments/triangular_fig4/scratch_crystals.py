@@ -63,41 +63,33 @@ def main(argv=None):
     import torch
     import yaml
     import ecnn_pyg as ep
-    from ecnn_pyg.ed import KondoED
-    from ecnn_pyg.minimize import model_energy_field, relax
-    from ecnn_pyg.observables import skyrmion_number
     from ecnn_pyg.pretrained import load_model
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from exact_transitions import crossings
+    from scratch_starts import exact_energies, relaxed
 
     cfg = yaml.safe_load((Path(a.learn) / "config.yaml").read_text())
     torch.set_num_threads(1)
     graph = ep.lattice_graph(cfg["lattice"], a.cell, cfg["hoppings"])
     model = load_model(a.model or a.learn)
-    energy_field = model_energy_field(model, graph)
-    ed = KondoED(graph, J=cfg["J"], electrons=cfg.get("electrons"), filling=cfg.get("filling"),
-                 mu=cfg.get("mu"), temperature=cfg.get("el_temperature") or 0.0,
-                 twists=a.exact_twists)
     starts = [(Path(s).stem, cell_of(np.load(s).astype(np.float64), a.cell)) for s in a.starts]
-    n = graph.num_nodes
     print(f"committee {a.model or a.learn}; {a.cell} x {a.cell} minima priced with twists "
           f"{a.exact_twists} (E/N: electronic + Zeeman)")
     print(f"{'H_z':>7} {'start':>36} {'n_sk':>5} {'M_z':>6} {'E_NN/N':>11} {'E_ED/N':>11} "
           f"{'NN-ED':>9}", flush=True)
     best = {"committee": collections.defaultdict(dict), "exact": collections.defaultdict(dict)}
     for h in a.fields:
-        for name, s0 in starts:
-            s, _ = relax(energy_field, s0, h)
-            zee = h * s[:, 2].sum()
-            e_nn = (energy_field(s)[0] - zee) / n
-            e_ed = (float(ed.energy(s)) - zee) / n
-            q = float(skyrmion_number(torch.from_numpy(s), graph))
-            c = round(abs(q))
-            for key, e in (("committee", e_nn), ("exact", e_ed)):
+        rows = [{"start": name, "zeeman": h, "spin": s0} for name, s0 in starts]
+        relaxed(model, graph, rows)                  # afresh from each start, every field
+        exact_energies(Path(a.learn), graph, rows, a.exact_twists)
+        for r in rows:
+            c = round(abs(r["n_sk_min"]))
+            for key, e in (("committee", r["e_min"]), ("exact", r["e_exact"])):
                 if e < best[key][h].get(c, np.inf):
                     best[key][h][c] = e
-            print(f"{h:7.4f} {name:>36} {q:+5.1f} {s[:, 2].mean():6.3f} {e_nn:11.7f} "
-                  f"{e_ed:11.7f} {e_nn - e_ed:+9.1e}", flush=True)
+            print(f"{h:7.4f} {r['start']:>36} {r['n_sk_min']:+5.1f} {r['m_z_min']:6.3f} "
+                  f"{r['e_min']:11.7f} {r['e_exact']:11.7f} {r['e_min'] - r['e_exact']:+9.1e}",
+                  flush=True)
     for key in ("committee", "exact"):
         found = crossings(best[key])
         for lo, hi, h in found:
