@@ -151,6 +151,7 @@ BAD = [
     ({"final": {"data": ["x.h5"]}}, "final: give training keys over committee.train"),
     ({"processes": 0}, "processes must be >= 1"),
     ({"explore": {"drive": "first"}}, "explore.drive must be 'mean'"),
+    ({"explore": {"replicas": 0}}, "explore.replicas .* must be >= 1, got 0"),
     ({"final": {"max_epochs": 0}}, "final: config key 'max_epochs'"),
 ]
 
@@ -394,7 +395,8 @@ def test_explore_driven_by_members_in_turn(uninterrupted, heldout, tmp_path):
     cfg = full_config(rd, heldout)
     cfg["explore"] = {**cfg["explore"], "drive": "member",
                       "starts": ["random", "ferromagnet"]}
-    with pytest.raises(ConfigError, match=r"explore.starts differ .*explore.drive, select.minima, select.relax_minima may change"):
+    with pytest.raises(ConfigError, match=r"explore.starts differ .*explore.drive, explore.zeeman, explore.temperatures, "
+                       r"explore.replicas, select.minima, select.relax_minima may change"):
         learn(cfg, rounds=3, until="3/explore", **QUIET)
     cfg = full_config(rd, heldout)
     cfg["explore"] = {**cfg["explore"], "drive": "member"}
@@ -408,6 +410,34 @@ def test_explore_driven_by_members_in_turn(uninterrupted, heldout, tmp_path):
     with h5py.File(rd / "round_002" / "explore" / "6x6_random.h5", "r") as f:
         assert json.loads(f.attrs["committee_member"]) is None     # rounds 1-2: the mean
     assert _started_member(rd / "round_002" / "explore" / "6x6_random.h5") is None
+
+
+def test_explore_fields_and_random_replicas_may_change_on_continuation(uninterrupted,
+                                                                      heldout, tmp_path):
+    """explore.zeeman, temperatures and replicas may change when a run is continued: the next
+    round explores the new fields, with `replicas` random starts each (own spins and noise),
+    the deterministic starts once; a finished round keeps its files."""
+    from ecnn_pyg.simulate import read_runs
+    rd = tmp_path / "replicas"
+    _copy_run(uninterrupted, rd)
+    before = (rd / "round_002" / "explore" / "6x6_random.h5").read_bytes()
+    cfg = full_config(rd, heldout)
+    cfg["explore"] = {**cfg["explore"], "starts": ["random", "ferromagnet"]}
+    with pytest.raises(ConfigError, match=r"explore.starts differ"):
+        learn(cfg, rounds=3, until="3/explore", **QUIET)
+    cfg = full_config(rd, heldout)
+    cfg["explore"] = {**cfg["explore"], "zeeman": [0.0, 0.25, 0.5], "replicas": 3}
+    learn(cfg, rounds=3, until="3/explore", **QUIET)
+    runs = read_runs(rd / "round_003" / "explore" / "6x6_random.h5")
+    assert [float(r["zeeman"]) for r in runs] == [0.0] * 3 + [0.25] * 3 + [0.5] * 3
+    firsts = np.stack([r["spin"][0] for r in runs])
+    assert all(not np.allclose(firsts[i], firsts[j]) for i in range(9) for j in range(i))
+    assert (rd / "round_002" / "explore" / "6x6_random.h5").read_bytes() == before
+    assert len(read_runs(rd / "round_002" / "explore" / "6x6_random.h5")) == 2
+    # the loop goes on from the new exploration: its T = 0 minima are one per run
+    cfg["select"] = {**cfg["select"], "minima": True}
+    learn(cfg, rounds=3, until="3/select", **QUIET)
+    assert json.loads((rd / "round_003" / "select.json").read_text())["n_minima"] == 9
 
 
 def test_stage_clock_is_saved_while_the_stage_runs(tmp_path):

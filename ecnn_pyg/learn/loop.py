@@ -524,7 +524,9 @@ class _Loop:
                            "integrator": ex["integrator"], "dt": ex["dt"], "alpha": ex["alpha"],
                            "temperature": ex["temperatures"], "zeeman": ex["zeeman"],
                            "n_steps": ex["n_steps"], "save_every": ex["save_every"],
-                           "initial": STARTS.get(start, start), "seed": c["seed"] + 7919 * k})
+                           "initial": STARTS.get(start, start), "seed": c["seed"] + 7919 * k,
+                           **({"replicas": ex["replicas"]} if start == "random"
+                              and ex["replicas"] > 1 else {})})
             files.append({"path": str(out), "size": size, "start": start, **drive})
         return {"files": files, "committee": str(self.committee_path(k - 1)),
                 "drive": ex["drive"]}

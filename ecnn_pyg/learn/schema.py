@@ -102,6 +102,9 @@ SECTIONS = {
         # the field that drives the trajectories: "mean" (the committee's mean) or "member"
         # (one member per trajectory file, in turn; the committee scores the saved snapshots)
         "drive": (str, "mean"),
+        # random starts per size, field and temperature (each its own spins and noise); the
+        # deterministic starts (triple-q, ferromagnet, a file) run once
+        "replicas": (int, 1),
         **_LLG,
     },
     "select": {
@@ -126,8 +129,11 @@ STATISTICS = ("max", "rms")
 #: keys that may change when a run is continued (everything else is the run's identity)
 RESUME_MUTABLE = ("num_threads", "processes", "stop", "validation", "final")
 #: keys of sections that may change too: how many rounds, and how the next rounds explore
-RESUME_MUTABLE_KEYS = (("stop", "max_rounds"), ("explore", "drive"), ("select", "minima"),
-                       ("select", "relax_minima"))
+#: (a finished round keeps its record; a round whose exploration is under way refuses a
+#: change of its fields, temperatures or replicas through the trajectory file's settings)
+RESUME_MUTABLE_KEYS = (("stop", "max_rounds"), ("explore", "drive"), ("explore", "zeeman"),
+                       ("explore", "temperatures"), ("explore", "replicas"),
+                       ("select", "minima"), ("select", "relax_minima"))
 #: what drives the exploration trajectories (explore.drive)
 DRIVES = ("mean", "member")
 #: training keys the loop sets itself
@@ -390,6 +396,9 @@ def load_learn_config(source: Union[str, Path, Mapping],
         raise ConfigError(f"explore.drive must be 'mean' (the committee's mean field drives the "
                           f"trajectories) or 'member' (one member per trajectory file, in turn), "
                           f"got {ex['drive']!r}")
+    if ex["replicas"] < 1:
+        raise ConfigError(f"explore.replicas (random starts per size, field and temperature) "
+                          f"must be >= 1, got {ex['replicas']}")
     if snapshots_per_run(ex) < 1:
         raise ConfigError(f"explore.snapshots ({ex['snapshots']!r}) selects none of the "
                           f"{1 + -(-ex['n_steps'] // ex['save_every'])} snapshots of a run")
