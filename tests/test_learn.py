@@ -152,6 +152,9 @@ BAD = [
     ({"processes": 0}, "processes must be >= 1"),
     ({"explore": {"drive": "first"}}, "explore.drive must be 'mean'"),
     ({"explore": {"replicas": 0}}, "explore.replicas .* must be >= 1, got 0"),
+    ({"exact_minima": {"starts": -1}}, "exact_minima.starts must be >= 0"),
+    ({"exact_minima": {"starts": 1, "size": [8, 8]}}, "exact_minima.size 8x8 is not one of"),
+    ({"exact_minima": {"starts": 1, "maxiter": 0}}, "exact_minima.maxiter must be >= 1"),
     ({"final": {"max_epochs": 0}}, "final: config key 'max_epochs'"),
 ]
 
@@ -537,6 +540,57 @@ def test_relaxed_minima_are_the_exploring_committees_minima(uninterrupted, heldo
         (r / name).unlink()
     learn(cfg, rounds=3, until="3/label", **QUIET)
     assert {p.name: p.stat().st_mtime_ns for p in (r / "relaxed").iterdir()} == kept
+    np.testing.assert_array_equal(read_arrays(r / "labels_6x6.h5")["spin"], labels["spin"])
+
+
+def test_exact_minima_of_random_starts_are_labelled(uninterrupted, heldout, tmp_path):
+    """exact_minima may be added when a run is continued: per field, `starts` random spins are
+    relaxed to the nearest exact energy minimum (zero torque of the ED field plus H, lower
+    energy than the start) and labelled after the candidates; the report gives the exploring
+    committee's error on them; each relaxation is kept, so a rerun redoes none."""
+    from ecnn_pyg.datasets import read_arrays, read_graph
+    from ecnn_pyg.ed import KondoED
+    from ecnn_pyg.minimize import torque
+    rd = tmp_path / "exact"
+    _copy_run(uninterrupted, rd)
+    cfg = full_config(rd, heldout)
+    cfg["exact_minima"] = {"starts": 2, "zeeman": [0.0, 0.4], "tilt": 0.5}
+    learn(cfg, rounds=3, until="3/report", **QUIET)
+    r = rd / "round_003"
+    sel = json.loads((r / "select.json").read_text())
+    assert sel["n_exact_minima"] == 4
+    rows = sel["selected"]
+    exact = [j for j, row in enumerate(rows) if row.get("exact")]
+    assert exact == list(range(len(rows) - 4, len(rows)))      # after the candidates
+    assert [rows[j]["zeeman"] for j in exact] == [0.0, 0.0, 0.4, 0.4]
+    labels = read_arrays(r / "labels_6x6.h5")
+    graph = read_graph(r / "labels_6x6.h5")
+    ed = KondoED(graph, J=3.0, electrons=30, twists=2)        # the labels' lattice
+    assert len(labels["spin"]) == len(rows)
+    for j in exact:
+        h, info = rows[j]["zeeman"], rows[j]["exact"]
+        s = np.load(r / "exact_minima" / f"{[0.0, 0.4].index(h)}_{info['start']}.npy")
+        np.testing.assert_allclose(labels["spin"][j], s, atol=1e-6)
+        assert torque(ed.energy_field, s, h).max() < 1e-5 and info["torque_max"] < 1e-5
+        # the label is the ED of the relaxed state (the relaxation's lattice is the labels')
+        assert info["energy_per_site"] == pytest.approx(
+            (labels["energy"][j] - h * labels["spin"][j][:, 2].sum()) / 36, abs=1e-6)
+        start = np.random.default_rng([cfg["seed"], 3, [0.0, 0.4].index(h),
+                                       info["start"]]).normal(size=(36, 3))
+        start[:, 2] += 0.5
+        start /= np.linalg.norm(start, axis=1, keepdims=True)
+        assert info["energy_per_site"] < (ed.energy(start) - h * start[:, 2].sum()) / 36
+    assert not np.allclose(labels["spin"][exact[0]], labels["spin"][exact[1]])
+    rep = json.loads((r / "report.json").read_text())
+    assert rep["before_training"]["by_class"]["exact minimum"]["snapshots"] == 4
+    assert "| exact minimum |" in (r / "report.md").read_text()
+    # the stage again: the kept relaxations are reused, the labels are the same
+    kept = {p.name: p.stat().st_mtime_ns for p in (r / "exact_minima").iterdir()}
+    assert len(kept) == 8
+    for name in ("select.json", "label.json", "labels_6x6.h5", "report.json"):
+        (r / name).unlink()
+    learn(cfg, rounds=3, until="3/label", **QUIET)
+    assert {p.name: p.stat().st_mtime_ns for p in (r / "exact_minima").iterdir()} == kept
     np.testing.assert_array_equal(read_arrays(r / "labels_6x6.h5")["spin"], labels["spin"])
 
 

@@ -94,6 +94,58 @@ class _MinimaRelaxer:
         return relaxed, info
 
 
+class _ExactMinima:
+    """``exact_minima``: Gaussian random spins (``tilt`` added to S_z) relaxed to the nearest
+    minimum of the exact energy, ED of the run's Hamiltonian on ``relax_twists`` and the Zeeman
+    term (L-BFGS on unit spins, :func:`ecnn_pyg.minimize.relax`). Start j at field i of
+    round k is drawn from the seed ``[seed, k, i, j]``; each result is kept in ``folder`` as
+    ``<i>_<j>.npy`` and ``<i>_<j>.json``, so that a rerun of the stage relaxes only what is
+    missing."""
+
+    def __init__(self, loop: "_Loop", k: int, folder: Path):
+        self.loop, self.k, self.folder = loop, k, folder
+        self.em = loop.cfg["exact_minima"]
+        self._ed = None
+
+    def solver(self):
+        if self._ed is None:
+            from ..generate import build_solver
+            em, ex = self.em, self.loop.cfg["explore"]
+            twists = em["relax_twists"] if em["relax_twists"] is not None \
+                else twists_of(ex, em["size"])
+            self._ed = build_solver(self.loop.labels_config(self.folder, em["size"], twists, {}))
+        return self._ed
+
+    def __call__(self) -> List[Tuple[Dict[str, Any], np.ndarray]]:
+        """``(row, spins)`` of every start: the minimum and how it was reached."""
+        out = []
+        for i, hz in enumerate(self.em["zeeman"]):
+            for j in range(self.em["starts"]):
+                done = self.folder / f"{i}_{j}.json"
+                if done.is_file():
+                    out.append((read_json(done), np.load(self.folder / f"{i}_{j}.npy")))
+                    continue
+                from ..minimize import relax
+                graph, ed = self.solver()
+                rng = np.random.default_rng([self.loop.cfg["seed"], self.k, i, j])
+                start = rng.normal(size=(graph.num_nodes, 3))
+                start[:, 2] += self.em["tilt"]
+                t0 = time.perf_counter()
+                spins, n_iter = relax(ed.energy_field, start, hz, maxiter=self.em["maxiter"])
+                energy, field = ed.energy_field(spins)
+                field[:, 2] += hz
+                row = {"size": size_label(self.em["size"]), "zeeman": float(hz), "start": j,
+                       "iterations": int(n_iter),
+                       "seconds": round(time.perf_counter() - t0, 3),
+                       "energy_per_site": float(energy - hz * spins[:, 2].sum()) / len(spins),
+                       "torque_max": float(np.linalg.norm(np.cross(spins, field), axis=1).max()),
+                       "m_z": float(spins[:, 2].mean())}
+                save_npy(self.folder / f"{i}_{j}.npy", spins)
+                write_json(done, row)
+                out.append((row, spins))
+        return out
+
+
 # ----------------------------------------------------------------------------- the run
 
 
@@ -629,7 +681,7 @@ class _Loop:
         relaxer = _MinimaRelaxer(self.committee_path(k - 1), rd / "relaxed") \
             if c["select"]["relax_minima"] and len(minima) else None
 
-        def take(indices, prefix):
+        def take(indices, prefix, extra=()):
             by_size: Dict[str, list] = {}
             rows = []
             for i in indices:
@@ -651,16 +703,24 @@ class _Loop:
                                                    row["zeeman"])
                 by_size.setdefault(label, []).append(spin)
                 rows.append(row)
+            for row, spin in extra:               # the exact minima, after the snapshots
+                by_size.setdefault(row["size"], []).append(spin)
+                rows.append(row)
             spins_files = {}
             for label, spins in by_size.items():
                 p = rd / f"{prefix}_{label}.npy"
                 save_npy(p, np.stack(spins))
                 spins_files[label] = str(p)
             return rows, spins_files
-        rows, spins = take(chosen, "selected")
+        # exact_minima: random starts relaxed with ED, labelled whatever the committee says
+        exact = [] if converged or not c["exact_minima"]["starts"] else [
+            ({"index": -1, "size": row["size"], "start": "random", "zeeman": row["zeeman"],
+              "temperature": 0.0, "class": "exact minimum", "minimum": True, "exact": row},
+             spin) for row, spin in _ExactMinima(self, k, rd / "exact_minima")()]
+        rows, spins = take(chosen, "selected", exact)
         audit_rows, audit_spins = take(audit, "audit")
         return {"n_candidates": int(score["n_candidate"]), "n_selected": len(rows),
-                "n_minima": int(len(minima)),
+                "n_minima": int(len(minima)), "n_exact_minima": len(exact),
                 "max_per_round": c["select"]["max_per_round"], "selected": rows,
                 "spins": spins, "n_audit": len(audit_rows), "audit": audit_rows,
                 "audit_spins": audit_spins}

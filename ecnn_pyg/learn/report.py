@@ -195,6 +195,7 @@ def round_report(loop, k: int, stop: Optional[str]) -> Dict[str, Any]:
         if (rd / "select.json").exists():
             sel = read_json(rd / "select.json")
             rep["n_selected"], rep["n_audit"] = sel["n_selected"], sel.get("n_audit", 0)
+            rep["n_exact_minima"] = sel.get("n_exact_minima", 0)
             if (rd / "label.json").exists():
                 lab = read_json(rd / "label.json")
                 rep["ed_labels"], rep["ed_wall_s"] = lab["ed_labels"], lab["wall_s"]
@@ -231,10 +232,12 @@ def _before_training(loop, k: int, lab: Mapping[str, Any], sel: Mapping[str, Any
     audit_classes: Dict[str, List[str]] = {}
     for row in sel.get("audit") or []:
         audit_classes.setdefault(row["size"], []).append(row["class"])
-    # the trained labels: candidates, and the minima of select.minima (in the order of select)
+    # the trained labels: candidates, the minima of select.minima and the exact minima of
+    # exact_minima (in the order of select)
     trained_classes: Dict[str, List[str]] = {}
     for row in sel.get("selected") or []:
         trained_classes.setdefault(row["size"], []).append(
+            "exact minimum" if row.get("exact") else
             "minimum" if row.get("minimum") else "candidate")
     parts = [(p, None) for p in lab["files"]] + [(p, "audit") for p in lab.get("audit_files", [])]
     per_size: Dict[str, Dict[str, list]] = {}
@@ -266,7 +269,7 @@ def _before_training(loop, k: int, lab: Mapping[str, Any], sel: Mapping[str, Any
     sigma, cls = np.concatenate(flat["sigma"]), np.asarray(flat["class"])
     err = np.linalg.norm(pred - true, axis=-1)
     by_class = {}
-    for c in ("accurate", "candidate", "failed", "minimum"):
+    for c in ("accurate", "candidate", "failed", "minimum", "exact minimum"):
         m = cls == c
         if m.any():
             de = np.asarray(energy_errors[c])
@@ -313,7 +316,10 @@ def write_round_markdown(path: Path, rep: Mapping[str, Any]) -> None:
             lines.append(f"| {g['size']} {g['start']} H_z={g['zeeman']:g} T={g['temperature']:g} "
                          f"| {g['accurate']} | {g['candidate']} | {g['failed']} |")
         lines += ["", f"Share accurate: {_fmt(rep['share_accurate'], '.3f')}; selected "
-                  f"{rep.get('n_selected', 0)}, audited {rep.get('n_audit', 0)}; exact labels "
+                  f"{rep.get('n_selected', 0)}"
+                  + (f" (of them {rep['n_exact_minima']} exact minima of random starts)"
+                     if rep.get("n_exact_minima") else "")
+                  + f", audited {rep.get('n_audit', 0)}; exact labels "
                   f"{rep['ed_labels']} in "
                   f"{_fmt(rep['ed_wall_s'], '.1f')} s.", ""]
         bt = rep.get("before_training")
@@ -329,7 +335,7 @@ def write_round_markdown(path: Path, rep: Mapping[str, Any]) -> None:
                       "| class | sites | RMS sigma_B | actual RMS error | RMSE(E/N) |",
                       "|---|---|---|---|---|"]
             for c, row in bt["by_class"].items():
-                name = c if c in ("candidate", "minimum") else f"{c} (audit)"
+                name = c if c in ("candidate", "minimum", "exact minimum") else f"{c} (audit)"
                 lines.append(f"| {name} | {row['sites']} | {_fmt(row['sigma_rms'])} | "
                              f"{_fmt(row['error_site_rms'])} | "
                              f"{_fmt(row.get('rmse_energy_per_site'), '.2e')} |")

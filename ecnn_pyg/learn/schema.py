@@ -49,6 +49,8 @@ LEARN_SCHEMA = {
     "select": (dict, {}),
     "stop": (dict, {}),
     "validation": (list, []),
+    # exact minima searched beside the exploration (SECTIONS["exact_minima"])
+    "exact_minima": (dict, {}),
     # a last, longer training of the committee on all data once the loop has stopped:
     # training keys over committee.train (e.g. max_epochs, lr); null: none
     "final": ((dict, _NONE), None),
@@ -116,6 +118,19 @@ SECTIONS = {
         "minima": (bool, False),     # also label the final state of every T = 0 trajectory
         "relax_minima": (bool, False),   # ... relaxed first to the committee's nearest minimum
     },
+    # Random starts relaxed to the nearest minimum of the exact (ED) energy, Zeeman term
+    # included, and labelled in every round beside the committee's candidates: a search of
+    # the exact landscape where the committee's may hold no basin (states it never saw)
+    "exact_minima": {
+        "starts": (int, 0),            # per field and round; 0: none
+        "size": ((list, int, _NONE), None),     # one of explore.sizes; null: the first
+        "zeeman": ((float, list, _NONE), None),  # null: explore.zeeman
+        "tilt": (float, 0.0),          # added to S_z of the Gaussian random spins before norming
+        # the lattice of the relaxation (twists of the cell): cheaper than the labels' (the
+        # minimum is then labelled with explore.twists); null: the labels' own
+        "relax_twists": (_TWISTS, None),
+        "maxiter": (int, 3000),        # L-BFGS iterations per start at most
+    },
     "stop": {
         "accurate_share": (float, 0.95),
         "max_rounds": (int, 5),
@@ -127,7 +142,7 @@ STARTS = {"random": "random", "triple-q": "triple-q", "ferromagnet": "ferro", "f
 #: the disagreement statistics a selection may use: the max or the RMS over sites of sigma_B
 STATISTICS = ("max", "rms")
 #: keys that may change when a run is continued (everything else is the run's identity)
-RESUME_MUTABLE = ("num_threads", "processes", "stop", "validation", "final")
+RESUME_MUTABLE = ("num_threads", "processes", "stop", "validation", "final", "exact_minima")
 #: keys of sections that may change too: how many rounds, and how the next rounds explore
 #: (a finished round keeps its record; a round whose exploration is under way refuses a
 #: change of its fields, temperatures or replicas through the trajectory file's settings)
@@ -260,6 +275,28 @@ def _check_start(start, sizes: List[List[int]], n_sites_of) -> None:
                           "fit none of the exploration sizes "
                           f"{', '.join(size_label(s) for s in sizes)} (one configuration "
                           "of N sites: (N, 3) or (L1, L2, 3))")
+
+
+def _exact_minima_section(raw: Mapping, explore: Mapping) -> Dict[str, Any]:
+    """The ``exact_minima`` section complete: its size one of the exploration's, its fields
+    explore.zeeman unless given."""
+    em = _section(raw, "exact_minima", "exact_minima")
+    _positive(em["starts"], "starts", "exact_minima", allow_zero=True)
+    _positive(em["maxiter"], "maxiter", "exact_minima")
+    if em["size"] is None:
+        em["size"] = explore["sizes"][0]
+    em["size"] = _check_size(em["size"], "exact_minima.size")
+    if size_label(em["size"]) not in {size_label(s) for s in explore["sizes"]}:
+        raise ConfigError(f"exact_minima.size {size_label(em['size'])} is not one of "
+                          f"explore.sizes ({', '.join(size_label(s) for s in explore['sizes'])})"
+                          ": its minima are labelled as that size's")
+    _check_twists(em["relax_twists"], "exact_minima.relax_twists")
+    em["zeeman"] = _floats(explore["zeeman"] if em["zeeman"] is None else em["zeeman"])
+    if not all(math.isfinite(h) for h in em["zeeman"]):
+        raise ConfigError(f"exact_minima.zeeman must be finite numbers, got {em['zeeman']}")
+    if not math.isfinite(em["tilt"]):
+        raise ConfigError(f"exact_minima.tilt must be a finite number, got {em['tilt']}")
+    return em
 
 
 def load_learn_config(source: Union[str, Path, Mapping],
@@ -408,6 +445,7 @@ def load_learn_config(source: Union[str, Path, Mapping],
         raise ConfigError("electrons counts the electrons of one supercell, but the seed data "
                           "and exploration use several sizes; give filling (electrons per "
                           "spin-orbital) or mu instead")
+    cfg["exact_minima"] = _exact_minima_section(cfg["exact_minima"], ex)
     # --- selection and stop
     sel = _section(cfg["select"], "select", "select")
     if sel["statistic"] not in STATISTICS:
