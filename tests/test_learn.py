@@ -244,6 +244,7 @@ def test_scratch_starts_tiles_the_lowest_relaxed_state_of_each_field(uninterrupt
     tiled periodically, and one start per |n_sk| class; with --exact-twists, the exact energy
     of each relaxed state."""
     import runpy
+    import shutil
     import h5py
     from ecnn_pyg.datasets import read_graph
     from ecnn_pyg.ed import KondoED
@@ -300,6 +301,18 @@ def test_scratch_starts_tiles_the_lowest_relaxed_state_of_each_field(uninterrupt
     assert len(fresh) == 4 and {ln.split()[3] for ln in fresh} == {"0.0000", "0.5000"}
     assert len([ln for ln in out[1:] if ln.split()[:1] == ["round_002"]]) == len(
         ns["final_states"](uninterrupted / "round_002", "6x6"))
+    # the exact minima a round labelled (exact_minima) are read as states too
+    run = tmp_path / "with_exact"
+    shutil.copytree(uninterrupted, run)
+    (run / "round_002" / "exact_minima").mkdir()
+    np.save(run / "round_002" / "exact_minima" / "1_0.npy", rows[0]["spin"])
+    (run / "round_002" / "exact_minima" / "1_0.json").write_text(json.dumps(
+        {"size": "6x6", "zeeman": 0.5, "m_z": float(rows[0]["spin"][:, 2].mean())}))
+    main(["--learn", str(run), "--cell", "6", "--size", "12", "--rounds", "last",
+          "--out", str(tmp_path / "x_h{}.npy"), "--out-class", str(tmp_path / "x{}.npy")])
+    out = capsys.readouterr().out.splitlines()
+    exact = [ln for ln in out if ln.split()[1:3] == ["exact", "x1_0"]]
+    assert len(exact) == 1 and exact[0].split()[3] == "0.5000"
     with pytest.raises(SystemExit, match="not a multiple"):
         main(["--learn", str(uninterrupted), "--cell", "6", "--size", "13"])
     main(["--learn", str(uninterrupted), "--cell", "6", "--size", "12", "--fields", "0.5",

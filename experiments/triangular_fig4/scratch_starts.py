@@ -3,7 +3,9 @@
 51_learn_from_scratch.yaml explores with ML-LLG from random, triple-Q and ferromagnetic
 starts at H_z = 0.002, 0.005 and 0.008. This script reads every explored round of that run
 (or the last, --rounds last) and takes the final state of every T = 0 trajectory on the
-12 x 12 cell: the states the exploration found, whichever committee drove it. A few hundred
+12 x 12 cell: the states the exploration found, whichever committee drove it, and the exact
+minima of random starts that the rounds labelled (the config's exact_minima), at the same
+fields. A few hundred
 LLG steps need not reach a minimum (a triple-Q state can still be on its way to the
 n_sk = 2 crystal), so each is relaxed to the committee's nearest energy minimum (L-BFGS on
 the unit spins, the committee's mean energy and field in float64, the Zeeman term
@@ -73,6 +75,22 @@ def final_states(round_dir: Path, size: str):
                          "spin": s})
     if not rows:
         raise SystemExit(f"no T = 0 trajectory on {size} in {round_dir / 'explore'}")
+    return rows
+
+
+def exact_minima_states(round_dir: Path, size: str) -> list:
+    """One row per exact minimum of a random start that the round labelled (the learn
+    config's ``exact_minima``, kept in ``round_k/exact_minima/``) on the ``size`` cell."""
+    rows = []
+    nan = float("nan")
+    for info_file in sorted((round_dir / "exact_minima").glob("*.json")):
+        info = json.loads(info_file.read_text())
+        if info["size"] != size:
+            continue
+        rows.append({"round": round_dir.name, "start": "exact", "run": f"x{info_file.stem}",
+                     "zeeman": round(float(info["zeeman"]), 6), "e": nan, "n_sk": nan,
+                     "m_z": float(info["m_z"]), "sigma_max": nan,
+                     "spin": np.load(info_file.with_suffix(".npy"))})
     return rows
 
 
@@ -204,6 +222,9 @@ def main(argv=None):
         if unknown:
             raise SystemExit(f"--fields {unknown}: not explored (explored: {explored})")
         rows = [r for r in rows if r["zeeman"] in {round(h, 6) for h in a.fields}]
+    # the exact minima of random starts the rounds labelled (exact_minima), at those fields
+    rows += [r for rd in rounds for r in exact_minima_states(rd, f"{a.cell}x{a.cell}")
+             if r["zeeman"] in {q["zeeman"] for q in rows}]
     rows += random_rows(sorted({r["zeeman"] for r in rows}), len(rows[0]["spin"]), a.random,
                         a.seed, a.tilt)
     torch.set_num_threads(1)
