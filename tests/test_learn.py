@@ -305,13 +305,13 @@ def test_scratch_starts_tiles_the_lowest_relaxed_state_of_each_field(uninterrupt
     run = tmp_path / "with_exact"
     shutil.copytree(uninterrupted, run)
     (run / "round_002" / "exact_minima").mkdir()
-    np.save(run / "round_002" / "exact_minima" / "1_0.npy", rows[0]["spin"])
-    (run / "round_002" / "exact_minima" / "1_0.json").write_text(json.dumps(
+    np.save(run / "round_002" / "exact_minima" / "0.5_0.npy", rows[0]["spin"])
+    (run / "round_002" / "exact_minima" / "0.5_0.json").write_text(json.dumps(
         {"size": "6x6", "zeeman": 0.5, "m_z": float(rows[0]["spin"][:, 2].mean())}))
     main(["--learn", str(run), "--cell", "6", "--size", "12", "--rounds", "last",
           "--out", str(tmp_path / "x_h{}.npy"), "--out-class", str(tmp_path / "x{}.npy")])
     out = capsys.readouterr().out.splitlines()
-    exact = [ln for ln in out if ln.split()[1:3] == ["exact", "x1_0"]]
+    exact = [ln for ln in out if ln.split()[1:3] == ["exact", "x0.5_0"]]
     assert len(exact) == 1 and exact[0].split()[3] == "0.5000"
     with pytest.raises(SystemExit, match="not a multiple"):
         main(["--learn", str(uninterrupted), "--cell", "6", "--size", "13"])
@@ -582,13 +582,13 @@ def test_exact_minima_of_random_starts_are_labelled(uninterrupted, heldout, tmp_
     assert len(labels["spin"]) == len(rows)
     for j in exact:
         h, info = rows[j]["zeeman"], rows[j]["exact"]
-        s = np.load(r / "exact_minima" / f"{[0.0, 0.4].index(h)}_{info['start']}.npy")
+        s = np.load(r / "exact_minima" / f"{h:g}_{info['start']}.npy")
         np.testing.assert_allclose(labels["spin"][j], s, atol=1e-6)
         assert torque(ed.energy_field, s, h).max() < 1e-5 and info["torque_max"] < 1e-5
         # the label is the ED of the relaxed state (the relaxation's lattice is the labels')
         assert info["energy_per_site"] == pytest.approx(
             (labels["energy"][j] - h * labels["spin"][j][:, 2].sum()) / 36, abs=1e-6)
-        start = np.random.default_rng([cfg["seed"], 3, [0.0, 0.4].index(h),
+        start = np.random.default_rng([cfg["seed"], 3, int(round(h * 1e6)),
                                        info["start"]]).normal(size=(36, 3))
         start[:, 2] += 0.5
         start /= np.linalg.norm(start, axis=1, keepdims=True)

@@ -97,10 +97,11 @@ class _MinimaRelaxer:
 class _ExactMinima:
     """``exact_minima``: Gaussian random spins (``tilt`` added to S_z) relaxed to the nearest
     minimum of the exact energy, ED of the run's Hamiltonian on ``relax_twists`` and the Zeeman
-    term (L-BFGS on unit spins, :func:`ecnn_pyg.minimize.relax`). Start j at field i of
-    round k is drawn from the seed ``[seed, k, i, j]``; each result is kept in ``folder`` as
-    ``<i>_<j>.npy`` and ``<i>_<j>.json``, so that a rerun of the stage relaxes only what is
-    missing."""
+    term (L-BFGS on unit spins, :func:`ecnn_pyg.minimize.relax`). Start j at field H_z of
+    round k is drawn from the seed ``[seed, k, round(H_z * 1e6), j]``; each result is kept in
+    ``folder`` as ``<H_z>_<j>.npy`` and ``.json``, named by the field rather than its place in
+    the list (which may change on continuation), so that a rerun of the stage relaxes only
+    what is missing."""
 
     def __init__(self, loop: "_Loop", k: int, folder: Path):
         self.loop, self.k, self.folder = loop, k, folder
@@ -118,16 +119,18 @@ class _ExactMinima:
 
     def __call__(self) -> List[Tuple[Dict[str, Any], np.ndarray]]:
         """``(row, spins)`` of every start: the minimum and how it was reached."""
+        from ..minimize import relax
         out = []
-        for i, hz in enumerate(self.em["zeeman"]):
+        for hz in self.em["zeeman"]:
             for j in range(self.em["starts"]):
-                done = self.folder / f"{i}_{j}.json"
+                name = f"{hz:g}_{j}"
+                done = self.folder / f"{name}.json"
                 if done.is_file():
-                    out.append((read_json(done), np.load(self.folder / f"{i}_{j}.npy")))
+                    out.append((read_json(done), np.load(self.folder / f"{name}.npy")))
                     continue
-                from ..minimize import relax
                 graph, ed = self.solver()
-                rng = np.random.default_rng([self.loop.cfg["seed"], self.k, i, j])
+                rng = np.random.default_rng([self.loop.cfg["seed"], self.k,
+                                             int(round(hz * 1e6)), j])
                 start = rng.normal(size=(graph.num_nodes, 3))
                 start[:, 2] += self.em["tilt"]
                 t0 = time.perf_counter()
@@ -140,7 +143,7 @@ class _ExactMinima:
                        "energy_per_site": float(energy - hz * spins[:, 2].sum()) / len(spins),
                        "torque_max": float(np.linalg.norm(np.cross(spins, field), axis=1).max()),
                        "m_z": float(spins[:, 2].mean())}
-                save_npy(self.folder / f"{i}_{j}.npy", spins)
+                save_npy(self.folder / f"{name}.npy", spins)
                 write_json(done, row)
                 out.append((row, spins))
         return out
