@@ -195,3 +195,16 @@ def test_ranks_agree_on_decisions_metrics_and_data(square_data, tmp_path):
     assert res[0][1]["loss"] == pytest.approx(1.0)
     for _, _, refused in res:
         assert "different runs" in refused and "rank 0 [(6, 3)], rank 1 [(5, 3)]" in refused
+
+
+def test_ddp_weighted_loss_equals_one_process(square_data, tmp_path):
+    """weight_by_energy under DDP: each rank weighs its share of a batch (and of the
+    validation samples) as one process weighs the whole; the same steps, the same log."""
+    kw = dict(energy_weight=3.0, weight_by_energy=0.01)
+    train(_cfg(square_data, tmp_path / "one", **kw))
+    assert run_ranks(2, train, _cfg(square_data, tmp_path / "two", **kw)) is not None
+    _assert_same_state(tmp_path / "one" / "last.pt", tmp_path / "two" / "last.pt", 1e-10, 1e-12)
+    _assert_same_log(tmp_path / "one", tmp_path / "two", 1e-9)
+    # and the weights changed the steps: the unweighted run differs
+    train(_cfg(square_data, tmp_path / "plain", energy_weight=3.0))
+    assert _log(tmp_path / "plain")[-1]["train_loss"] != _log(tmp_path / "one")[-1]["train_loss"]

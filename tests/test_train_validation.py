@@ -109,9 +109,9 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(square_data, t
     calls = {"n": 0}
     loss = trainer_module.field_energy_loss
 
-    def poisoned(*args):
+    def poisoned(*args, **kw):
         calls["n"] += 1
-        value = loss(*args)
+        value = loss(*args, **kw)
         return value * math.nan if calls["n"] > 4 else value     # 2 batches per epoch
     monkeypatch.setattr(trainer_module, "field_energy_loss", poisoned)
     rd = tmp_path / "run"

@@ -203,10 +203,11 @@ class DataParallel:
         mine = slice(self.rank, None, self.world)
         for part in parts:
             val = {k: v[mine] for k, v in part.val.items()}
+            w = getattr(part, "val_weight", None)
             if val[K.ENERGY].shape[0]:
                 evaluate_arrays(module, part.graph, val[K.SPIN], val[K.FIELD], val[K.ENERGY],
                                 batch_size=batch_size, energy_weight=energy_weight,
-                                accumulator=acc)
+                                accumulator=acc, weights=None if w is None else w[mine])
         return self.reduce_metrics(acc)
 
     def agree(self, value: Any, what: str = "agreeing on when to stop") -> Any:

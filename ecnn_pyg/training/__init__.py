@@ -8,7 +8,8 @@ One concept per module:
 * :mod:`.data`: the samples of one or several supercells (:class:`TrainingPart`,
   :func:`load_training_parts`) and their batches (:class:`GraphBatcher`);
 * :mod:`.loss`: ``MSE(B) + energy_weight * MSE(E / N)`` (MSE over all field
-  components);
+  components), optionally weighted per sample (``weight_by_energy``: the
+  low-energy states count more, :meth:`Trainer._set_sample_weights`);
 * :mod:`.evaluate`: predictions and metrics (:func:`evaluate_arrays`,
   :func:`evaluate_parts`);
 * :mod:`.log`: ``log.csv`` and the learning curve;

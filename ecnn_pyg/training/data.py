@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
+import torch
 from torch_geometric.data import Batch
 
 from .. import keys as K
@@ -68,6 +69,8 @@ class TrainingPart:
             :class:`~ecnn_pyg.augment.RotationAugment` of the graph, set by the
             :class:`~ecnn_pyg.training.Trainer` (``augment`` ``None`` without
             augmentation).
+        train_weight, val_weight: per-sample loss weights ``(n,)`` set by the trainer
+            (``weight_by_energy``), or ``None``: every sample weighs 1.
 
     Args:
         graph: the lattice graph.
@@ -80,6 +83,8 @@ class TrainingPart:
         self.graph, self.size, self.train, self.val = graph, list(size), train, val
         self.batcher: Optional[GraphBatcher] = None
         self.augment: Optional[RotationAugment] = None
+        self.train_weight: Optional[torch.Tensor] = None
+        self.val_weight: Optional[torch.Tensor] = None
 
     @property
     def n_sites(self) -> int:

@@ -18,7 +18,8 @@ __all__ = ["evaluate_arrays", "evaluate_parts"]
 def evaluate_arrays(model, graph, spin: torch.Tensor, field: Optional[torch.Tensor] = None,
                     energy: Optional[torch.Tensor] = None, batch_size: int = 8,
                     energy_weight: float = 0.0, progress: bool = False,
-                    accumulator: Optional[ErrorAccumulator] = None) -> Dict[str, Any]:
+                    accumulator: Optional[ErrorAccumulator] = None,
+                    weights: Optional[torch.Tensor] = None) -> Dict[str, Any]:
     """Predict energies and fields of ``spin`` ``(n, N, 3)`` on ``graph``.
 
     The model runs in eval mode in its own dtype (the spins are cast to it),
@@ -35,6 +36,8 @@ def evaluate_arrays(model, graph, spin: torch.Tensor, field: Optional[torch.Tens
         progress: show a progress bar.
         accumulator: an :class:`~ecnn_pyg.metrics.ErrorAccumulator` that also
             receives the errors (to pool several calls).
+        weights: per-configuration weights ``(n,)`` of the reported loss (training
+            ``weight_by_energy``); the RMSEs are unweighted.
 
     Returns:
         ``{"energy": (n,), "field": (n, N, 3)}`` (float64 numpy) and, when
@@ -68,7 +71,8 @@ def evaluate_arrays(model, graph, spin: torch.Tensor, field: Optional[torch.Tens
                 f = field[sl].to(dtype)
                 e = energy[sl].to(dtype) if energy is not None else torch.full_like(pe, float("nan"))
                 nn_ = torch.full_like(pe, float(n_sites))
-                loss = field_energy_loss(pf, f, pe, e, nn_, energy_weight)
+                loss = field_energy_loss(pf, f, pe, e, nn_, energy_weight,
+                                         weights=None if weights is None else weights[sl])
                 for a in (acc, accumulator):
                     if a is not None:
                         a.update(pf.reshape(-1, 3), f.reshape(-1, 3), s.reshape(-1, 3), pe, e,
@@ -108,5 +112,6 @@ def evaluate_parts(model, parts: Sequence[TrainingPart], split: str, batch_size:
         t = torch.as_tensor
         per_part.append(evaluate_arrays(model, part.graph, t(arr[K.SPIN]), t(arr[K.FIELD]),
                                         t(arr[K.ENERGY]), batch_size=batch_size,
-                                        energy_weight=energy_weight, accumulator=acc))
+                                        energy_weight=energy_weight, accumulator=acc,
+                                        weights=getattr(part, f"{split}_weight", None)))
     return {"metrics": acc.compute(), "parts": per_part}

@@ -32,6 +32,7 @@ TRAIN_SCHEMA = {
     "batch_size": (int, 1),
     "energy_weight": (float, 0.0),
     "auto_energy_shift": (bool, True),
+    "weight_by_energy": ((float, _NONE), None),  # D: sample weights (D / (e - e_min + D))^2
     "optimizer": (str, "adagrad"),
     "lr": (float, 0.01),
     "weight_decay": (float, 0.0),
@@ -59,6 +60,8 @@ RANGES = {
     "num_threads": (lambda v: v >= 1, ">= 1 (or null: torch's default)"),
     "batch_size": (lambda v: v >= 1, ">= 1"),
     "energy_weight": (lambda v: v >= 0, ">= 0 and finite (0: fields only)"),
+    "weight_by_energy": (lambda v: v > 0, "> 0 and finite, an energy per site (or null: "
+                                           "every sample weighs the same)"),
     "lr": (lambda v: v > 0, "> 0 and finite"),
     "weight_decay": (lambda v: v >= 0, ">= 0 and finite"),
     "grad_clip": (lambda v: v > 0, "> 0 and finite (or null: no clipping)"),

@@ -184,6 +184,35 @@ class Trainer:
                 if part.augment is not None and part.augment.trivial:
                     part.augment = None
         self.parts = parts
+        self._set_sample_weights()
+
+    def _set_sample_weights(self) -> None:
+        """``weight_by_energy: D``: every sample weighs ``(D / (e - e_min + D))^2``.
+
+        ``e`` is the sample's label energy per site and ``e_min`` the lowest of the training
+        split (over all supercells); the weights are divided by their mean over the training
+        split, and the validation samples get the same formula and divisor, so that the
+        validation loss (which selects the best epoch) is the quantity the training lowers.
+        The low-energy states that decide which phase wins (minima, crystals) then count
+        more than disordered ones D or more per site above them, whose energy errors a
+        strictly local model cannot bring to zero at the same time (energy-based weighting
+        of fitting data, as interatomic-potential fitting codes do). The reported RMSEs stay
+        unweighted. Without the key every sample weighs 1 (``part.train_weight`` is None).
+        """
+        d = self.cfg["weight_by_energy"]
+        for part in self.parts:
+            part.train_weight = part.val_weight = None
+        if d is None:
+            return
+        per_site = {split: [getattr(p, split)[K.ENERGY].double() / p.n_sites
+                            for p in self.parts] for split in ("train", "val")}
+        e_min = float(torch.cat(per_site["train"]).min())
+        raw = {split: [(d / (e - e_min + d).clamp_min(d)) ** 2 for e in es]
+               for split, es in per_site.items()}
+        norm = float(torch.cat(raw["train"]).mean())
+        for i, part in enumerate(self.parts):
+            part.train_weight = (raw["train"][i] / norm).to(self.dtype)
+            part.val_weight = (raw["val"][i] / norm).to(self.dtype)
 
     @property
     def graph(self):
@@ -400,8 +429,9 @@ class Trainer:
             b = part.batcher(spin, field, energy)
             nn_ = torch.full((len(idx),), float(part.n_sites), dtype=self.dtype)
             out = self.dp.model(b, b[K.SPIN], compute_field=True, training=True)
+            w = part.train_weight[idx] if part.train_weight is not None else None
             loss = field_energy_loss(out[K.FIELD], b[K.FIELD], out[K.ENERGY], energy, nn_,
-                                     cfg["energy_weight"])
+                                     cfg["energy_weight"], weights=w)
             # (under DDP a rank alone must not stop inside a step: the NaN reaches every
             # rank's weights through the gradient reduction, and the epoch's check stops all)
             if not self.dp.active and not torch.isfinite(loss.detach()):

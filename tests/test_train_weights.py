@@ -1,0 +1,80 @@
+"""Energy-based sample weights (training key ``weight_by_energy``): the weighted loss in closed
+form, the weights of every sample, the validation loss that selects the best epoch, bad values."""
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from ecnn_pyg import keys as K
+from ecnn_pyg.config import ConfigError
+from ecnn_pyg.pretrained import load_model
+from ecnn_pyg.training import Trainer, train
+from ecnn_pyg.training.evaluate import evaluate_arrays
+from ecnn_pyg.training.loss import field_energy_loss
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _cfg(data, run_dir, **kw):
+    return {"data": str(data), "run_dir": str(run_dir), "max_epochs": 2, "batch_size": 2,
+            "optimizer": "adam", "lr": 0.01, "progress": False, "plot_every": 0,
+            "energy_weight": 5.0, "model_config": {"channels": 2, "num_blocks": 1, "lmax": 1},
+            **kw}
+
+
+def test_weighted_loss_closed_form():
+    g = torch.Generator().manual_seed(0)
+    fp, f = torch.randn(3, 4, 3, generator=g), torch.randn(3, 4, 3, generator=g)
+    ep, e = torch.randn(3, generator=g), torch.randn(3, generator=g)
+    per = ((fp - f) ** 2).mean(dim=(1, 2)) + 7.0 * ((ep - e) / 4.0) ** 2
+    w = torch.tensor([0.5, 2.0, 0.0])
+    got = field_energy_loss(fp.reshape(-1, 3), f.reshape(-1, 3), ep, e, 4.0, 7.0, weights=w)
+    assert float(got) == pytest.approx(float((w * per).mean()), rel=1e-6)
+    # unit weights: the unweighted loss; a zero weight drops a sample's errors
+    ones = field_energy_loss(fp, f, ep, e, 4.0, 7.0, weights=torch.ones(3))
+    assert float(ones) == pytest.approx(float(field_energy_loss(fp, f, ep, e, 4.0, 7.0)), rel=1e-6)
+    assert float(field_energy_loss(fp[:2], f[:2], ep[:2], e[:2], 4.0, 7.0)) == pytest.approx(
+        float(field_energy_loss(fp, f, ep, e, 4.0, 7.0, weights=torch.tensor([1.5, 1.5, 0.0]))),
+        rel=1e-6)
+
+
+def test_weights_of_every_sample(square_data, tmp_path):
+    d = 0.01
+    tr = Trainer(_cfg(square_data, tmp_path / "r", weight_by_energy=d))
+    (part,) = tr.parts
+    e_tr = part.train[K.ENERGY].double() / part.n_sites
+    e_va = part.val[K.ENERGY].double() / part.n_sites
+    raw = lambda e: (d / (e - e_tr.min() + d)) ** 2
+    norm = raw(e_tr).mean()
+    assert torch.allclose(part.train_weight.double(), raw(e_tr) / norm, rtol=1e-5)
+    assert torch.allclose(part.val_weight.double(), raw(e_va) / norm, rtol=1e-5)
+    assert float(part.train_weight.double().mean()) == pytest.approx(1.0, rel=1e-5)
+    assert int(part.train_weight.argmax()) == int(e_tr.argmin())
+    # the energies of this set spread over more than d: the weights are far from uniform
+    assert float(part.train_weight.max() / part.train_weight.min()) > 1.5
+    assert Trainer(_cfg(square_data, tmp_path / "u")).parts[0].train_weight is None
+
+
+def test_validation_loss_is_the_weighted_one(square_data, tmp_path):
+    rd = tmp_path / "r"
+    train(_cfg(square_data, rd, weight_by_energy=0.01))
+    rows = list(csv.DictReader(open(rd / "log.csv")))
+    tr = Trainer(_cfg(square_data, tmp_path / "x", weight_by_energy=0.01))
+    (part,) = tr.parts
+    model = load_model(rd / "last.pt")
+    args = (model, part.graph, part.val[K.SPIN], part.val[K.FIELD], part.val[K.ENERGY])
+    kw = dict(batch_size=16, energy_weight=5.0)
+    weighted = evaluate_arrays(*args, weights=part.val_weight, **kw)["metrics"]
+    plain = evaluate_arrays(*args, **kw)["metrics"]
+    assert float(rows[-1]["val_loss"]) == pytest.approx(weighted["loss"], rel=1e-4)
+    assert abs(plain["loss"] - weighted["loss"]) > 1e-3 * plain["loss"]
+    # the RMSEs stay unweighted
+    assert float(rows[-1]["val_rmse_field"]) == pytest.approx(plain["rmse_field"], rel=1e-4)
+
+
+@pytest.mark.parametrize("value", [0.0, -0.01, float("nan")])
+def test_bad_weight_by_energy(square_data, tmp_path, value):
+    with pytest.raises(ConfigError, match="weight_by_energy.*> 0"):
+        Trainer(_cfg(square_data, tmp_path / "r", weight_by_energy=value))
+    assert not (tmp_path / "r").exists()
