@@ -156,6 +156,7 @@ BAD = [
     ({"exact_minima": {"starts": 1, "size": [8, 8]}}, "exact_minima.size 8x8 is not one of"),
     ({"exact_minima": {"starts": 1, "maxiter": 0}}, "exact_minima.maxiter must be >= 1"),
     ({"final": {"max_epochs": 0}}, "final: config key 'max_epochs'"),
+    ({"final": {"weight_by_energy": 0.0}}, "final: config key 'weight_by_energy' must be > 0"),
 ]
 
 
@@ -614,7 +615,7 @@ def test_final_training_added_to_a_finished_run(uninterrupted, tmp_path, monkeyp
     from ecnn_pyg.pretrained import load_model
     from ecnn_pyg.training.trainer import Trainer
     rd = tmp_path / "run"
-    cfg = {**_copy_run(uninterrupted, rd), "final": {"max_epochs": 2}}
+    cfg = {**_copy_run(uninterrupted, rd), "final": {"max_epochs": 2, "weight_by_energy": 0.01}}
     logs = []
     learn(cfg, log=logs.append)
     rounds = [m for m in logs if m.startswith("round")]
@@ -627,6 +628,8 @@ def test_final_training_added_to_a_finished_run(uninterrupted, tmp_path, monkeyp
     summary = json.loads((rd / "summary.json").read_text())
     assert summary["committee"] == str(Path("round_002") / "final" / "committee.pt")
     assert summary["final_training"]["heldout"]["rmse_field"] > 0
+    member = yaml.safe_load((rd / "round_002" / "final" / "member_1" / "config.yaml").read_text())
+    assert member["weight_by_energy"] == 0.01 and member["max_epochs"] == 2
     assert "Final training" in (rd / "summary.md").read_text()
     final, before = load_model(rd), load_model(rd / "round_002" / "committee" / "committee.pt")
     assert len(final) == len(before)
@@ -637,7 +640,7 @@ def test_final_training_added_to_a_finished_run(uninterrupted, tmp_path, monkeyp
     assert not [m for m in logs if "final ..." in m]
     # interrupted inside member 1's second epoch, then continued
     rd2 = tmp_path / "crashed"
-    cfg2 = {**_copy_run(uninterrupted, rd2), "final": {"max_epochs": 2}}
+    cfg2 = {**_copy_run(uninterrupted, rd2), "final": dict(cfg["final"])}
     real, calls = Trainer.train_epoch, []
 
     def crashing(self, epoch):
