@@ -78,3 +78,21 @@ def test_bad_weight_by_energy(square_data, tmp_path, value):
     with pytest.raises(ConfigError, match="weight_by_energy.*> 0"):
         Trainer(_cfg(square_data, tmp_path / "r", weight_by_energy=value))
     assert not (tmp_path / "r").exists()
+
+
+def test_best_on_train_picks_the_lowest_training_loss(square_data, tmp_path):
+    """best_on: train: best.pt is the epoch of the lowest running training loss, whatever the
+    validation loss says; the validation metrics are still logged."""
+    rd = tmp_path / "r"
+    kw = dict(max_epochs=6, lr=0.5, weight_by_energy=0.01)
+    train(_cfg(square_data, rd, best_on="train", **kw))
+    rows = list(csv.DictReader(open(rd / "log.csv")))
+    by_train = 1 + int(np.argmin([float(r["train_loss"]) for r in rows]))
+    by_val = 1 + int(np.argmin([float(r["val_loss"]) for r in rows]))
+    assert by_train != by_val                       # (this run tells the two apart)
+    assert torch.load(rd / "best.pt", weights_only=False)["epoch"] == by_train
+    train(_cfg(square_data, tmp_path / "v", **kw))  # the default: the validation loss
+    assert torch.load(tmp_path / "v" / "best.pt", weights_only=False)["epoch"] == by_val
+    assert all(float(r["val_loss"]) > 0 for r in rows)
+    with pytest.raises(ConfigError, match="best_on.*'val'.*'train'"):
+        Trainer(_cfg(square_data, tmp_path / "x", best_on="validation"))

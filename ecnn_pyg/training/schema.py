@@ -43,6 +43,7 @@ TRAIN_SCHEMA = {
     "min_lr": (float, 0.0),
     "max_epochs": (int, 1000),
     "early_stopping_patience": ((int, _NONE), 100),
+    "best_on": (str, "val"),           # the loss that picks best.pt, drives the scheduler, stops
     "min_delta": (float, 0.0),
     "max_time": ((float, _NONE), None),
     "augment": ((bool, str), False),   # true = "rotations"; "point_group": mirrors too
@@ -122,6 +123,9 @@ def load_train_config(config, overrides: Optional[Mapping[str, Any]] = None) -> 
     if cfg["scheduler"] not in (None, "plateau"):
         raise ConfigError(f"config key 'scheduler' must be 'plateau' or null, "
                           f"got {cfg['scheduler']!r}")
+    if cfg["best_on"] not in ("val", "train"):
+        raise ConfigError(f"config key 'best_on' must be 'val' (the validation loss) or 'train' "
+                          f"(the epoch's training loss), got {cfg['best_on']!r}")
     if cfg["dtype"] is not None and cfg["dtype"] not in DTYPES:
         raise ConfigError(f"config key 'dtype' must be one of {list(DTYPES)} or null, "
                           f"got {cfg['dtype']!r}")

@@ -536,7 +536,11 @@ class Trainer:
             if self.calibrates_energy:
                 self.calibrate_energy_shift()
             va = self.validate()
-            val_loss = va["loss"] if not math.isnan(va["loss"]) else tr["loss"]
+            # the loss that picks best.pt: the validation loss, or the training loss where
+            # there is no validation sample or best_on says so (a validation split that lacks
+            # the states weight_by_energy favours would pick an epoch by the wrong ones)
+            val_loss = va["loss"] if not math.isnan(va["loss"]) and cfg["best_on"] == "val" \
+                else tr["loss"]
             if not math.isfinite(val_loss):
                 raise TrainingDivergedError(f"the validation loss became {val_loss} in epoch "
                                             f"{epoch}" + self._diverged_advice())
