@@ -191,8 +191,9 @@ class Trainer:
 
         ``e`` is the sample's label energy per site and ``e_min`` the lowest of the training
         split (over all supercells); the weights are divided by their mean over the training
-        split, and the validation samples get the same formula and divisor, so that the
-        validation loss (which selects the best epoch) is the quantity the training lowers.
+        split, and the validation samples get the same formula and divisor (one below
+        ``e_min`` weighs as the lowest training sample), so that the validation loss (which
+        selects the best epoch) is the quantity the training lowers.
         The low-energy states that decide which phase wins (minima, crystals) then count
         more than disordered ones D or more per site above them, whose energy errors a
         strictly local model cannot bring to zero at the same time (energy-based weighting
