@@ -203,7 +203,7 @@ class DataParallel:
         mine = slice(self.rank, None, self.world)
         for part in parts:
             val = {k: v[mine] for k, v in part.val.items()}
-            w = getattr(part, "val_weight", None)
+            w = part.val_weight
             if val[K.ENERGY].shape[0]:
                 evaluate_arrays(module, part.graph, val[K.SPIN], val[K.FIELD], val[K.ENERGY],
                                 batch_size=batch_size, energy_weight=energy_weight,

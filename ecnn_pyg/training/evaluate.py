@@ -113,5 +113,5 @@ def evaluate_parts(model, parts: Sequence[TrainingPart], split: str, batch_size:
         per_part.append(evaluate_arrays(model, part.graph, t(arr[K.SPIN]), t(arr[K.FIELD]),
                                         t(arr[K.ENERGY]), batch_size=batch_size,
                                         energy_weight=energy_weight, accumulator=acc,
-                                        weights=getattr(part, f"{split}_weight", None)))
+                                        weights=getattr(part, f"{split}_weight")))
     return {"metrics": acc.compute(), "parts": per_part}

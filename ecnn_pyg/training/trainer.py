@@ -201,8 +201,6 @@ class Trainer:
         unweighted. Without the key every sample weighs 1 (``part.train_weight`` is None).
         """
         d = self.cfg["weight_by_energy"]
-        for part in self.parts:
-            part.train_weight = part.val_weight = None
         if d is None:
             return
         per_site = {split: [getattr(p, split)[K.ENERGY].double() / p.n_sites
@@ -582,7 +580,7 @@ class Trainer:
         if main and cfg["plot_every"] and (self.run_dir / "log.csv").exists():
             plot_learning_curve(self.run_dir / "log.csv", self.run_dir / "learning_curve.png")
         self.stop_reason = reason
-        print(f"stopped after epoch {self.epoch} ({reason}); best val loss "
+        print(f"stopped after epoch {self.epoch} ({reason}); best {cfg['best_on']} loss "
               f"{self.best['val_loss']:.6g} at epoch {self.best['epoch']}; run dir {self.run_dir}",
               flush=True)
         if self.calibrates_energy:
