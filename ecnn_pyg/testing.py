@@ -16,14 +16,14 @@ import torch
 from torch import Tensor
 
 from . import keys as K
-from .graph import rotation_permutations, translation_permutation
+from .graph import rotation_permutations, symmetry_permutations, translation_permutation
 from .spins import random_spins     # re-exported for tests of user models
 
 __all__ = ["random_spins", "random_rotation", "default_tolerance", "relative_error",
            "rotation_equivariance_error", "assert_rotation_equivariant",
            "translation_error", "assert_translation_equivariant",
            "point_group_error", "field_gradient_error", "assert_field_is_gradient",
-           "batch_error", "time_reversal_error"]
+           "batch_error", "time_reversal_error", "symmetry_energy_error"]
 
 Model = Callable[..., Dict[str, Tensor]]
 
@@ -333,3 +333,47 @@ def time_reversal_error(model: Model, graph, spins: Tensor) -> Dict[str, float]:
     if K.FIELD in a:
         err[K.FIELD] = relative_error(b[K.FIELD], -a[K.FIELD])
     return err
+
+
+def symmetry_energy_error(model: Model, graph, spins: Tensor, lattice=None) -> Dict[str, float]:
+    r"""How far a model prices a configuration and its exactly degenerate images apart.
+
+    The Kondo lattice model with real hopping amplitudes gives the same electronic
+    energy to a configuration, to its images under the lattice's point group (rotations
+    and mirrors that map the supercell to itself) and to its time reverse
+    :math:`-\mathbf S`. A model that breaks one of them (weights per bond direction
+    learn the point group only from augmentation; axial ``1e`` spins allow terms odd in
+    :math:`\mathbf S`, such as the scalar spin chirality) prices such partners apart,
+    and so shifts ordered states of one handedness against the other: an error that
+    competes with the energy differences between magnetic phases.
+
+    Args:
+        model: callable ``model(graph, spins) -> dict`` (see module docstring).
+        graph: one periodic lattice graph (from :func:`~ecnn_pyg.graph.lattice_graph`).
+        spins: ``(N, 3)`` unit spins.
+        lattice: the graph's lattice when it is not a built-in one (as for
+            :func:`~ecnn_pyg.graph.symmetry_permutations`).
+
+    Returns:
+        ``{"rotations", "mirrors", "time_reversal"}``: the largest
+        :math:`|E(g\mathbf S) - E(\mathbf S)| / N` over the operations of each kind,
+        in the model's energy unit per site (``0.0`` where no operation of the kind
+        fits the supercell).
+
+    Raises:
+        TypeError: if the model does not return a dict with an ``"energy"`` entry.
+        LatticeError: if the lattice cannot be loaded.
+    """
+    n = spins.shape[0]
+
+    def energy(s: Tensor) -> float:
+        return float(_call(model, graph, s)[K.ENERGY].detach().double().sum())
+
+    e0 = energy(spins)
+    out = {"rotations": 0.0, "mirrors": 0.0,
+           "time_reversal": abs(energy(-spins) - e0) / n}
+    for op, perm in symmetry_permutations(graph, lattice):
+        if not op.is_identity:
+            kind = "rotations" if op.proper else "mirrors"
+            out[kind] = max(out[kind], abs(energy(spins[perm.to(spins.device)]) - e0) / n)
+    return out

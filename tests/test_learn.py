@@ -628,6 +628,7 @@ def test_final_training_added_to_a_finished_run(uninterrupted, tmp_path, monkeyp
     summary = json.loads((rd / "summary.json").read_text())
     assert summary["committee"] == str(Path("round_002") / "final" / "committee.pt")
     assert summary["final_training"]["heldout"]["rmse_field"] > 0
+    assert summary["final_training"]["symmetry"]["time_reversal"] > 0
     member = yaml.safe_load((rd / "round_002" / "final" / "member_1" / "config.yaml").read_text())
     assert member["weight_by_energy"] == 0.01 and member["max_epochs"] == 2
     assert "Final training" in (rd / "summary.md").read_text()
@@ -730,6 +731,29 @@ def test_two_rounds_end_to_end(uninterrupted):
         assert (r / "report.md").read_text().startswith(f"# Round {k}")
     committee = load_model(str(rd / "round_002" / "committee" / "committee.pt"))
     assert len(committee) == 2
+    # the symmetry check: the committee's mean energy of the lowest-energy training labels
+    # against their mirror images and time reverses, recomputed here
+    from ecnn_pyg.graph import symmetry_permutations
+    sym = json.loads((rd / "round_002" / "report.json").read_text())["symmetry"]
+    data = json.loads((rd / "round_002" / "train.json").read_text())["data"]
+    spins = np.concatenate([read_arrays(p)["spin"] for p in data])
+    energy = np.concatenate([read_arrays(p)["energy"] for p in data])
+    low = np.argsort(energy)[:4]
+    assert sym["n_states"] == 4 and sym["energy_per_site"] == pytest.approx(energy[low] / 36)
+    committee.double()
+    graph = read_graph(data[0])
+    ops = symmetry_permutations(graph)
+    e = {(i, j): float(committee(graph, torch.from_numpy(spins[i][p.numpy()]))["energy"].detach())
+         for i in low for j, (_, p) in enumerate(ops)}
+    mirror = max(abs(e[i, j] - e[i, 0]) / 36 for i in low for j, (op, _) in enumerate(ops)
+                 if not op.proper)
+    reverse = max(abs(float(committee(graph, torch.from_numpy(-spins[i]))["energy"].detach()) - e[i, 0])
+                  / 36 for i in low)
+    assert sym["mirrors"] == pytest.approx(mirror, rel=1e-6) and mirror > 1e-8
+    assert sym["time_reversal"] == pytest.approx(reverse, rel=1e-6) and reverse > 1e-8
+    assert summary["rounds"][2]["symmetry_e"] == max(sym[k] for k in
+                                                     ("rotations", "mirrors", "time_reversal"))
+    assert "Symmetry: the committee prices" in (rd / "round_002" / "report.md").read_text()
 
 
 def test_a_converged_round_is_audited_and_not_trained(tmp_path):

@@ -433,3 +433,46 @@ def test_architecture_configs():
         pub = ECNN.from_yaml("configs/model_ecnn4klm.yaml", lattice=lattice)
         assert pub.config == ECNN.from_config(published_config(lattice)).config
         assert pub.config["neighborhood"] == "paper"
+
+
+def _chirality_model(graph, c=0.01):
+    """E = c * sum of the scalar chirality S_i . (S_j x S_k) over every triangle of the
+    triangular lattice, counterclockwise: odd under time reversal and under every mirror,
+    invariant under the rotations."""
+    # a1 = (1, 0), a2 = (-1/2, sqrt(3)/2): the triangles (r, r + a1, r + a1 + a2) and
+    # (r, r + a1 + a2, r + a2), both counterclockwise
+    a1 = ecnn_pyg.translation_permutation(graph, (1, 0))
+    a2 = ecnn_pyg.translation_permutation(graph, (0, 1))
+    a12 = ecnn_pyg.translation_permutation(graph, (1, 1))
+
+    def model(_, s):
+        up = (s * torch.cross(s[a1], s[a12], dim=1)).sum()
+        down = (s * torch.cross(s[a12], s[a2], dim=1)).sum()
+        return {K.ENERGY: (c * (up + down)).view(1)}
+    return model
+
+
+def test_symmetry_energy_error_closed_form():
+    data = ecnn_pyg.lattice_graph("triangular", 6, HOP["triangular"])
+    spins = T.random_spins(36, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    model = _chirality_model(data)
+    e = float(model(data, spins)[K.ENERGY]) / 36
+    assert abs(e) > 1e-4
+    err = T.symmetry_energy_error(model, data, spins)
+    # a mirror or time reversal flips every triangle's chirality: E -> -E
+    assert err["time_reversal"] == pytest.approx(2 * abs(e), rel=1e-12)
+    assert err["mirrors"] == pytest.approx(2 * abs(e), rel=1e-12)
+    assert err["rotations"] < 1e-14
+
+
+def test_symmetry_energy_error_of_the_network():
+    # 1o spins and shell-shared weights hold every symmetry of the Hamiltonian exactly;
+    # the paper's axial spins with weights per bond direction hold none of them
+    model, data, spins = make("triangular", time_reversal=True, weight_sharing="shell")
+    err = T.symmetry_energy_error(model, data, spins)
+    assert max(err.values()) < 1e-13, err
+    model, data, spins = make("triangular", time_reversal=True)
+    err = T.symmetry_energy_error(model, data, spins)
+    assert err["time_reversal"] < 1e-13 and err["mirrors"] > 1e-7 and err["rotations"] > 1e-7
+    model, data, spins = make("triangular")
+    assert min(T.symmetry_energy_error(model, data, spins).values()) > 1e-7

@@ -475,10 +475,12 @@ class _Loop:
         The committee is trained once more on the seed data and every round's labels
         (never the audit's), member m from member m of the latest committee, with
         ``final`` over ``committee.train``; it goes to ``round_k/final/committee.pt``,
-        which becomes the run's latest committee, and is scored on the held-out sets.
+        which becomes the run's latest committee, and is scored on the held-out sets and
+        for the symmetries (:func:`~ecnn_pyg.learn.report.symmetry_scores`).
         """
         from ..committee import read_committee_info
-        from .report import heldout_scores, latest_committee
+        from ..pretrained import load_model
+        from .report import heldout_scores, latest_committee, symmetry_scores
         c = self.cfg
         data = self.training_data(k)
         init = latest_committee(self.run_dir)
@@ -488,9 +490,10 @@ class _Loop:
         info = read_committee_info(path)
         out = {"committee": str(path), "init_from": str(init), "data": data,
                "trust": info.get("trust"), "metrics": info.get("metrics")}
+        committee = load_model(path).eval()
         if c["validation"]:
-            from ..pretrained import load_model
-            out["heldout"] = heldout_scores(load_model(path).eval(), c["validation"])
+            out["heldout"] = heldout_scores(committee, c["validation"])
+        out["symmetry"] = symmetry_scores(committee, data)
         return out
 
     # ------------------------------------------------------------------ exploration

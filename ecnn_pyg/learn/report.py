@@ -10,7 +10,11 @@ A round's report (``round_NNN/report.json`` and ``report.md``) holds:
 * how well sigma_B predicted that error (:func:`calibration`): per site, the actual error
   in bins of sigma_B and their correlation; per snapshot, the correlation of the selection
   statistic with the snapshot's actual error;
-* the new committee's validation metrics and the RMSE(B) of its mean on every held-out set.
+* the new committee's validation metrics and the RMSE(B) of its mean on every held-out set;
+* how far the new committee prices exactly degenerate states apart
+  (:func:`symmetry_scores`): its lowest-energy training labels against their images under
+  the lattice rotations, the mirrors and time reversal, which the exact energy of the
+  Kondo lattice model does not tell apart.
 
 ``summary.json`` / ``summary.md`` in the run directory have one row per round (see
 ``docs/active_learning.md`` for the columns).
@@ -23,8 +27,11 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
-__all__ = ["calibration", "predict", "round_report", "write_round_markdown", "write_summary",
-           "SUMMARY_COLUMNS"]
+__all__ = ["calibration", "predict", "round_report", "symmetry_scores", "write_round_markdown",
+           "write_summary", "SUMMARY_COLUMNS"]
+
+#: how many of the lowest-energy training labels :func:`symmetry_scores` checks
+SYMMETRY_STATES = 4
 
 #: summary column -> description (docs/active_learning.md lists the same)
 SUMMARY_COLUMNS = {
@@ -47,6 +54,9 @@ SUMMARY_COLUMNS = {
     "val_rmse": "RMSE(B) of the new committee's mean on its validation split",
     "heldout_rmse": "RMSE(B) of the new committee's mean on the held-out sets (pooled)",
     "heldout_rmse_e": "RMSE(E/N) of the new committee's mean on the held-out sets (pooled)",
+    "symmetry_e": "largest energy difference per site the new committee puts between one of "
+                  "its lowest-energy training labels and an exactly degenerate image of it "
+                  "(lattice rotation, mirror, time reversal)",
     "wall_s": "wall time of the round, seconds",
     "stop": "why the loop stopped after this round (converged, no candidates), else empty",
 }
@@ -211,11 +221,46 @@ def round_report(loop, k: int, stop: Optional[str]) -> Dict[str, Any]:
                             "val_sigma_error_correlation":
                                 metrics.get("val_sigma_error_correlation"),
                             "members": metrics.get("members")}
+        committee = load_model(tr["committee"]).eval()
         if loop.cfg["validation"]:
-            rep["heldout"] = heldout_scores(load_model(tr["committee"]).eval(),
-                                            loop.cfg["validation"])
+            rep["heldout"] = heldout_scores(committee, loop.cfg["validation"])
+        rep["symmetry"] = symmetry_scores(committee, tr["data"])
     rep["stage_wall_s"] = walls            # the report stage's own time: wall_s of report.json
     return rep
+
+
+def symmetry_scores(committee, paths: List[str], n_states: int = SYMMETRY_STATES
+                    ) -> Optional[Dict[str, Any]]:
+    """The committee's mean energy on the ``n_states`` lowest-energy labels (per site) of the
+    smallest supercell in ``paths`` against their exactly degenerate images
+    (:func:`ecnn_pyg.testing.symmetry_energy_error`: lattice rotations and mirrors that fit
+    the supercell, time reversal); the largest difference per site of each kind over the
+    states, evaluated in float64 (a copy of the committee). ``None`` without labels."""
+    import copy
+    import torch
+    import yaml
+    from ..datasets import read_arrays, read_graph, read_meta
+    from ..testing import symmetry_energy_error
+    by_sites: Dict[int, List[str]] = {}
+    for path in paths:
+        by_sites.setdefault(int(read_graph(path).num_nodes), []).append(path)
+    if not by_sites:
+        return None
+    files = by_sites[min(by_sites)]
+    graph = read_graph(files[0])
+    lattice = read_meta(files[0]).get("lattice_yaml")
+    lattice = yaml.safe_load(lattice) if lattice else None
+    spins = np.concatenate([read_arrays(p)["spin"] for p in files])
+    energy = np.concatenate([read_arrays(p)["energy"] for p in files])
+    worst = {"rotations": 0.0, "mirrors": 0.0, "time_reversal": 0.0}
+    lowest = np.argsort(energy, kind="stable")[:n_states]
+    committee = copy.deepcopy(committee).double()
+    for i in lowest:
+        s = torch.as_tensor(spins[i], dtype=torch.float64)
+        for kind, v in symmetry_energy_error(committee, graph, s, lattice).items():
+            worst[kind] = max(worst[kind], v)
+    return {"n_states": int(len(lowest)), "n_sites": int(graph.num_nodes),
+            "energy_per_site": [float(energy[i]) / graph.num_nodes for i in lowest], **worst}
 
 
 def _before_training(loop, k: int, lab: Mapping[str, Any], sel: Mapping[str, Any]
@@ -350,6 +395,13 @@ def write_round_markdown(path: Path, rep: Mapping[str, Any]) -> None:
     if com:
         lines += [f"Committee {com['path']}: validation RMSE(B) of the mean "
                   f"{_fmt(com['val_rmse_field'])}; default trust levels {com['trust']}.", ""]
+    sym = rep.get("symmetry")
+    if sym:
+        lines += [f"Symmetry: the committee prices its {sym['n_states']} lowest-energy "
+                  f"training labels ({sym['n_sites']} sites) and their exactly degenerate "
+                  f"images apart by up to {_fmt(sym['rotations'], '.2e')} (lattice rotations), "
+                  f"{_fmt(sym['mirrors'], '.2e')} (mirrors) and "
+                  f"{_fmt(sym['time_reversal'], '.2e')} (time reversal S -> -S) per site.", ""]
     if rep.get("heldout"):
         ho = rep["heldout"]
         lines += [f"Held-out RMSE(B) of the mean (pooled): {_fmt(ho['rmse_field'])}, RMSE(E/N) "
@@ -362,6 +414,11 @@ def write_round_markdown(path: Path, rep: Mapping[str, Any]) -> None:
     if rep.get("stop"):
         lines += ["", f"Stop: {rep['stop']}."]
     write_text(path, "\n".join(lines) + "\n")
+
+
+def _largest(sym: Optional[Mapping[str, Any]]) -> Optional[float]:
+    """The largest of a :func:`symmetry_scores` record's three differences."""
+    return max(sym[k] for k in ("rotations", "mirrors", "time_reversal")) if sym else None
 
 
 def summary_rows(run_dir: Path) -> List[Dict[str, Any]]:
@@ -387,6 +444,7 @@ def summary_rows(run_dir: Path) -> List[Dict[str, Any]]:
             "val_rmse": (rep.get("committee") or {}).get("val_rmse_field"),
             "heldout_rmse": (rep.get("heldout") or {}).get("rmse_field"),
             "heldout_rmse_e": (rep.get("heldout") or {}).get("rmse_energy_per_site"),
+            "symmetry_e": _largest(rep.get("symmetry")),
             "wall_s": sum(v for v in walls.values() if v is not None),
             "stop": rep.get("stop")})
         k += 1
@@ -431,7 +489,7 @@ def write_summary(run_dir: Path, final: Optional[str] = None) -> None:
                {"rounds": rows, "finished": final,
                 "final_training": fin and {k: fin.get(k) for k in
                                            ("committee", "init_from", "metrics", "heldout",
-                                            "wall_s")},
+                                            "symmetry", "wall_s")},
                 "committee": model and str(model.relative_to(run_dir))})
     cols = list(SUMMARY_COLUMNS)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -447,7 +505,11 @@ def write_summary(run_dir: Path, final: Optional[str] = None) -> None:
                      f"validation RMSE(B) of the mean "
                      f"{_fmt((fin.get('metrics') or {}).get('val_rmse_field'))}, held-out RMSE(B) "
                      f"{_fmt(ho.get('rmse_field'))}, RMSE(E/N) "
-                     f"{_fmt(ho.get('rmse_energy_per_site'))}; {_fmt(fin['wall_s'], '.1f')} s.")
+                     f"{_fmt(ho.get('rmse_energy_per_site'))}"
+                     + (f", largest energy difference per site between a low-energy label "
+                        f"and a degenerate image {_fmt(_largest(fin['symmetry']), '.2e')}"
+                        if fin.get("symmetry") else "")
+                     + f"; {_fmt(fin['wall_s'], '.1f')} s.")
     if model:
         lines.append(f"Latest committee (the model to use): {model}; in summary.json, "
                      "`committee` is this path relative to the run directory.")
