@@ -3,7 +3,10 @@
 Held-out equilibrium snapshots (24 x 24 and the paper's 36 x 36 ED-LLG), the 36 x 36 test set
 with 72 x 72 labels, the accuracy table of the shipped model and of stages 10, 9 and 3, then
 the three measurements of why RMSE(B) stays near 0.0012 on disordered snapshots: label
-convergence, model capacity, field locality. Its first stage runs experiments/triangular_fig4
+convergence, model capacity, field locality; last, the symmetry test: how far networks price
+exact minima and their mirror images and time reverses apart, the shipped one and three
+trained from random weights with more symmetries built in (stages symmetry_* to
+symmetry_trained, independent of the others). Its first stage runs experiments/triangular_fig4
 up to the stage-11 checkpoint (the models and data it scores). From the repository root:
 
     python experiments/triangular_accuracy/run.py             # everything
@@ -41,6 +44,15 @@ SETS = {
 LABEL_LATTICES = {1: 24, 2: 48, 3: 72, 6: 144, 8: 192}       # twists -> lattice (4 -> 96: stage 10)
 SCRATCH = "runs/triangular_learn_scratch"             # the from-scratch learn run's directory
 GROWN = {"c16": ["--channels", "16"], "block5": ["--add-block"]}
+SYM_MINIMA = "runs/triangular/symmetry_minima"        # exact 12 x 12 minima (symmetry.py)
+SYM_SETS = "runs/triangular/symmetry_sets"
+#: the symmetry test's three networks: name -> overrides of 09_train_symmetry.yaml
+SYM_NETS = {"axial": {},
+            "tr": {"model_config.time_reversal": True, "augment": "point_group"},
+            "tr_shell": {"model_config.time_reversal": True, "augment": "point_group",
+                         "model_config.weight_sharing": "shell"}}
+#: the trainings of the symmetry test: (network, seed); run dir runs/triangular_symmetry_<net>_s<seed>
+SYM_RUNS = [("axial", 0), ("tr", 0), ("tr_shell", 0), ("axial", 1), ("tr", 1)]
 
 
 def script(name, file, args, stdout, outputs=(), inputs=(), note=""):
@@ -126,6 +138,33 @@ STAGES = [
            stdout=f"{TABLES}/field_locality_24_96.txt",
            inputs=["data/triangular_24_val_96.h5", "runs/triangular_stage9.pt"],
            note="the same, 24 x 24 snapshots with 96 x 96 labels (~7 min)"),
+    # 4. symmetries the exact energy has and the network need not: mirrors, time reversal
+    script("symmetry_shipped", "symmetry.py", ["--model", "triangular-paper", "--out", SYM_MINIMA],
+           stdout=f"{TABLES}/symmetry_shipped.txt", outputs=[SYM_MINIMA],
+           note="24 exact 12 x 12 minima (~5 min); the shipped model prices each against "
+                "its mirror image and time reverse"),
+    script("symmetry_sets", "symmetry.py", ["--out", SYM_MINIMA, "--sets", SYM_SETS],
+           stdout=f"{TABLES}/symmetry_sets.txt", inputs=[SYM_MINIMA],
+           outputs=[f"{SYM_SETS}/{f}" for f in ("train_spins.npy", "test_spins.npy",
+                                                 "test_rows.json")],
+           note="the training and test configurations of the symmetry test"),
+    Generate("08_label_symmetry_train", "08_label_symmetry.yaml",
+             {"spins_from": f"{SYM_SETS}/train_spins.npy"},
+             note="330 labels (96 x 96 lattice, ~5 min)"),
+    Generate("08_label_symmetry_test", "08_label_symmetry.yaml",
+             {"spins_from": f"{SYM_SETS}/test_spins.npy",
+              "output": "data/triangular_symmetry_test.h5", "splits": {"test": 114}},
+             note="114 labels: the minima, their images, perturbed held-out minima"),
+    *(Train(f"09_train_symmetry_{net}_s{seed}", "09_train_symmetry.yaml",
+            {**SYM_NETS[net], "seed": seed, "run_dir": f"runs/triangular_symmetry_{net}_s{seed}"},
+            note="25 min cap, one thread") for net, seed in SYM_RUNS),
+    script("symmetry_trained", "symmetry.py",
+           ["--test", "data/triangular_symmetry_test.h5", f"{SYM_SETS}/test_rows.json",
+            "--model", *(f"runs/triangular_symmetry_{n}_s{k}/best.pt" for n, k in SYM_RUNS)],
+           stdout=f"{TABLES}/symmetry_trained.txt",
+           inputs=["data/triangular_symmetry_test.h5", f"{SYM_SETS}/test_rows.json",
+                   *(f"runs/triangular_symmetry_{n}_s{k}/best.pt" for n, k in SYM_RUNS)],
+           note="energy errors on minima and their images, per network"),
 ]
 
 PIPELINE = Pipeline(__file__, STAGES,

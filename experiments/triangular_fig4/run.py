@@ -219,6 +219,9 @@ STAGES = [
     # independent of every stage above: the model from the Hamiltonian alone
     Learn("51_learn_from_scratch",
           note="committee active learning from nothing but the Hamiltonian (hours; resumable)"),
+    Learn("53_learn_from_scratch_symmetric",
+          note="the same with a committee that holds time reversal and learns the mirrors "
+               "(hours; resumable; not run yet)"),
     # its Fig. 4: 96 x 96 sweeps from the committee's own minima at the explored fields
     script("scratch_starts", "scratch_starts.py",
            ["--learn", SCRATCH, "--exact-twists", "8",
