@@ -244,6 +244,24 @@ def test_config_and_yaml(tmp_path):
     assert shell.blocks[1].conv.weight[0].shape[0] == 1 + 3
 
 
+def test_fan_in_is_the_neighbourhood_whatever_the_weight_sharing():
+    """A site sums itself and one neighbour per bond type (18 on the triangular lattice), also
+    when the bonds of a shell share one weight: normalised by 1 + 3 shells instead, a
+    shell-shared network started 50 times too large and never trained at lr 0.01."""
+    for sharing in ("type", "shell"):
+        model = ECNN(lattice="triangular", weight_sharing=sharing)
+        convs = [b.conv for b in model.blocks] + [model.output.conv]
+        assert {c.avg_num_neighbors for c in convs} == {19.0}
+    custom = ECNN(lattice=None, num_shells=2, weight_sharing="shell")    # no bond types known
+    assert custom.blocks[0].conv.avg_num_neighbors == 3.0
+    assert ECNN(lattice="square", neighborhood="paper").blocks[0].conv.avg_num_neighbors == 9.0
+    assert ECNN(lattice="triangular", weight_sharing="shell",
+                avg_num_neighbors=7.0).blocks[0].conv.avg_num_neighbors == 7.0
+    # the output of a shell-shared network at initialisation is of the labels' size
+    model, data, spins = make("triangular", L=12, weight_sharing="shell", energy_scale=0.05)
+    assert float(model(data, spins)[K.FIELD].pow(2).mean().sqrt()) < 0.2
+
+
 def test_field_check_catches_a_wrong_field():
     model, data, spins = make("square", L=4, channels=2, num_blocks=1)
 

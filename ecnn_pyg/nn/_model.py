@@ -139,7 +139,11 @@ class ECNN(ConfigurableModel, torch.nn.Module):
         time_reversal (bool, optional): encode the spin as ``1o`` so that the
             invariant energy is exactly even, :math:`E(-\mathbf S) = E(\mathbf S)`.
         avg_num_neighbors (float, optional): fan-in normalization of the
-            convolutions (default: the number of slots, ``1 + `` weights).
+            convolutions (default: the size of the neighbourhood, the site and one
+            neighbour per bond type, ``1 + num_bond_types``, whether the bonds have a
+            weight each or share them per shell; the number of slots for
+            ``neighborhood="paper"``; ``1 + num_shells`` for a custom graph without
+            ``num_bond_types``).
         energy_scale (float, optional): :math:`a` in :math:`\epsilon_r \to a\epsilon_r + b`.
         energy_shift (float, optional): :math:`b` in :math:`\epsilon_r \to a\epsilon_r + b`.
         neighborhood (str, optional): ``"bonds"``: the site and its hopping
@@ -245,6 +249,10 @@ class ECNN(ConfigurableModel, torch.nn.Module):
         else:
             self.slot_offsets = None
             n_w = self.num_bond_types if weight_sharing == "type" else self.num_shells
+        if avg_num_neighbors is None and neighborhood == "bonds" and self.num_bond_types:
+            # the fan-in is the site and its neighbours, one per bond type, however many
+            # weights they share: 1 + num_weights for "type", more than that for "shell"
+            avg_num_neighbors = 1 + self.num_bond_types
         kw = dict(num_weights=n_w, lmax_filter=lmax_filter, spin_parity=self.spin_parity,
                   avg_num_neighbors=avg_num_neighbors, activation=activation,
                   sh_normalization=sh_normalization)
