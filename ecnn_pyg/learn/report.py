@@ -250,8 +250,9 @@ def symmetry_scores(committee, paths: List[str], n_states: int = SYMMETRY_STATES
     graph = read_graph(files[0])
     lattice = read_meta(files[0]).get("lattice_yaml")
     lattice = yaml.safe_load(lattice) if lattice else None
-    spins = np.concatenate([read_arrays(p)["spin"] for p in files])
-    energy = np.concatenate([read_arrays(p)["energy"] for p in files])
+    arrays = [read_arrays(p) for p in files]
+    spins = np.concatenate([a["spin"] for a in arrays])
+    energy = np.concatenate([a["energy"] for a in arrays])
     worst = {"rotations": 0.0, "mirrors": 0.0, "time_reversal": 0.0}
     lowest = np.argsort(energy, kind="stable")[:n_states]
     committee = copy.deepcopy(committee).double()
