@@ -52,7 +52,7 @@ SYM_NETS = {"axial": {},
             "tr_shell": {"model_config.time_reversal": True, "augment": "point_group",
                          "model_config.weight_sharing": "shell"}}
 #: the trainings of the symmetry test: (network, seed); run dir runs/triangular_symmetry_<net>_s<seed>
-SYM_RUNS = [("axial", 0), ("tr", 0), ("tr_shell", 0), ("axial", 1), ("tr", 1)]
+SYM_RUNS = [("axial", 0), ("tr", 0), ("tr_shell", 0), ("axial", 1), ("tr", 1), ("tr_shell", 1)]
 
 
 def script(name, file, args, stdout, outputs=(), inputs=(), note=""):

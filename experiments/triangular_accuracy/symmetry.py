@@ -123,6 +123,7 @@ def score_test(path: str, rows_path: str, models) -> None:
     arr, graph = read_arrays(path), read_graph(path)
     rows = json.loads(Path(rows_path).read_text())
     n = graph.num_nodes
+    classes = [int(round(abs(float(skyrmion_number(s, graph))))) for s in arr["spin"]]
     for name in models:
         model = load_model(name).double().eval()
         err, field = [], []
@@ -139,19 +140,30 @@ def score_test(path: str, rows_path: str, models) -> None:
                 if len(v):
                     print(f"  {'held out' if held else 'trained':9s} {kind:15s} n={len(v):2d} "
                           f"mean {v.mean():+.2e}  RMS {np.sqrt((v ** 2).mean()):.2e}")
+        print("  minima (trained and held out) by class:")
+        for c in sorted(set(classes)):
+            v = err[[i for i, r in enumerate(rows) if r["kind"] == "minimum" and classes[i] == c]]
+            print(f"    |n_sk| = {c}: n={len(v):2d} mean {v.mean():+.2e}  RMS "
+                  f"{np.sqrt((v ** 2).mean()):.2e}  (min {v.min():+.2e}, max {v.max():+.2e})")
         spread = {}
         for i, r in enumerate(rows):
             if not r["kind"].startswith("perturbed"):
                 spread.setdefault(r["state"], []).append(err[i])
         spread = np.array([max(v) - min(v) for v in spread.values()])
         pert = [i for i, r in enumerate(rows) if r["kind"].startswith("perturbed")]
-        mins = [i for i, r in enumerate(rows) if r["kind"] == "minimum" and r["held_out"]]
-        imgs = [i for i, r in enumerate(rows) if r["kind"] != "minimum" and r["held_out"]
-                and not r["kind"].startswith("perturbed")]
+        def rms(kind_ok, held):
+            v = err[[i for i, r in enumerate(rows) if kind_ok(r["kind"])
+                     and r["held_out"] == held]]
+            return float(np.sqrt((v ** 2).mean()))
+
+        def is_image(kind):
+            return kind != "minimum" and not kind.startswith("perturbed")
         summary = {"model": name,
                    "spread_mean": float(spread.mean()), "spread_max": float(spread.max()),
-                   "held_out_minima_rms": float(np.sqrt((err[mins] ** 2).mean())),
-                   "held_out_images_rms": float(np.sqrt((err[imgs] ** 2).mean())),
+                   "trained_minima_rms": rms(lambda k: k == "minimum", False),
+                   "trained_images_rms": rms(is_image, False),
+                   "held_out_minima_rms": rms(lambda k: k == "minimum", True),
+                   "held_out_images_rms": rms(is_image, True),
                    "held_out_perturbed_rmse_field":
                        float(np.sqrt(((field[pert] - arr["field"][pert]) ** 2).mean()))}
         print(f"  spread of the error between a minimum and its images: mean "
