@@ -476,11 +476,10 @@ class _Loop:
         (never the audit's), member m from member m of the latest committee, with
         ``final`` over ``committee.train``; it goes to ``round_k/final/committee.pt``,
         which becomes the run's latest committee, and is scored on the held-out sets and
-        for the symmetries (:func:`~ecnn_pyg.learn.report.symmetry_scores`).
+        for the symmetries (:func:`~ecnn_pyg.learn.report.committee_scores`).
         """
         from ..committee import read_committee_info
-        from ..pretrained import load_model
-        from .report import heldout_scores, latest_committee, symmetry_scores
+        from .report import committee_scores, latest_committee
         c = self.cfg
         data = self.training_data(k)
         init = latest_committee(self.run_dir)
@@ -490,10 +489,7 @@ class _Loop:
         info = read_committee_info(path)
         out = {"committee": str(path), "init_from": str(init), "data": data,
                "trust": info.get("trust"), "metrics": info.get("metrics")}
-        committee = load_model(path).eval()
-        if c["validation"]:
-            out["heldout"] = heldout_scores(committee, c["validation"])
-        out["symmetry"] = symmetry_scores(committee, data)
+        out.update(committee_scores(path, c["validation"], data))
         return out
 
     # ------------------------------------------------------------------ exploration

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
-__all__ = ["calibration", "predict", "round_report", "symmetry_scores", "write_round_markdown",
+__all__ = ["calibration", "committee_scores", "predict", "round_report", "symmetry_scores", "write_round_markdown",
            "write_summary", "SUMMARY_COLUMNS"]
 
 #: how many of the lowest-energy training labels :func:`symmetry_scores` checks
@@ -186,7 +186,6 @@ def _walls(run_dir: Path, k: int, names) -> Dict[str, float]:
 
 def round_report(loop, k: int, stop: Optional[str]) -> Dict[str, Any]:
     """The report of round ``k`` of the loop ``loop`` (see the module docstring)."""
-    from ..pretrained import load_model
     from ._files import ROUND0_STAGES, STAGES, read_json, round_dir
     rd = round_dir(loop.run_dir, k)
     rep: Dict[str, Any] = {"round": k, "stop": stop}
@@ -221,12 +220,20 @@ def round_report(loop, k: int, stop: Optional[str]) -> Dict[str, Any]:
                             "val_sigma_error_correlation":
                                 metrics.get("val_sigma_error_correlation"),
                             "members": metrics.get("members")}
-        committee = load_model(tr["committee"]).eval()
-        if loop.cfg["validation"]:
-            rep["heldout"] = heldout_scores(committee, loop.cfg["validation"])
-        rep["symmetry"] = symmetry_scores(committee, tr["data"])
+        rep.update(committee_scores(tr["committee"], loop.cfg["validation"], tr["data"]))
     rep["stage_wall_s"] = walls            # the report stage's own time: wall_s of report.json
     return rep
+
+
+def committee_scores(path, validation: List[str], data: List[str]) -> Dict[str, Any]:
+    """A new committee's scores in its round report or final record: ``heldout``
+    (:func:`heldout_scores` on the ``validation`` files, if any) and ``symmetry``
+    (:func:`symmetry_scores` on its training files ``data``)."""
+    from ..pretrained import load_model
+    committee = load_model(str(path)).eval()
+    out = {"heldout": heldout_scores(committee, validation)} if validation else {}
+    out["symmetry"] = symmetry_scores(committee, data)
+    return out
 
 
 def symmetry_scores(committee, paths: List[str], n_states: int = SYMMETRY_STATES
@@ -241,13 +248,12 @@ def symmetry_scores(committee, paths: List[str], n_states: int = SYMMETRY_STATES
     import yaml
     from ..datasets import read_arrays, read_graph, read_meta
     from ..testing import symmetry_energy_error
-    by_sites: Dict[int, List[str]] = {}
-    for path in paths:
-        by_sites.setdefault(int(read_graph(path).num_nodes), []).append(path)
-    if not by_sites:
+    graphs = {path: read_graph(path) for path in paths}
+    if not graphs:
         return None
-    files = by_sites[min(by_sites)]
-    graph = read_graph(files[0])
+    n_sites = min(int(g.num_nodes) for g in graphs.values())
+    files = [p for p, g in graphs.items() if int(g.num_nodes) == n_sites]
+    graph = graphs[files[0]]
     lattice = read_meta(files[0]).get("lattice_yaml")
     lattice = yaml.safe_load(lattice) if lattice else None
     arrays = [read_arrays(p) for p in files]
