@@ -42,7 +42,7 @@ SETS = {
     "36x36 test (36)": ("data/triangular_test_36.h5", "test"),
 }
 LABEL_LATTICES = {1: 24, 2: 48, 3: 72, 6: 144, 8: 192}       # twists -> lattice (4 -> 96: stage 10)
-SCRATCH = "runs/triangular_learn_scratch"             # the from-scratch learn run's directory
+SCRATCH = "runs/triangular_learn_scratch_symmetric"   # the from-scratch learn run (53_learn_from_scratch_symmetric)
 GROWN = {"c16": ["--channels", "16"], "block5": ["--add-block"]}
 SYM_MINIMA = "runs/triangular/symmetry_minima"        # exact 12 x 12 minima (symmetry.py)
 SYM_SETS = "runs/triangular/symmetry_sets"
@@ -90,10 +90,10 @@ STAGES = [
            stdout=f"{TABLES}/accuracy.txt",
            inputs=[f for files, _ in SETS.values() for f in files.split(",")] + MODELS[1:],
            note="RMSE(B), transverse, RMSE(E/N) of the shipped model and stages 10, 9, 3"),
-    # the from-scratch committee (experiments/triangular_fig4, 51_learn_from_scratch) on the
-    # held-out equilibrium sets, beside the hand-driven model
+    # the from-scratch committee (experiments/triangular_fig4, 53_learn_from_scratch_symmetric)
+    # on the held-out equilibrium sets, beside the hand-driven model
     Experiment("triangular_fig4_scratch", "experiments/triangular_fig4/run.py",
-               "51_learn_from_scratch", note="the from-scratch committee (hours; resumable)"),
+               "53_learn_from_scratch_symmetric", note="the from-scratch committee (hours; resumable)"),
     script("accuracy_table_scratch", "accuracy_table.py",
            ["--models", SCRATCH, "triangular-paper",
             "--sets", *(f"{name}={files}:{split}" for name, (files, split) in SETS.items()

@@ -23,7 +23,7 @@ TABLES = "runs/triangular"
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 CRYSTALS = f"{TABLES}/exact_crystals.npz"
 EQ_FIELDS = ("0.002", "0.005", "0.008")
-SCRATCH = "runs/triangular_learn_scratch"             # 51_learn_from_scratch.yaml's run_dir
+SCRATCH = "runs/triangular_learn_scratch_symmetric"   # the run of record: 53_learn_from_scratch_symmetric.yaml
 SCRATCH_NSK0_START = "data/triangular_96_scratch_start_nsk0.npy"
 
 
@@ -220,8 +220,8 @@ STAGES = [
     Learn("51_learn_from_scratch",
           note="committee active learning from nothing but the Hamiltonian (hours; resumable)"),
     Learn("53_learn_from_scratch_symmetric",
-          note="the same with a committee that holds time reversal and learns the mirrors "
-               "(hours; resumable; not run yet)"),
+          note="the run of record: 51's lessons built in, a committee that holds time "
+               "reversal and learns the mirrors (hours; resumable)"),
     # its Fig. 4: 96 x 96 sweeps from the committee's own minima at the explored fields
     script("scratch_starts", "scratch_starts.py",
            ["--learn", SCRATCH, "--exact-twists", "8",

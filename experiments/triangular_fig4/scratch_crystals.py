@@ -16,7 +16,7 @@ how much of a transition's error is the committee's energy (learned against exac
 of the same states) and how much the states it found (exact crossing against the best
 states known).
 
-    python experiments/triangular_fig4/scratch_crystals.py --learn runs/triangular_learn_scratch
+    python experiments/triangular_fig4/scratch_crystals.py --learn runs/triangular_learn_scratch_symmetric
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def cell_of(spins: np.ndarray, cell: int) -> np.ndarray:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--learn", default="runs/triangular_learn_scratch",
+    p.add_argument("--learn", default="runs/triangular_learn_scratch_symmetric",
                    help="learn run directory (its Hamiltonian)")
     p.add_argument("--model", default=None,
                    help="the committee (default: the run's latest, i.e. --learn)")

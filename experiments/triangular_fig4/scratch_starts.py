@@ -27,7 +27,7 @@ search of the committee's own energy landscape beyond what the LLG explorations 
 states.
 Nothing of the hand-driven stages (crystals, known minima) enters.
 
-    python experiments/triangular_fig4/scratch_starts.py --learn runs/triangular_learn_scratch \
+    python experiments/triangular_fig4/scratch_starts.py --learn runs/triangular_learn_scratch_symmetric \
         --exact-twists 8
 """
 from __future__ import annotations
@@ -179,7 +179,7 @@ def exact_energies(run_dir: Path, graph, rows, twists: int) -> None:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--learn", default="runs/triangular_learn_scratch", help="learn run directory")
+    p.add_argument("--learn", default="runs/triangular_learn_scratch_symmetric", help="learn run directory")
     p.add_argument("--cell", type=int, default=12, help="the explored n x n cell to read")
     p.add_argument("--size", type=int, default=96, help="the sweeps' L x L lattice")
     p.add_argument("--exact-twists", type=int, default=0, metavar="M",
