@@ -217,11 +217,11 @@ STAGES = [
            stdout=f"{TABLES}/exact_transitions.txt",
            note="exact 96 x 96 transitions of the best states found (0.0034, 0.0067)"),
     # independent of every stage above: the model from the Hamiltonian alone
-    Learn("51_learn_from_scratch",
-          note="committee active learning from nothing but the Hamiltonian (hours; resumable)"),
     Learn("53_learn_from_scratch_symmetric",
           note="the run of record: 51's lessons built in, a committee that holds time "
                "reversal and learns the mirrors (hours; resumable)"),
+    Learn("51_learn_from_scratch",
+          note="the first complete from-scratch run, rounds 6-9 steered by hand (hours; resumable)"),
     # its Fig. 4: 96 x 96 sweeps from the committee's own minima at the explored fields
     script("scratch_starts", "scratch_starts.py",
            ["--learn", SCRATCH, "--exact-twists", "8",
