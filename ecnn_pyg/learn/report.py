@@ -27,8 +27,8 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
-__all__ = ["calibration", "committee_scores", "predict", "round_report", "symmetry_scores", "write_round_markdown",
-           "write_summary", "SUMMARY_COLUMNS"]
+__all__ = ["calibration", "committee_scores", "predict", "round_report", "symmetry_scores",
+           "write_round_markdown", "write_summary", "SUMMARY_COLUMNS"]
 
 #: how many of the lowest-energy training labels :func:`symmetry_scores` checks
 SYMMETRY_STATES = 4

@@ -16,6 +16,8 @@ up to the stage-11 checkpoint (the models and data it scores). From the reposito
 import sys
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _pipeline import Command, Experiment, Generate, Simulate, Train, Pipeline, main  # noqa: E402
 
@@ -42,7 +44,9 @@ SETS = {
     "36x36 test (36)": ("data/triangular_test_36.h5", "test"),
 }
 LABEL_LATTICES = {1: 24, 2: 48, 3: 72, 6: 144, 8: 192}       # twists -> lattice (4 -> 96: stage 10)
-SCRATCH = "runs/triangular_learn_scratch_symmetric"   # the from-scratch learn run (53_learn_from_scratch_symmetric)
+# the from-scratch learn run of record: its config's run_dir
+SCRATCH = yaml.safe_load(Path(__file__).parents[1].joinpath(
+    "triangular_fig4", "53_learn_from_scratch_symmetric.yaml").read_text())["run_dir"]
 GROWN = {"c16": ["--channels", "16"], "block5": ["--add-block"]}
 SYM_MINIMA = "runs/triangular/symmetry_minima"        # exact 12 x 12 minima (symmetry.py)
 SYM_SETS = "runs/triangular/symmetry_sets"

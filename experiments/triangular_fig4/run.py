@@ -23,7 +23,6 @@ TABLES = "runs/triangular"
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 CRYSTALS = f"{TABLES}/exact_crystals.npz"
 EQ_FIELDS = ("0.002", "0.005", "0.008")
-SCRATCH = "runs/triangular_learn_scratch_symmetric"   # the run of record: 53_learn_from_scratch_symmetric.yaml
 SCRATCH_NSK0_START = "data/triangular_96_scratch_start_nsk0.npy"
 
 
@@ -39,10 +38,19 @@ def scratch_fields(h: str) -> list:
     return [x for x in config_fields("52_sweep_96_scratch.yaml") if abs(x - float(h)) <= 0.004 + 1e-9]
 
 
+def config(name: str) -> dict:
+    """This folder's config ``name``, as written (no ``extends`` resolved)."""
+    import yaml
+    return yaml.safe_load((Path(__file__).parent / name).read_text())
+
+
 def config_fields(name: str) -> list:
     """The ``zeeman`` list of this folder's config ``name``."""
-    import yaml
-    return yaml.safe_load((Path(__file__).parent / name).read_text())["zeeman"]
+    return config(name)["zeeman"]
+
+
+# the from-scratch run of record, which the scratch stages below read
+SCRATCH = config("53_learn_from_scratch_symmetric.yaml")["run_dir"]
 
 
 # the from-scratch committee's n_sk = 0 branch sweeps the fields of 49's n_sk = 0 branch
