@@ -96,7 +96,7 @@ class ErrorAccumulator:
     """
 
     def __init__(self):
-        self.sq_b = self.sq_bt = self.sq_e = self.loss = 0.0
+        self.sq_b = self.sq_bt = self.sq_e = self.sum_e = self.loss = 0.0
         self.n_b = self.n_e = 0
         self.n_loss = 0
 
@@ -120,6 +120,7 @@ class ErrorAccumulator:
         self.n_b += f.numel()
         de = (pred_energy.detach().double() - energy.double()) / n_sites.double()
         self.sq_e += float((de ** 2).sum())
+        self.sum_e += float(de.sum())
         self.n_e += de.numel()
         if loss is not None:
             self.loss += float(loss) * de.numel()
@@ -137,6 +138,15 @@ class ErrorAccumulator:
                 "rmse_field": (self.sq_b / nb) ** 0.5,
                 "rmse_field_transverse": (self.sq_bt / nb) ** 0.5,
                 "rmse_energy_per_site": (self.sq_e / ne) ** 0.5}
+
+    def energy_bias_per_site(self) -> float:
+        """The mean of (predicted - exact) E/N over the graphs added so far.
+
+        A constant offset leaves every force and energy difference, hence the
+        dynamics and the order of states, unchanged; RMSE(E/N) squared is this
+        bias squared plus the variance of the error about it.
+        """
+        return self.sum_e / self.n_e if self.n_e else float("nan")
 
 
 def parity_plot(pred, target, path, title: str = "", max_points: int = 400_000, bins: int = 200):

@@ -1,5 +1,8 @@
 """RMSE(B), its transverse part and RMSE(E/N) of models on named data sets (the accuracy table).
 
+The last column is the mean error of E/N, the part of RMSE(E/N) that is a constant offset
+(which changes no force and no energy difference).
+
 A set is ``NAME=FILE[,FILE...]:SPLIT``; a set of several files (one per field) is scored on
 all their samples together. One row per model and set, e.g.
 
@@ -36,7 +39,7 @@ def main(argv=None):
     from ecnn_pyg.training import evaluate_arrays
     width = max(len(n) for n, _, _ in sets)
     print(f"{'model':<32} {'set':<{width}} {'samples':>7} {'RMSE(B)':>9} {'transverse':>10} "
-          f"{'RMSE(E/N)':>10}", flush=True)
+          f"{'RMSE(E/N)':>10} {'mean E/N err':>12}", flush=True)
     for model_name in a.models:
         model, _ = load_model_and_checkpoint(model_name)
         for name, files, split in sets:
@@ -49,7 +52,8 @@ def main(argv=None):
                 n += len(arr[K.ENERGY])
             m = acc.compute()
             print(f"{model_name:<32} {name:<{width}} {n:7d} {m['rmse_field']:9.5f} "
-                  f"{m['rmse_field_transverse']:10.5f} {m['rmse_energy_per_site']:10.2e}",
+                  f"{m['rmse_field_transverse']:10.5f} {m['rmse_energy_per_site']:10.2e} "
+                  f"{acc.energy_bias_per_site():+12.2e}",
                   flush=True)
 
 
