@@ -320,6 +320,18 @@ def test_scratch_starts_tiles_the_lowest_relaxed_state_of_each_field(uninterrupt
           "--out", str(tmp_path / "f_h{}.npy"), "--out-class", str(tmp_path / "f{}.npy")])
     assert json.loads(capsys.readouterr().out.splitlines()[-1]).keys() >= {"0.5"}
     assert not (tmp_path / "f_h0.npy").exists() and (tmp_path / "f_h0.5.npy").exists()
+    # --model: relaxed with another committee (here round 1's) instead of the run's latest
+    first = uninterrupted / "round_001" / "committee" / "committee.pt"
+    main(["--learn", str(uninterrupted), "--model", str(first), "--cell", "6", "--size", "12",
+          "--fields", "0.5", "--out", str(tmp_path / "m_h{}.npy"),
+          "--out-class", str(tmp_path / "m{}.npy")])
+    out = capsys.readouterr().out.splitlines()
+    assert f"minima of the committee {first} " in out[0]
+    mine = [dict(r) for r in rows if r["zeeman"] == 0.5]
+    ns["relaxed"](load_model(first).double().eval(), graph, mine)
+    assert json.loads(out[-1])["0.5"]["e"] == pytest.approx(min(r["e_min"] for r in mine),
+                                                            abs=1e-7)
+    assert json.loads(out[-1])["0.5"]["e"] != pytest.approx(starts["0.5"]["e"], abs=1e-7)
     with pytest.raises(SystemExit, match=r"--fields \[0.3\]: not explored"):
         main(["--learn", str(uninterrupted), "--cell", "6", "--fields", "0.3"])
     with pytest.raises(SystemExit, match="--random must be >= 0"):

@@ -180,6 +180,9 @@ def exact_energies(run_dir: Path, graph, rows, twists: int) -> None:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--learn", default="runs/triangular_learn_scratch_symmetric", help="learn run directory")
+    p.add_argument("--model", default=None,
+                   help="relax with this committee or model instead of the learn run's latest "
+                        "(e.g. a round's committee before the final training)")
     p.add_argument("--cell", type=int, default=12, help="the explored n x n cell to read")
     p.add_argument("--size", type=int, default=96, help="the sweeps' L x L lattice")
     p.add_argument("--exact-twists", type=int, default=0, metavar="M",
@@ -228,7 +231,8 @@ def main(argv=None):
     rows += random_rows(sorted({r["zeeman"] for r in rows}), len(rows[0]["spin"]), a.random,
                         a.seed, a.tilt)
     torch.set_num_threads(1)
-    model = load_model(a.learn).double().eval()          # the run's latest committee
+    model_name = a.model or a.learn                      # default: the run's latest committee
+    model = load_model(model_name).double().eval()
     first = sorted((rounds[-1] / "explore").glob(f"{a.cell}x{a.cell}_*.h5"))[0]
     with h5py.File(first, "r", locking=False) as f:
         graph = read_graph(f)
@@ -239,7 +243,7 @@ def main(argv=None):
           f"explorations on {a.cell} x {a.cell}"
           + (f" and {a.random} random configurations per field (seed {a.seed}"
              + (f", tilted by {a.tilt:g} along +z" if a.tilt else "") + ")" if a.random else "")
-          + f", relaxed to the minima of the committee {a.learn} (E/N: electronic + Zeeman)")
+          + f", relaxed to the minima of the committee {model_name} (E/N: electronic + Zeeman)")
     print(f"{'round':>9} {'start':>12} {'run':>8} {'H_z':>7} {'n_sk LLG':>8} {'n_sk':>6} {'M_z':>7} "
           f"{'E/N':>12} {'E_ED/N':>12} {'NN-ED':>9} {'sigma_max':>9}")
     for r in sorted(rows, key=lambda r: (r["zeeman"], r["e_min"])):
