@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -245,7 +246,6 @@ def test_scratch_starts_tiles_the_lowest_relaxed_state_of_each_field(uninterrupt
     tiled periodically, and one start per |n_sk| class; with --exact-twists, the exact energy
     of each relaxed state."""
     import runpy
-    import shutil
     import h5py
     from ecnn_pyg.datasets import read_graph
     from ecnn_pyg.ed import KondoED
@@ -405,7 +405,6 @@ def test_scratch_crystals_relaxes_each_start_at_each_field(uninterrupted, tmp_pa
 
 def _copy_run(src, dst):
     """A finished run directory copied under another name (its stored run_dir follows)."""
-    import shutil
     import yaml
     shutil.copytree(src, dst)
     stored = yaml.safe_load((dst / "config.yaml").read_text())
@@ -643,7 +642,24 @@ def test_final_training_added_to_a_finished_run(uninterrupted, tmp_path, monkeyp
     assert summary["final_training"]["symmetry"]["time_reversal"] > 0
     member = yaml.safe_load((rd / "round_002" / "final" / "member_1" / "config.yaml").read_text())
     assert member["weight_by_energy"] == 0.01 and member["max_epochs"] == 2
-    assert "Final training" in (rd / "summary.md").read_text()
+    text = (rd / "summary.md").read_text()
+    assert "Final training after round 2" in text and "superseded" not in text
+    assert summary["final_training"]["round"] == 2 and summary["superseded_final_trainings"] == []
+    walls = [r["wall_s"] for r in summary["rounds"]]
+    assert f"wall time in all: {sum(walls) + fin['wall_s']:.1f} s" in text
+    # the run continued past its final training (here: a third round's report): that final
+    # is named superseded, its time still counted, and no longer reported as the final
+    from ecnn_pyg.learn.report import write_summary
+    more = tmp_path / "more"
+    shutil.copytree(rd, more)
+    (more / "round_003").mkdir()
+    shutil.copy(more / "round_002" / "report.json", more / "round_003" / "report.json")
+    write_summary(more)
+    text, summary = (more / "summary.md").read_text(), json.loads((more / "summary.json").read_text())
+    assert "The final training after round 2 is superseded" in text
+    assert "Final training after round" not in text and summary["final_training"] is None
+    assert [f["round"] for f in summary["superseded_final_trainings"]] == [2]
+    assert f"wall time in all: {sum(walls + walls[2:]) + fin['wall_s']:.1f} s" in text
     final, before = load_model(rd), load_model(rd / "round_002" / "committee" / "committee.pt")
     assert len(final) == len(before)
     assert not all(torch.equal(a, b) for a, b in zip(final.state_dict().values(),

@@ -479,11 +479,18 @@ def latest_committee(run_dir: Path) -> Optional[Path]:
     return latest
 
 
-def _final_record(run_dir: Path) -> Optional[Dict[str, Any]]:
-    """The record of the final training (``round_NNN/final.json``), if it has finished."""
+def _final_records(run_dir: Path, rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The records of the finished final trainings (``round_NNN/final.json``), in round order,
+    each with ``round`` and ``superseded`` (the run went on past that round, e.g. when it was
+    continued with a larger ``stop.max_rounds``: the time was spent, the committee is not the
+    latest)."""
     from ._files import read_json
-    recs = sorted(Path(run_dir).glob("round_*/final.json"))
-    return read_json(recs[-1]) if recs else None
+    last = rows[-1]["round"] if rows else -1
+    out = []
+    for path in sorted(Path(run_dir).glob("round_*/final.json")):
+        k = int(path.parent.name.split("_")[1])
+        out.append({**read_json(path), "round": k, "superseded": k < last})
+    return out
 
 
 def write_summary(run_dir: Path, final: Optional[str] = None) -> None:
@@ -491,24 +498,36 @@ def write_summary(run_dir: Path, final: Optional[str] = None) -> None:
     from ._files import write_json, write_text
     rows = summary_rows(Path(run_dir))
     model = latest_committee(Path(run_dir))
-    fin = _final_record(Path(run_dir))
+    finals = _final_records(Path(run_dir), rows)
+    fin = finals[-1] if finals and not finals[-1]["superseded"] else None
+    keys = ("round", "committee", "init_from", "metrics", "heldout", "symmetry", "wall_s")
     write_json(Path(run_dir) / "summary.json",
                {"rounds": rows, "finished": final,
-                "final_training": fin and {k: fin.get(k) for k in
-                                           ("committee", "init_from", "metrics", "heldout",
-                                            "symmetry", "wall_s")},
+                "final_training": fin and {k: fin.get(k) for k in keys},
+                "superseded_final_trainings": [{k: f.get(k) for k in keys}
+                                               for f in finals if f["superseded"]],
                 "committee": model and str(model.relative_to(run_dir))})
     cols = list(SUMMARY_COLUMNS)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r.get(c), ".4g") for c in cols) + " |")
     total_labels = sum(r["ed_labels"] or 0 for r in rows)
-    wall = sum(r["wall_s"] or 0 for r in rows) + (fin["wall_s"] if fin else 0)
-    lines += ["", f"ED labels in all: {total_labels}; wall time in all: "
-              f"{_fmt(wall, '.1f')} s" + (" (with the final training)." if fin else ".")]
+    rounds_wall = sum(r["wall_s"] or 0 for r in rows)
+    superseded = [f for f in finals if f["superseded"]]
+    wall = rounds_wall + sum(f["wall_s"] or 0 for f in finals)
+    lines += ["", f"ED labels in all: {total_labels}; wall time in all: {_fmt(wall, '.1f')} s"
+              + (f" (rounds {_fmt(rounds_wall, '.1f')} s"
+                 + "".join(f", final training after round {f['round']} "
+                           f"{_fmt(f['wall_s'], '.1f')} s" for f in finals) + ")"
+                 if finals else "") + "."]
+    for f in superseded:
+        lines.append(f"The final training after round {f['round']} is superseded: the run went "
+                     f"on to more rounds; its time is counted above, its committee is not the "
+                     f"latest.")
     if fin:
         ho = fin.get("heldout") or {}
-        lines.append(f"Final training ({len(fin['data'])} data files, from {fin['init_from']}): "
+        lines.append(f"Final training after round {fin['round']} ({len(fin['data'])} data "
+                     f"files, from {fin['init_from']}): "
                      f"validation RMSE(B) of the mean "
                      f"{_fmt((fin.get('metrics') or {}).get('val_rmse_field'))}, held-out RMSE(B) "
                      f"{_fmt(ho.get('rmse_field'))}, RMSE(E/N) "
