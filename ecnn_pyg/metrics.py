@@ -142,9 +142,10 @@ class ErrorAccumulator:
     def energy_bias_per_site(self) -> float:
         """The mean of (predicted - exact) E/N over the graphs added so far.
 
-        A constant offset leaves every force and energy difference, hence the
-        dynamics and the order of states, unchanged; RMSE(E/N) squared is this
-        bias squared plus the variance of the error about it.
+        RMSE(E/N) squared is this bias squared plus the variance of the error
+        about it. An offset shared by every state changes no force and no energy
+        difference; one shared by a set of states (e.g. equilibrium snapshots)
+        but not by others (e.g. the minima) is an error of their relative energies.
         """
         return self.sum_e / self.n_e if self.n_e else float("nan")
 

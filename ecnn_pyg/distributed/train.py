@@ -45,7 +45,7 @@ from . import comm
 
 __all__ = ["DataParallel", "data_parallel", "unused_parameters"]
 
-_ACC_FIELDS = ("sq_b", "sq_bt", "n_b", "sq_e", "n_e", "loss", "n_loss")
+_ACC_FIELDS = ("sq_b", "sq_bt", "n_b", "sq_e", "sum_e", "n_e", "loss", "n_loss")
 
 
 def unused_parameters(model: torch.nn.Module, loss_of_model) -> List[str]:

@@ -1,7 +1,8 @@
 """RMSE(B), its transverse part and RMSE(E/N) of models on named data sets (the accuracy table).
 
-The last column is the mean error of E/N, the part of RMSE(E/N) that is a constant offset
-(which changes no force and no energy difference).
+The last column is the mean error of E/N, the part of RMSE(E/N) common to the whole set: it
+changes no force and no energy difference within the set, but it is an error of the set's
+energies against other states (e.g. equilibrium snapshots against the minima).
 
 A set is ``NAME=FILE[,FILE...]:SPLIT``; a set of several files (one per field) is scored on
 all their samples together. One row per model and set, e.g.
