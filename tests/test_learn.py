@@ -239,6 +239,48 @@ def uninterrupted(tmp_path_factory, heldout):
     return run_dir
 
 
+def test_label_bias_groups_every_trained_label_by_its_source(uninterrupted, capsys):
+    """experiments/triangular_fig4/label_bias.py: every label the run trained on (seed and
+    rounds, not the audits) falls in one group named by its seed kind or its exploration
+    cell, temperature, start and kind, and each error is the model's E/N minus the label's."""
+    import runpy
+    import h5py
+    from ecnn_pyg.datasets import read_arrays, read_graph
+    from ecnn_pyg.learn._files import read_json
+    from ecnn_pyg.pretrained import load_model
+    from ecnn_pyg.training import evaluate_arrays
+    script = Path(__file__).resolve().parent.parent / "experiments/triangular_fig4/label_bias.py"
+    ns = runpy.run_path(str(script), run_name="label_bias")
+    errors = ns["main"](["--learn", str(uninterrupted)])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(str(uninterrupted / "round_002"))   # the latest committee
+    trained = read_json(uninterrupted / "round_002" / "train.json")["data"]
+    n_labels = 0
+    for path in trained:
+        with h5py.File(path, "r") as f:
+            n_labels += int(f["energy"].shape[0])
+    assert sum(len(v) for v in errors.values()) == n_labels
+    assert len(errors["seed: random configurations"]) == 16
+    selected = [e for k in (1, 2) for e in
+                read_json(uninterrupted / f"round_00{k}" / "select.json")["selected"]]
+    for t in {e["temperature"] for e in selected}:
+        for start in {e["start"] for e in selected}:
+            here = [e for e in selected if e["temperature"] == t and e["start"] == start
+                    and not e.get("minimum") and e["class"] != "exact minimum"]
+            name = f"6x6, T = {t:g}, {start}: snapshot"
+            assert len(errors.get(name, [])) == len(here)
+            if here:
+                assert any(ln.startswith(name) and f" {len(here):6d} " in ln for ln in out)
+    # the errors of one file, computed directly
+    model = load_model(uninterrupted).eval()
+    path = uninterrupted / "round_000" / "seed_random.h5"
+    arr = read_arrays(path, "val")
+    graph = read_graph(path)
+    pred = evaluate_arrays(model, graph, torch.from_numpy(arr["spin"]))["energy"]
+    want = (pred - arr["energy"]) / graph.num_nodes
+    np.testing.assert_allclose(errors["seed: random configurations"][12:], want, atol=1e-12)
+
+
 def test_scratch_starts_tiles_the_lowest_relaxed_state_of_each_field(uninterrupted, tmp_path,
                                                                        capsys):
     """experiments/triangular_fig4/scratch_starts.py: the final states of every round's
