@@ -35,12 +35,21 @@ def small_dataset(small_config):
     return generate(small_config, progress=False)
 
 
+def _square_set(path, seed, splits):
+    from ecnn_pyg.generate import generate
+    generate({"output": str(path), "lattice": "square", "size": [4, 4], "hoppings": {"t1": 1.0},
+              "J": 7.0, "electrons": 14, "seed": seed, "splits": splits}, progress=False)
+    return path
+
+
 @pytest.fixture(scope="session")
 def square_data(tmp_path_factory):
     """A 4 x 4 square data set (J = 7, 14 electrons; 6 train, 3 val) for training tests."""
-    from ecnn_pyg.generate import generate
-    path = tmp_path_factory.mktemp("data") / "sq6.h5"
-    generate({"output": str(path), "lattice": "square", "size": [4, 4], "hoppings": {"t1": 1.0},
-              "J": 7.0, "electrons": 14, "seed": 1, "splits": {"train": 6, "val": 3}},
-             progress=False)
-    return path
+    return _square_set(tmp_path_factory.mktemp("data") / "sq6.h5", 1, {"train": 6, "val": 3})
+
+
+@pytest.fixture(scope="session")
+def square_data_other(tmp_path_factory):
+    """Another set of square_data's model, file name ``other.h5`` (other spins: seed 2;
+    4 train, 2 val): a second file of the same training data."""
+    return _square_set(tmp_path_factory.mktemp("data2") / "other.h5", 2, {"train": 4, "val": 2})

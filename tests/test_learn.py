@@ -158,6 +158,10 @@ BAD = [
     ({"exact_minima": {"starts": 1, "maxiter": 0}}, "exact_minima.maxiter must be >= 1"),
     ({"final": {"max_epochs": 0}}, "final: config key 'max_epochs'"),
     ({"final": {"weight_by_energy": 0.0}}, "final: config key 'weight_by_energy' must be > 0"),
+    ({"final": {"data_weights": {"seed_ed_llg.h5": 0.0}}}, "final: .*finite weight > 0"),
+    ({"final": {"data_weights": {"seed_edllg.h5": 4.0}}},
+     "final.data_weights: 'seed_edllg.h5' is no file this run trains on; expected one of "
+     "labels_6x6.h5, seed_random.h5"),
 ]
 
 
@@ -668,7 +672,8 @@ def test_final_training_added_to_a_finished_run(uninterrupted, tmp_path, monkeyp
     from ecnn_pyg.pretrained import load_model
     from ecnn_pyg.training.trainer import Trainer
     rd = tmp_path / "run"
-    cfg = {**_copy_run(uninterrupted, rd), "final": {"max_epochs": 2, "weight_by_energy": 0.01}}
+    cfg = {**_copy_run(uninterrupted, rd), "final": {"max_epochs": 2, "weight_by_energy": 0.01,
+                                                      "data_weights": {"seed_ed_llg.h5": 3.0}}}
     logs = []
     learn(cfg, log=logs.append)
     rounds = [m for m in logs if m.startswith("round")]
@@ -684,6 +689,7 @@ def test_final_training_added_to_a_finished_run(uninterrupted, tmp_path, monkeyp
     assert summary["final_training"]["symmetry"]["time_reversal"] > 0
     member = yaml.safe_load((rd / "round_002" / "final" / "member_1" / "config.yaml").read_text())
     assert member["weight_by_energy"] == 0.01 and member["max_epochs"] == 2
+    assert member["data_weights"] == {"seed_ed_llg.h5": 3.0}
     text = (rd / "summary.md").read_text()
     assert "Final training after round 2" in text and "superseded" not in text
     assert summary["final_training"]["round"] == 2 and summary["superseded_final_trainings"] == []

@@ -96,3 +96,66 @@ def test_best_on_train_picks_the_lowest_training_loss(square_data, tmp_path):
     assert all(float(r["val_loss"]) > 0 for r in rows)
     with pytest.raises(ConfigError, match="best_on.*'val'.*'train'"):
         Trainer(_cfg(square_data, tmp_path / "x", best_on="validation"))
+
+
+def test_data_weights_count_a_file_as_if_listed_that_many_times(square_data, square_data_other,
+                                                                 tmp_path):
+    """data_weights {file: w}: the weighted loss of every split is the plain loss of the data
+    with that file listed w times; combined with weight_by_energy by multiplication."""
+    model = load_model(train(_cfg(square_data, tmp_path / "m", max_epochs=1)) / "last.pt")
+    kw = dict(batch_size=16, energy_weight=5.0)
+
+    def losses(trainer, weighted):
+        out = []
+        for split in ("train", "val"):
+            part, = trainer.parts
+            arr = getattr(part, split)
+            w = getattr(part, f"{split}_weight") if weighted else None
+            out.append(evaluate_arrays(model, part.graph, arr[K.SPIN], arr[K.FIELD],
+                                       arr[K.ENERGY], weights=w, **kw)["metrics"]["loss"])
+        return out
+
+    def _cfg2(data, run_dir, **kw):
+        return {**_cfg(square_data, run_dir, **kw), "data": data}
+
+    data = [str(square_data), str(square_data_other)]
+    by_name = Trainer(_cfg2(data, tmp_path / "a", data_weights={"other.h5": 3}))
+    by_path = Trainer(_cfg2(data, tmp_path / "b",
+                           data_weights={str(square_data_other): 3}))
+    listed = Trainer(_cfg2(data + [str(square_data_other)] * 2, tmp_path / "c"))
+    part, = by_name.parts
+    assert part.train_source.tolist() == [0] * 6 + [1] * 4
+    assert part.val_source.tolist() == [0] * 3 + [1] * 2
+    assert float(part.train_weight.double().mean()) == pytest.approx(1.0, rel=1e-6)
+    assert torch.allclose(part.train_weight[6:], 3 * part.train_weight[:1].expand(4))
+    assert torch.equal(part.train_weight, by_path.parts[0].train_weight)
+    # the validation samples take the training split's divisor: the loss over all
+    # samples is a mean over the file listed three times
+    want_train, want_val = losses(listed, weighted=False)
+    got_train, got_val = losses(by_name, weighted=True)
+    n_val, n_val_listed = 5, 3 + 3 * 2
+    norm = (6 + 3 * 4) / 10                          # the training weights' mean
+    assert got_train == pytest.approx(want_train, rel=1e-5)
+    assert got_val * n_val * norm / n_val_listed == pytest.approx(want_val, rel=1e-5)
+    assert abs(got_train - losses(Trainer(_cfg2(data, tmp_path / "d")),
+                                  weighted=False)[0]) > 1e-3 * got_train
+    # with weight_by_energy: the product, normed over the training split
+    both = Trainer(_cfg2(data, tmp_path / "e", data_weights={"other.h5": 3},
+                        weight_by_energy=0.01)).parts[0]
+    energy = Trainer(_cfg2(data, tmp_path / "f", weight_by_energy=0.01)).parts[0]
+    raw = energy.train_weight.double() * torch.tensor([1.0] * 6 + [3.0] * 4, dtype=torch.float64)
+    assert torch.allclose(both.train_weight.double(), raw / raw.mean(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("weights, match", [
+    ({"missing.h5": 2.0}, "names 'missing.h5', which is no file of 'data'"),
+    ({"other.h5": 0.0}, "finite weight > 0, got 0.0 for 'other.h5'"),
+    ({"other.h5": float("nan")}, "finite weight > 0"),
+    ({"other.h5": "2"}, "finite weight > 0"),
+])
+def test_bad_data_weights(square_data, square_data_other, tmp_path, weights, match):
+    data = [str(square_data), str(square_data_other)]
+    cfg = {**_cfg(square_data, tmp_path / "r", data_weights=weights), "data": data}
+    with pytest.raises(ConfigError, match=match):
+        Trainer(cfg)
+    assert not (tmp_path / "r").exists()

@@ -70,7 +70,10 @@ class TrainingPart:
             :class:`~ecnn_pyg.training.Trainer` (``augment`` ``None`` without
             augmentation).
         train_weight, val_weight: per-sample loss weights ``(n,)`` set by the trainer
-            (``weight_by_energy``), or ``None``: every sample weighs 1.
+            (``weight_by_energy``, ``data_weights``), or ``None``: every sample weighs 1.
+        train_source, val_source: the index, in the list of data files, of the file each
+            sample came from ``(n,)`` (set by :func:`load_training_parts`; ``None`` for a
+            part made otherwise).
 
     Args:
         graph: the lattice graph.
@@ -85,6 +88,8 @@ class TrainingPart:
         self.augment: Optional[RotationAugment] = None
         self.train_weight: Optional[torch.Tensor] = None
         self.val_weight: Optional[torch.Tensor] = None
+        self.train_source: Optional[np.ndarray] = None
+        self.val_source: Optional[np.ndarray] = None
 
     @property
     def n_sites(self) -> int:
@@ -138,7 +143,7 @@ def load_training_parts(paths, train_split: str, val_split: str
     meta = read_meta(paths[0])
     groups: Dict[tuple, Dict[str, Any]] = {}
     found = set()
-    for path in paths:
+    for index, path in enumerate(paths):
         m = read_meta(path)
         diff = [k for k in ("lattice", "hoppings") if m.get(k) != meta.get(k)]
         if _model_params(m) != _model_params(meta):
@@ -147,12 +152,14 @@ def load_training_parts(paths, train_split: str, val_split: str
             raise ValueError(f"'{path}' and '{paths[0]}' differ in {', '.join(diff)}: "
                              "a training set must hold one lattice, hoppings and model")
         key = tuple(m.get("size") or ())
-        grp = groups.setdefault(key, {"graph": None, train_split: [], val_split: []})
+        grp = groups.setdefault(key, {"graph": None, train_split: [], val_split: [],
+                                      "source": {train_split: [], val_split: []}})
         if grp["graph"] is None:
             grp["graph"] = read_graph(path)
         for split in (train_split, val_split):
             if split in m["splits"]:
                 grp[split].append(read_arrays(path, split))
+                grp["source"][split].append(np.full(len(grp[split][-1][K.ENERGY]), index))
                 found.add(split)
     for split in (train_split, val_split):
         if split not in found:
@@ -169,7 +176,11 @@ def load_training_parts(paths, train_split: str, val_split: str
                 arrays.append({K.SPIN: np.zeros((0, n, 3), np.float32),
                                K.FIELD: np.zeros((0, n, 3), np.float32),
                                K.ENERGY: np.zeros(0)})
-        parts.append(TrainingPart(grp["graph"], key, arrays[0], arrays[1]))
+        part = TrainingPart(grp["graph"], key, arrays[0], arrays[1])
+        part.train_source, part.val_source = (
+            np.concatenate(grp["source"][split]) if grp["source"][split] else np.zeros(0, int)
+            for split in (train_split, val_split))
+        parts.append(part)
     return meta, parts
 
 

@@ -6,6 +6,7 @@ checked against the schema of the model type (:mod:`ecnn_pyg.models`).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 import torch
@@ -33,6 +34,7 @@ TRAIN_SCHEMA = {
     "energy_weight": (float, 0.0),
     "auto_energy_shift": (bool, True),
     "weight_by_energy": ((float, _NONE), None),  # D: sample weights (D / (e - e_min + D))^2
+    "data_weights": ((dict, _NONE), None),      # {data file (path or name): weight of its samples}
     "optimizer": (str, "adagrad"),
     "lr": (float, 0.01),
     "weight_decay": (float, 0.0),
@@ -140,10 +142,34 @@ def load_train_config(config, overrides: Optional[Mapping[str, Any]] = None) -> 
     if not data or not all(isinstance(d, str) and d.strip() for d in data):
         raise ConfigError(f"config key 'data' must be a data file path or a non-empty list of "
                           f"them, got {cfg['data']!r}")
+    _check_data_weights(cfg["data_weights"], data)
     given = set(cfg["model_config"])
     cfg["model_config"] = check_model_config(cfg["model"], cfg["model_config"])
     cfg["_given_model_keys"] = sorted(given)
     return cfg
+
+
+def data_file_weights(data_weights: Optional[Mapping[str, Any]], data) -> list:
+    """The weight of every file of ``data`` (a list) under ``data_weights``: a file named by
+    its path as written in ``data`` or by its file name; 1 for the others."""
+    weights = dict(data_weights or {})
+    return [float(weights.get(d, weights.get(Path(d).name, 1.0))) for d in data]
+
+
+def _check_data_weights(data_weights: Optional[Mapping[str, Any]], data) -> None:
+    """Refuse ``data_weights`` that name no file of ``data`` or give a weight that is not a
+    finite number > 0."""
+    if data_weights is None:
+        return
+    names = set(data) | {Path(d).name for d in data}
+    for key, w in data_weights.items():
+        if key not in names:
+            raise ConfigError(f"config key 'data_weights' names '{key}', which is no file of "
+                              f"'data' (give a path as written there, or a file name): {data}")
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) \
+                or w <= 0:
+            raise ConfigError(f"config key 'data_weights' must give each file a finite weight "
+                              f"> 0, got {w!r} for '{key}'")
 
 
 def _check_ranges(cfg: Mapping[str, Any]) -> None:

@@ -37,7 +37,7 @@ from .evaluate import evaluate_parts
 from .log import plot_learning_curve, write_log_row
 from .loss import field_energy_loss
 from ..distributed.train import DataParallel, data_parallel
-from .schema import DTYPES, RESUME_MUTABLE, TRAIN_SCHEMA, load_train_config
+from .schema import DTYPES, RESUME_MUTABLE, TRAIN_SCHEMA, data_file_weights, load_train_config
 
 __all__ = ["Trainer", "train", "TrainingDivergedError"]
 
@@ -155,6 +155,7 @@ class Trainer:
             left = cfg["max_train_samples"]
             for part in parts:
                 part.train = {k: v[:left] for k, v in part.train.items()}
+                part.train_source = part.train_source[:left]
                 left -= len(part.train[K.ENERGY])
         if sum(len(p.train[K.ENERGY]) for p in parts) == 0:
             raise ValueError(f"'{path}' has no complete samples in split '{cfg['train_split']}'")
@@ -187,7 +188,8 @@ class Trainer:
         self._set_sample_weights()
 
     def _set_sample_weights(self) -> None:
-        """``weight_by_energy: D``: every sample weighs ``(D / (e - e_min + D))^2``.
+        """``weight_by_energy: D``: every sample weighs ``(D / (e - e_min + D))^2``;
+        ``data_weights``: times the weight of the file it came from.
 
         ``e`` is the sample's label energy per site and ``e_min`` the lowest of the training
         split (over all supercells); the weights are divided by their mean over the training
@@ -197,17 +199,30 @@ class Trainer:
         The low-energy states that decide which phase wins (minima, crystals) then count
         more than disordered ones D or more per site above them, whose energy errors a
         strictly local model cannot bring to zero at the same time (energy-based weighting
-        of fitting data, as interatomic-potential fitting codes do). The reported RMSEs stay
-        unweighted. Without the key every sample weighs 1 (``part.train_weight`` is None).
+        of fitting data, as interatomic-potential fitting codes do). A file's weight counts
+        its samples in the loss as if the file were listed that many times (the per-type
+        weights of those codes), e.g. scarce snapshots of the exact dynamics among many of
+        the model's own. The reported RMSEs stay unweighted. Without either key every
+        sample weighs 1 (``part.train_weight`` is None).
         """
         d = self.cfg["weight_by_energy"]
-        if d is None:
+        if d is None and self.cfg["data_weights"] is None:
             return
-        per_site = {split: [getattr(p, split)[K.ENERGY].double() / p.n_sites
-                            for p in self.parts] for split in ("train", "val")}
-        e_min = float(torch.cat(per_site["train"]).min())
-        raw = {split: [(d / (e - e_min + d).clamp_min(d)) ** 2 for e in es]
-               for split, es in per_site.items()}
+        raw = {split: [torch.ones(getattr(p, split)[K.ENERGY].shape[0], dtype=torch.float64)
+                       for p in self.parts] for split in ("train", "val")}
+        if d is not None:
+            per_site = {split: [getattr(p, split)[K.ENERGY].double() / p.n_sites
+                                for p in self.parts] for split in ("train", "val")}
+            e_min = float(torch.cat(per_site["train"]).min())
+            raw = {split: [(d / (e - e_min + d).clamp_min(d)) ** 2 for e in es]
+                   for split, es in per_site.items()}
+        if self.cfg["data_weights"] is not None:
+            data = self.cfg["data"] if isinstance(self.cfg["data"], list) else [self.cfg["data"]]
+            per_file = torch.tensor(data_file_weights(self.cfg["data_weights"], data),
+                                    dtype=torch.float64)
+            for split in raw:
+                raw[split] = [w * per_file[torch.as_tensor(getattr(p, f"{split}_source"))]
+                              for w, p in zip(raw[split], self.parts)]
         norm = float(torch.cat(raw["train"]).mean())
         for i, part in enumerate(self.parts):
             part.train_weight = (raw["train"][i] / norm).to(self.dtype)
