@@ -158,10 +158,10 @@ BAD = [
     ({"exact_minima": {"starts": 1, "maxiter": 0}}, "exact_minima.maxiter must be >= 1"),
     ({"final": {"max_epochs": 0}}, "final: config key 'max_epochs'"),
     ({"final": {"weight_by_energy": 0.0}}, "final: config key 'weight_by_energy' must be > 0"),
-    ({"final": {"data_weights": {"seed_ed_llg.h5": 0.0}}}, "final: .*finite weight > 0"),
+    ({"final": {"data_weights": {"seed_random.h5": 0.0}}}, "final: .*finite weight > 0"),
     ({"final": {"data_weights": {"seed_edllg.h5": 4.0}}},
-     "final.data_weights: 'seed_edllg.h5' is no file this run trains on; expected one of "
-     "labels_6x6.h5, seed_random.h5"),
+     r"final: config key 'data_weights' names 'seed_edllg.h5', which is no file of 'data' "
+     r".*\['seed_random.h5', 'labels_6x6.h5'\]"),
 ]
 
 

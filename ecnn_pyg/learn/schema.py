@@ -244,34 +244,25 @@ def _train_settings(raw: Mapping, base_dir: Path, where: str) -> Dict[str, Any]:
     return _merge(merged, raw)
 
 
-def _check_train(train: Mapping, where: str) -> None:
+def _check_trainings(cfg: Mapping) -> None:
+    """``committee.train``, ``committee.retrain`` (over it) and ``final`` (over it) as
+    training configs of the files the run trains on: its seed files (``seed_random.h5``,
+    ``seed_ed_llg.h5``, ``seed_data.paths``) and every round's ``labels_<size>.h5``, which
+    ``data_weights`` may name."""
     from ..training.schema import load_train_config
-    # the files are the run's own (seed, labels): data_weights' names are checked against
-    # them by _check_data_weight_names once the seed data and exploration are read
-    weights = train.get("data_weights")
-    named = [k for k in weights if isinstance(k, str)] if isinstance(weights, Mapping) else []
-    try:
-        load_train_config({**train, "data": ["<learn data>", *named], "run_dir": "<learn run>"})
-    except ConfigError as err:
-        raise ConfigError(f"{where}: {err}") from None
-
-
-def _check_data_weight_names(cfg: Mapping) -> None:
-    """``data_weights`` of the trainings may name only the files a run trains on: its seed
-    files (``seed_random.h5``, ``seed_ed_llg.h5``, ``seed_data.paths``) and every round's
-    ``labels_<size>.h5``."""
-    seed = cfg["seed_data"]
-    names = {"seed_random.h5": seed["random"], "seed_ed_llg.h5": seed["ed_llg"]}
-    known = {n for n, section in names.items() if section is not None}
-    known |= {f"labels_{size_label(s)}.h5" for s in cfg["explore"]["sizes"]}
-    known |= set(seed["paths"]) | {Path(p).name for p in seed["paths"]}
-    com = cfg["committee"]
-    for where, train in (("committee.train", com["train"]), ("committee.retrain", com["retrain"]),
-                         ("final", cfg["final"] or {})):
-        for name in train.get("data_weights") or {}:
-            if name not in known:
-                raise ConfigError(f"{where}.data_weights: '{name}' is no file this run trains "
-                                  f"on; expected one of {', '.join(sorted(known))}")
+    seed, com = cfg["seed_data"], cfg["committee"]
+    data = [name for name, section in (("seed_random.h5", seed["random"]),
+                                       ("seed_ed_llg.h5", seed["ed_llg"])) if section is not None]
+    data += list(seed["paths"]) + [f"labels_{size_label(s)}.h5" for s in cfg["explore"]["sizes"]]
+    checks = [("committee.train", com["train"]),
+              ("committee.retrain", {**com["train"], **com["retrain"]})]
+    if cfg["final"] is not None:
+        checks.append(("final", {**com["train"], **cfg["final"]}))
+    for where, train in checks:
+        try:
+            load_train_config({**train, "data": data, "run_dir": "<learn run>"})
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
 
 
 def _check_start(start, sizes: List[List[int]], n_sites_of) -> None:
@@ -375,18 +366,15 @@ def load_learn_config(source: Union[str, Path, Mapping],
         raise ConfigError(f"committee.members must be >= 2 (the disagreement of a committee "
                           f"needs two members at least), got {com['members']!r}")
     com["train"] = _train_settings(com["train"], base_dir, "committee.train")
-    _check_train(com["train"], "committee.train")
     if any(k in com["retrain"] for k in _LOOP_TRAIN_KEYS + ("extends",)):
         raise ConfigError("committee.retrain: give training keys that change from round 1 on "
                           "(max_epochs, lr, ...); data, run_dir, init_from and extends are not "
                           "allowed there")
-    _check_train({**com["train"], **com["retrain"]}, "committee.retrain")
     cfg["committee"] = com
     if cfg["final"] is not None:
         if any(k in cfg["final"] for k in _LOOP_TRAIN_KEYS + ("extends",)):
             raise ConfigError("final: give training keys over committee.train (max_epochs, lr, "
                               "...); data, run_dir, init_from and extends are not allowed there")
-        _check_train({**com["train"], **cfg["final"]}, "final")
     # --- seed data
     seed = _section(cfg["seed_data"], "seed_data", "seed_data")
     sizes_used = []
@@ -514,7 +502,7 @@ def load_learn_config(source: Union[str, Path, Mapping],
                               "trained on")
     if cfg["num_threads"] is not None and cfg["num_threads"] < 1:
         raise ConfigError(f"num_threads must be >= 1 or null, got {cfg['num_threads']}")
-    _check_data_weight_names(cfg)
+    _check_trainings(cfg)
     return cfg
 
 

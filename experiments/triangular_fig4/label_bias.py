@@ -17,39 +17,35 @@ Without ``--model`` the run's latest committee is scored.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
 
 def label_sources(run_dir: Path):
-    """``[(path, split, [group per sample])]`` of every file the run trained on."""
-    import h5py
+    """``[(path, split, [group per sample])]`` of every file the run trained on: the seed's
+    (``round_000/seed.json``; a group per file) and every round's labels (grouped by the
+    rows of its ``select.json``, in the order they were labelled)."""
+    from ecnn_pyg.datasets import read_meta
+    from ecnn_pyg.learn._files import read_json
+    seed_groups = {"seed_random.h5": "seed: random configurations",
+                   "seed_ed_llg.h5": "seed: ED-LLG snapshots"}
     out = []
-    r0 = run_dir / "round_000"
-    for name, group in (("seed_random.h5", "seed: random configurations"),
-                        ("seed_ed_llg.h5", "seed: ED-LLG snapshots")):
-        path = r0 / name
-        if path.exists():
-            with h5py.File(path, "r") as f:
-                splits = json.loads(f.attrs["splits"])
-            for split, n in splits.items():
-                out.append((path, split, [group] * int(n)))
-    for rd in sorted(run_dir.glob("round_[0-9][0-9][0-9]")):
-        sel_file = rd / "select.json"
-        if rd.name == "round_000" or not sel_file.exists():
+    for path in read_json(run_dir / "round_000" / "seed.json")["data"]:
+        group = seed_groups.get(Path(path).name, f"seed: {Path(path).name}")
+        for split, n in read_meta(path)["splits"].items():
+            out.append((path, split, [group] * int(n)))
+    for rd in sorted(run_dir.glob("round_[0-9][0-9][0-9]"))[1:]:
+        if not (rd / "label.json").exists():
             continue
-        selected = json.loads(sel_file.read_text())["selected"]
-        for path in sorted(rd.glob("labels_*.h5")):
-            size = path.stem[len("labels_"):]
+        selected = read_json(rd / "select.json")["selected"]
+        for path in read_json(rd / "label.json")["files"]:
+            size = Path(path).stem[len("labels_"):]
             rows = [e for e in selected if e["size"] == size]
-            with h5py.File(path, "r") as f:
-                n = int(f["energy"].shape[0])
-                splits = json.loads(f.attrs["splits"])
-            if n != len(rows) or sum(splits.values()) != n:
-                raise SystemExit(f"{path}: {n} labels in splits {splits}, but select.json names "
-                                 f"{len(rows)} of size {size}")
+            splits = read_meta(path)["splits"]
+            if sum(splits.values()) != len(rows):
+                raise SystemExit(f"{path}: {sum(splits.values())} labels in splits {splits}, "
+                                 f"but select.json names {len(rows)} of size {size}")
             groups = []
             for e in rows:
                 kind = ("exact minimum" if e["class"] == "exact minimum"
