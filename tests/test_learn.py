@@ -443,6 +443,13 @@ def test_scratch_crystals_relaxes_each_start_at_each_field(uninterrupted, tmp_pa
         s = relax(ef, s0, h)[0]                        # the same minimum, priced exactly
         assert e_ed == pytest.approx((ed.energy(s) - h * s[:, 2].sum()) / 36, abs=2e-7)
     assert any("energies of these states cross" in ln or "no crossing" in ln for ln in out)
+    # --no-relax: the starts themselves, priced by the committee and exactly
+    ns["main"](["--learn", str(uninterrupted), "--cell", "6", "--fields", "0.5",
+                "--exact-twists", "2", "--no-relax", "--starts", starts[0][0]])
+    row = [ln.split() for ln in capsys.readouterr().out.splitlines()[2:]][0]
+    s0 = starts[0][1]
+    assert float(row[4]) == pytest.approx((ef(s0)[0] - 0.5 * s0[:, 2].sum()) / 36, abs=1e-7)
+    assert float(row[5]) == pytest.approx((ed.energy(s0) - 0.5 * s0[:, 2].sum()) / 36, abs=1e-7)
     with pytest.raises(SystemExit, match="not found"):
         ns["main"](["--learn", str(uninterrupted), "--starts", str(tmp_path / "none.npy")])
     with pytest.raises(SystemExit, match="multiple of 5"):

@@ -10,6 +10,7 @@ from ecnn_pyg import keys as K
 from ecnn_pyg.config import ConfigError
 from ecnn_pyg.pretrained import load_model
 from ecnn_pyg.training import Trainer, train
+from ecnn_pyg.training.trainer import zeeman_hull
 from ecnn_pyg.training.evaluate import evaluate_arrays
 from ecnn_pyg.training.loss import field_energy_loss
 
@@ -71,6 +72,56 @@ def test_validation_loss_is_the_weighted_one(square_data, tmp_path):
     assert abs(plain["loss"] - weighted["loss"]) > 1e-3 * plain["loss"]
     # the RMSEs stay unweighted
     assert float(rows[-1]["val_rmse_field"]) == pytest.approx(plain["rmse_field"], rel=1e-4)
+
+
+def test_zeeman_hull_is_the_best_label_at_the_most_favourable_field():
+    # closed form: the lowest label at m = 0.1, the hull through (0.3, -0.9) and (0.5, -0.6)
+    m = torch.tensor([0.1, 0.3, 0.5, 0.3, 0.05, 0.3])
+    e = torch.tensor([-1.0, -0.9, -0.6, -0.5, -0.8, -0.9])
+    ref = zeeman_hull(m, e)
+    q = torch.tensor([0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7])
+    want = [-1.0, -1.0, -1.0, -0.95, -0.9, -0.75, -0.6, -0.6]
+    np.testing.assert_allclose(ref(q).numpy(), want, atol=1e-12)
+    # Legendre: e - e_ref(m) = min over h >= 0 of (e - h m) - min_j (e_j - h m_j), for
+    # random labels; a convex piecewise-linear function of h, its minimum lies at h = 0 or
+    # where two labels tie (a slope between two of them), so those fields are all the search
+    rng = np.random.default_rng(3)
+    m = rng.uniform(0.0, 0.5, 40)
+    e = -0.28 + 0.004 * (m - 0.2) ** 2 + rng.uniform(0.0, 2e-4, 40)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slopes = ((e[:, None] - e[None, :]) / (m[:, None] - m[None, :])).ravel()
+    h = np.concatenate([[0.0], slopes[np.isfinite(slopes) & (slopes > 0)]])
+    best = (e[None, :] - h[:, None] * m[None, :]).min(axis=1)
+    brute = ((e[None, :] - h[:, None] * m[None, :]) - best[:, None]).min(axis=0)
+    above = e - zeeman_hull(torch.from_numpy(m), torch.from_numpy(e))(torch.from_numpy(m)).numpy()
+    np.testing.assert_allclose(above, brute, atol=1e-12)
+    assert (above >= -1e-15).all() and (above < 1e-15).sum() >= 3
+
+
+def test_weights_above_the_zeeman_hull(square_data, tmp_path):
+    """``weight_by_energy_above: zeeman_hull``: a label that is the best at some field weighs
+    as the lowest one; every weight is the formula's with the hull's reference."""
+    d = 0.002
+    tr = Trainer(_cfg(square_data, tmp_path / "r", weight_by_energy=d,
+                      weight_by_energy_above="zeeman_hull"))
+    (part,) = tr.parts
+    per = {s: getattr(part, s)[K.ENERGY].double() / part.n_sites for s in ("train", "val")}
+    mag = {s: getattr(part, s)[K.SPIN].double().mean(dim=1).norm(dim=-1)
+           for s in ("train", "val")}
+    ref = zeeman_hull(mag["train"], per["train"])
+    raw = {s: (d / (per[s] - ref(mag[s]) + d).clamp_min(d)) ** 2 for s in per}
+    norm = raw["train"].mean()
+    assert torch.allclose(part.train_weight.double(), raw["train"] / norm, rtol=1e-5)
+    assert torch.allclose(part.val_weight.double(), raw["val"] / norm, rtol=1e-5)
+    top = part.train_weight.double().max()
+    on_hull = (per["train"] - ref(mag["train"])).abs() < 1e-12
+    assert on_hull.sum() >= 2 and torch.allclose(part.train_weight.double()[on_hull], top)
+    lowest = Trainer(_cfg(square_data, tmp_path / "l", weight_by_energy=d)).parts[0]
+    assert not torch.allclose(lowest.train_weight, part.train_weight)
+    with pytest.raises(ConfigError, match="weight_by_energy_above.*zeeman_hull"):
+        Trainer(_cfg(square_data, tmp_path / "b", weight_by_energy=d,
+                     weight_by_energy_above="hull"))
+    assert not (tmp_path / "b").exists()
 
 
 @pytest.mark.parametrize("value", [0.0, -0.01, float("nan")])

@@ -14,7 +14,8 @@ import torch
 from ..config import REQUIRED, ConfigError, load_config
 from ..models import check_model_config
 
-__all__ = ["TRAIN_SCHEMA", "RANGES", "RESUME_MUTABLE", "DTYPES", "load_train_config"]
+__all__ = ["TRAIN_SCHEMA", "RANGES", "RESUME_MUTABLE", "DTYPES", "ENERGY_REFERENCES",
+           "load_train_config"]
 
 _NONE = type(None)
 #: key -> (type(s), default); REQUIRED keys have no default
@@ -34,6 +35,7 @@ TRAIN_SCHEMA = {
     "energy_weight": (float, 0.0),
     "auto_energy_shift": (bool, True),
     "weight_by_energy": ((float, _NONE), None),  # D: sample weights (D / (e - e_min + D))^2
+    "weight_by_energy_above": (str, "lowest"),   # e_min: the lowest label, or "zeeman_hull"
     "data_weights": ((dict, _NONE), None),      # {data file (path or name): weight of its samples}
     "optimizer": (str, "adagrad"),
     "lr": (float, 0.01),
@@ -80,6 +82,8 @@ RANGES = {
     "committee": (lambda v: v >= 2, "an integer >= 2 (M >= 2 members; null: one model)"),
 }
 
+#: what ``weight_by_energy`` measures a label's energy from (Trainer._set_sample_weights)
+ENERGY_REFERENCES = ("lowest", "zeeman_hull")
 #: the values of ``augment``: true is "rotations"
 AUGMENT = ("rotations", "point_group")
 
@@ -125,6 +129,11 @@ def load_train_config(config, overrides: Optional[Mapping[str, Any]] = None) -> 
     if cfg["scheduler"] not in (None, "plateau"):
         raise ConfigError(f"config key 'scheduler' must be 'plateau' or null, "
                           f"got {cfg['scheduler']!r}")
+    if cfg["weight_by_energy_above"] not in ENERGY_REFERENCES:
+        raise ConfigError(f"config key 'weight_by_energy_above' must be one of "
+                          f"{list(ENERGY_REFERENCES)} ('lowest': the lowest training label; "
+                          f"'zeeman_hull': the best training label at the most favourable "
+                          f"Zeeman field), got {cfg['weight_by_energy_above']!r}")
     if cfg["best_on"] not in ("val", "train"):
         raise ConfigError(f"config key 'best_on' must be 'val' (the validation loss) or 'train' "
                           f"(the epoch's training loss), got {cfg['best_on']!r}")

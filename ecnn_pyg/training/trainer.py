@@ -39,11 +39,46 @@ from .loss import field_energy_loss
 from ..distributed.train import DataParallel, data_parallel
 from .schema import DTYPES, RESUME_MUTABLE, TRAIN_SCHEMA, data_file_weights, load_train_config
 
-__all__ = ["Trainer", "train", "TrainingDivergedError"]
+__all__ = ["Trainer", "train", "TrainingDivergedError", "zeeman_hull"]
 
 
 class TrainingDivergedError(RuntimeError):
     """The loss or the weights became non-finite (NaN or infinite) during training."""
+
+
+def zeeman_hull(m: torch.Tensor, e: torch.Tensor):
+    """The energy per site of the best state at the most favourable Zeeman field, as a
+    function of the magnetization: ``e_ref(m) = max over h >= 0 of min_j (e_j - h m_j) + h m``.
+
+    ``(m_j, e_j)`` are the labels' magnetizations ``|sum_i S_i| / N`` and field-free energies
+    per site. ``e - e_ref(m)`` is the least, over fields h >= 0, of how far a state lies above
+    the best label in the energy ``E/N - h M/N``: 0 for a label that is the best at some
+    field. By Legendre duality ``e_ref`` is the lower convex hull of the points beyond the
+    lowest label's magnetization ``m*``, and the lowest energy below it:
+    ``e_ref(m) = hull(max(m, m*))`` (constant beyond the largest ``m_j``).
+
+    Returns:
+        ``e_ref``: a function of a tensor of magnetizations, the reference energies (float64).
+    """
+    m = m.double().cpu().numpy()
+    e = e.double().cpu().numpy()
+    m_star = m[int(np.argmin(e))]
+    pts = sorted(zip(m[m >= m_star], e[m >= m_star]))
+    hull: list = []
+    for p in pts:                               # Andrew's monotone chain, lower half
+        if hull and p[0] == hull[-1][0]:        # sorted: the lowest at this m came first
+            continue
+        while len(hull) >= 2 and ((hull[-1][0] - hull[-2][0]) * (p[1] - hull[-2][1])
+                                  - (hull[-1][1] - hull[-2][1]) * (p[0] - hull[-2][0])) <= 0:
+            hull.pop()
+        hull.append(p)
+    hm = np.array([h[0] for h in hull])
+    he = np.array([h[1] for h in hull])
+
+    def e_ref(mq: torch.Tensor) -> torch.Tensor:
+        q = np.maximum(mq.double().cpu().numpy(), m_star)
+        return torch.from_numpy(np.interp(q, hm, he)).to(mq.device)
+    return e_ref
 
 
 class Trainer:
@@ -192,7 +227,10 @@ class Trainer:
         ``data_weights``: times the weight of the file it came from.
 
         ``e`` is the sample's label energy per site and ``e_min`` the lowest of the training
-        split (over all supercells); the weights are divided by their mean over the training
+        split (over all supercells), or with ``weight_by_energy_above: zeeman_hull`` the
+        lowest at the sample's magnetization (:func:`zeeman_hull`): a field-free label of a
+        state that is a minimum only in a field then counts as a minimum, not as a state
+        ``-h M`` above the zero-field ground state. The weights are divided by their mean over the training
         split, and the validation samples get the same formula and divisor (one below
         ``e_min`` weighs as the lowest training sample), so that the validation loss (which
         selects the best epoch) is the quantity the training lowers.
@@ -213,9 +251,17 @@ class Trainer:
         if d is not None:
             per_site = {split: [getattr(p, split)[K.ENERGY].double() / p.n_sites
                                 for p in self.parts] for split in ("train", "val")}
-            e_min = float(torch.cat(per_site["train"]).min())
-            raw = {split: [(d / (e - e_min + d).clamp_min(d)) ** 2 for e in es]
-                   for split, es in per_site.items()}
+            if self.cfg["weight_by_energy_above"] == "zeeman_hull":
+                mag = {split: [getattr(p, split)[K.SPIN].double().mean(dim=1).norm(dim=-1)
+                               for p in self.parts] for split in ("train", "val")}
+                ref = zeeman_hull(torch.cat(mag["train"]), torch.cat(per_site["train"]))
+                above = {split: [e - ref(m) for e, m in zip(per_site[split], mag[split])]
+                         for split in per_site}
+            else:
+                e_min = float(torch.cat(per_site["train"]).min())
+                above = {split: [e - e_min for e in es] for split, es in per_site.items()}
+            raw = {split: [(d / (a + d).clamp_min(d)) ** 2 for a in ab]
+                   for split, ab in above.items()}
         if self.cfg["data_weights"] is not None:
             data = self.cfg["data"] if isinstance(self.cfg["data"], list) else [self.cfg["data"]]
             per_file = torch.tensor(data_file_weights(self.cfg["data_weights"], data),

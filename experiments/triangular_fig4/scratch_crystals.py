@@ -54,6 +54,9 @@ def main(argv=None):
     p.add_argument("--fields", type=float, nargs="+", default=DEFAULT_FIELDS)
     p.add_argument("--exact-twists", type=int, default=8, metavar="M",
                    help="ED of the cell with M x M twisted boundaries (8: the 96 x 96 lattice)")
+    p.add_argument("--no-relax", action="store_true",
+                   help="price the starts as they are (e.g. exact minima: how far the committee "
+                        "prices a state ED puts lowest from its exact energy), no relaxation")
     a = p.parse_args(argv)
     if a.exact_twists < 1:
         raise SystemExit(f"--exact-twists must be >= 1, got {a.exact_twists}")
@@ -80,7 +83,7 @@ def main(argv=None):
     best = {"committee": collections.defaultdict(dict), "exact": collections.defaultdict(dict)}
     for h in a.fields:
         rows = [{"start": name, "zeeman": h, "spin": s0} for name, s0 in starts]
-        relaxed(model, graph, rows)                  # afresh from each start, every field
+        relaxed(model, graph, rows, not a.no_relax)  # afresh from each start, every field
         exact_energies(Path(a.learn), graph, rows, a.exact_twists)
         for r in rows:
             c = round(abs(r["n_sk_min"]))

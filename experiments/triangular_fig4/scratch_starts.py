@@ -146,15 +146,16 @@ def tile(s: np.ndarray, n: int, L: int) -> np.ndarray:
     return s.reshape(n, n, 3)[i[:, None], i[None, :]].reshape(-1, 3)
 
 
-def relaxed(model, graph, rows) -> None:
+def relaxed(model, graph, rows, relax_first: bool = True) -> None:
     """Adds to every row the committee's nearest minimum: ``spin_min``, ``e_min`` (per site,
-    Zeeman included), ``n_sk_min``, ``m_z_min`` and ``torque`` (largest |S x B_total|)."""
+    Zeeman included), ``n_sk_min``, ``m_z_min`` and ``torque`` (largest |S x B_total|).
+    With ``relax_first=False`` the state itself is priced (``spin_min`` is ``spin``)."""
     import torch
     from ecnn_pyg.minimize import model_energy_field, relax
     from ecnn_pyg.observables import skyrmion_number
     energy_field = model_energy_field(model, graph)
     for r in rows:
-        s, _ = relax(energy_field, r["spin"], r["zeeman"])
+        s = relax(energy_field, r["spin"], r["zeeman"])[0] if relax_first else r["spin"]
         e, b = energy_field(s)
         b[:, 2] += r["zeeman"]
         r.update({"spin_min": s, "e_min": (e - r["zeeman"] * s[:, 2].sum()) / len(s),
