@@ -228,12 +228,13 @@ class Trainer:
 
         ``e`` is the sample's label energy per site and ``e_min`` the lowest of the training
         split (over all supercells), or with ``weight_by_energy_above: zeeman_hull`` the
-        lowest at the sample's magnetization (:func:`zeeman_hull`): a field-free label of a
-        state that is a minimum only in a field then counts as a minimum, not as a state
-        ``-h M`` above the zero-field ground state. The weights are divided by their mean over the training
-        split, and the validation samples get the same formula and divisor (one below
-        ``e_min`` weighs as the lowest training sample), so that the validation loss (which
-        selects the best epoch) is the quantity the training lowers.
+        lowest at the sample's magnetization (:func:`zeeman_hull`): the field-free label of
+        a state that is a minimum only in a field H then counts as a minimum, not as a state
+        about ``H |M| / N`` per site above the zero-field one. The weights are divided by
+        their mean over the training split, and the validation samples get the same formula
+        and divisor (one below the reference weighs as the lowest training sample), so that
+        the validation loss (which selects the best epoch) is the quantity the training
+        lowers.
         The low-energy states that decide which phase wins (minima, crystals) then count
         more than disordered ones D or more per site above them, whose energy errors a
         strictly local model cannot bring to zero at the same time (energy-based weighting
