@@ -446,7 +446,9 @@ def test_scratch_crystals_relaxes_each_start_at_each_field(uninterrupted, tmp_pa
     # --no-relax: the starts themselves, priced by the committee and exactly
     ns["main"](["--learn", str(uninterrupted), "--cell", "6", "--fields", "0.5",
                 "--exact-twists", "2", "--no-relax", "--starts", starts[0][0]])
-    row = [ln.split() for ln in capsys.readouterr().out.splitlines()[2:]][0]
+    lines = capsys.readouterr().out.splitlines()
+    row = [ln.split() for ln in lines[2:]][0]
+    assert "states as given" in lines[0] and not any("cross" in ln for ln in lines)
     s0 = starts[0][1]
     assert float(row[4]) == pytest.approx((ef(s0)[0] - 0.5 * s0[:, 2].sum()) / 36, abs=1e-7)
     assert float(row[5]) == pytest.approx((ed.energy(s0) - 0.5 * s0[:, 2].sum()) / 36, abs=1e-7)

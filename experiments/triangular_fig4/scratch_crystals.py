@@ -76,7 +76,8 @@ def main(argv=None):
     graph = ep.lattice_graph(cfg["lattice"], a.cell, cfg["hoppings"])
     model = load_model(a.model or a.learn)
     starts = [(Path(s).stem, cell_of(np.load(s).astype(np.float64), a.cell)) for s in a.starts]
-    print(f"committee {a.model or a.learn}; {a.cell} x {a.cell} minima priced with twists "
+    what = "states as given" if a.no_relax else "minima"
+    print(f"committee {a.model or a.learn}; {a.cell} x {a.cell} {what} priced with twists "
           f"{a.exact_twists} (E/N: electronic + Zeeman)")
     print(f"{'H_z':>7} {'start':>36} {'n_sk':>5} {'M_z':>6} {'E_NN/N':>11} {'E_ED/N':>11} "
           f"{'NN-ED':>9}", flush=True)
@@ -93,6 +94,8 @@ def main(argv=None):
             print(f"{h:7.4f} {r['start']:>36} {r['n_sk_min']:+5.1f} {r['m_z_min']:6.3f} "
                   f"{r['e_min']:11.7f} {r['e_exact']:11.7f} {r['e_min'] - r['e_exact']:+9.1e}",
                   flush=True)
+    if a.no_relax:          # states that are no minima at most fields: no transition to read
+        return
     for key in ("committee", "exact"):
         found = crossings(best[key])
         for lo, hi, h in found:
