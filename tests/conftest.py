@@ -53,3 +53,50 @@ def square_data_other(tmp_path_factory):
     """Another set of square_data's model, file name ``other.h5`` (other spins: seed 2;
     4 train, 2 val): a second file of the same training data."""
     return _square_set(tmp_path_factory.mktemp("data2") / "other.h5", 2, {"train": 4, "val": 2})
+
+
+# ------------------------------------------------- a generate run killed at a known point
+
+#: samples a held run writes before it waits
+HELD = 3
+# the sampler labels samples 0..HELD-1, then touches the file named by $READY and sleeps in
+# sample HELD: a kill then lands mid-run at a known point, however fast the machine is
+_HELD_GENERATE = f"""
+import os, sys, time
+from ecnn_pyg import generate as G
+from ecnn_pyg.cli import main
+calls = []
+def held(n, rng):
+    calls.append(n)
+    if len(calls) > {HELD}:
+        open(os.environ["READY"], "w").close()
+        time.sleep(600)
+    return G.SAMPLERS["uniform"](n, rng)
+G.SAMPLERS["held"] = held
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def start_held_generate(cfg, tmp_path, *, popen=None, **kw):
+    """``ecnn-pyg generate`` of ``cfg`` (``sampler: held``) in a subprocess, returned once it
+    has written ``HELD`` samples and waits in the next; ``kw`` go to ``popen``
+    (``subprocess.Popen`` unless given)."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import yaml
+    path, ready = tmp_path / "c.yaml", tmp_path / "ready"
+    path.write_text(yaml.safe_dump(cfg))
+    kw.setdefault("stderr", subprocess.PIPE)
+    proc = (popen or subprocess.Popen)(
+        [sys.executable, "-c", _HELD_GENERATE, "generate", "--quiet", "--config", str(path)],
+        env={**kw.pop("env", os.environ), "READY": str(ready)}, **kw)
+    deadline = time.time() + 300
+    while not ready.exists():
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            raise AssertionError(f"the held run did not reach sample {HELD}: "
+                                 f"{proc.communicate()[1]}")
+        time.sleep(0.05)
+    return proc

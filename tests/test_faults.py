@@ -27,6 +27,7 @@ from ecnn_pyg.datasets import (DataFileError, SpinDataset, damaged_samples, read
 from ecnn_pyg.generate import generate
 from ecnn_pyg.locking import (OutputLockedError, OutputWriteError, lock_path, output_lock,
                               read_lock)
+from conftest import HELD, start_held_generate
 
 # a process that holds the lock of argv[1] until it is killed
 HOLDER = """
@@ -306,16 +307,6 @@ def test_truncated_files_are_called_truncated(tmp_path):
 
 # ---------------------------------------------------------------- concurrent writers
 
-# generate slowly (a sleeping sampler), so a second writer meets it mid-run
-SLOW = """
-import sys, time
-from ecnn_pyg import generate as G
-from ecnn_pyg.cli import main
-G.SAMPLERS["slow"] = lambda n, rng: (time.sleep(0.1), G.SAMPLERS["uniform"](n, rng))[1]
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 def _ctrl_c_reaches(*args, **kw):
     """``subprocess.Popen`` of a run that a Ctrl-C reaches as it does a foreground command.
 
@@ -325,23 +316,6 @@ def _ctrl_c_reaches(*args, **kw):
     default disposition back before it starts, as in an interactive terminal."""
     return subprocess.Popen(*args, preexec_fn=lambda: signal.signal(signal.SIGINT,
                                                                     signal.SIG_DFL), **kw)
-
-
-def _start_slow_generate(tmp_path, cfg, env=None):
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    proc = _ctrl_c_reaches([sys.executable, "-c", SLOW, "generate", "--quiet", "--config",
-                            str(tmp_path / "c.yaml")], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, env=env)
-    def n_done():
-        try:
-            return read_meta(cfg["output"])["n_done"]
-        except DataFileError:                   # not yet created, or being created
-            return -1
-    deadline = time.time() + 300
-    while n_done() < 1:
-        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
-        time.sleep(0.05)
-    return proc
 
 
 def _interrupt(proc, timeout=90, again=15):
@@ -370,10 +344,11 @@ def _clean_interrupt(err):
 def test_second_generate_on_one_file_is_refused(tmp_path, monkeypatch, capsys):
     """With HDF5's locking off (NFS, Lustre), a second run is refused by the package's lock."""
     monkeypatch.setenv("HDF5_USE_FILE_LOCKING", "FALSE")
-    cfg = data_cfg(tmp_path, sampler="slow", splits={"train": 200})
-    proc = _start_slow_generate(tmp_path, cfg, env=dict(os.environ))
+    cfg = data_cfg(tmp_path, sampler="held", splits={"train": 200})
+    proc = start_held_generate(cfg, tmp_path, popen=_ctrl_c_reaches, stdout=subprocess.PIPE,
+                               text=True, env=dict(os.environ))
     try:
-        monkeypatch.setitem(G.SAMPLERS, "slow", G.SAMPLERS["uniform"])
+        monkeypatch.setitem(G.SAMPLERS, "held", G.SAMPLERS["uniform"])
         with pytest.raises(OutputLockedError, match=rf"data set '{cfg['output']}' is being "
                                                     rf"written by pid {proc.pid}"):
             generate(cfg, progress=False)
@@ -387,8 +362,8 @@ def test_second_generate_on_one_file_is_refused(tmp_path, monkeypatch, capsys):
     assert "interrupted" in out and "resume with: ecnn-pyg generate --config" in out
     assert _clean_interrupt(err), err
     assert not lock_path(cfg["output"]).exists()
-    n = read_meta(cfg["output"])["n_done"]
-    assert 0 < n < 200 and damaged_samples(cfg["output"]) == {}
+    assert read_meta(cfg["output"])["n_done"] == HELD
+    assert damaged_samples(cfg["output"]) == {}
 
 
 # ---------------------------------------------------------------- simulate

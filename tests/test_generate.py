@@ -1,16 +1,12 @@
 """Generating exact data sets: labels, resuming after a kill, refused settings."""
 import hashlib
-import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 from torch_geometric.loader import DataLoader
 
 import ecnn_pyg as ep
@@ -63,38 +59,17 @@ def test_generate_with_twists_labels_the_tiled_lattice(tmp_path):
         generate(small(tmp_path, twists=[3, 1], splits={"train": 2}), progress=False)
 
 
-# a subprocess that generates slowly (a sleeping sampler), so the kill lands mid-run
-SLOW = """
-import sys, time
-from ecnn_pyg import generate as G
-from ecnn_pyg.cli import main
-G.SAMPLERS["slow"] = lambda n, rng: (time.sleep(0.05), G.SAMPLERS["uniform"](n, rng))[1]
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_killed_run_resumes_to_identical_file(tmp_path, sig, monkeypatch):
-    cfg = small(tmp_path, sampler="slow", splits={"train": 100}, output=str(tmp_path / "k.h5"))
+    from conftest import HELD, start_held_generate
+    cfg = small(tmp_path, sampler="held", splits={"train": 100}, output=str(tmp_path / "k.h5"))
     cfg_path = tmp_path / "c.yaml"
-    cfg_path.write_text(yaml.safe_dump(cfg))
-    cmd = [sys.executable, "-c", SLOW, "generate", "--config", str(cfg_path), "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    def n_done():
-        try:
-            return read_meta(cfg["output"])["n_done"]
-        except DataFileError:                   # not yet there
-            return -1
-    deadline = time.time() + 300
-    while n_done() < 2:                         # a few samples written, then the kill
-        assert proc.poll() is None and time.time() < deadline, proc.stderr.read().decode()
-        time.sleep(0.05)
+    proc = start_held_generate(cfg, tmp_path, stdout=subprocess.DEVNULL)
     proc.send_signal(sig)
     proc.wait(timeout=60)
-    n_killed = read_meta(cfg["output"])["n_done"]          # the file is still readable
-    assert 0 < n_killed < 100, "the run should be interrupted mid-way"
-    # continue in this process (same sampler name, without the sleep)
-    monkeypatch.setitem(G.SAMPLERS, "slow", G.SAMPLERS["uniform"])
+    assert read_meta(cfg["output"])["n_done"] == HELD       # the file is still readable
+    # continue in this process (same sampler name, without the wait)
+    monkeypatch.setitem(G.SAMPLERS, "held", G.SAMPLERS["uniform"])
     if sig == signal.SIGKILL:                   # its lock file stays: taken over, with a warning
         with pytest.warns(RuntimeWarning, match="taking over the lock .* no longer runs"):
             generate(cfg_path, progress=False)
