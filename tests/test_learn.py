@@ -724,6 +724,30 @@ def test_final_training_added_to_a_finished_run(uninterrupted, tmp_path, monkeyp
     logs.clear()
     learn(cfg, log=logs.append)                       # done: nothing is trained again
     assert not [m for m in logs if "final ..." in m]
+    rec = json.loads((rd / "round_002" / "final.json").read_text())
+    assert rec["settings"] == cfg["final"]
+    del rec["settings"]                               # a record of an older version: the
+    (rd / "round_002" / "final.json").write_text(json.dumps(rec))   # member config decides
+    learn(cfg, log=logs.append)
+    assert not [m for m in logs if "final ..." in m]
+    # other final settings: the finished final is set aside (kept) and trained again from
+    # round 2's committee with the new ones
+    changed = {**cfg, "final": {**cfg["final"], "weight_by_energy": 0.02}}
+    learn(changed, log=logs.append)
+    moved = [m for m in logs if "trained again" in m]
+    assert len(moved) == 1 and "'weight_by_energy': 0.01" in moved[0]
+    old = rd / "round_002" / "final.replaced_1"
+    assert str(old) in moved[0] and (rd / "round_002" / "final.replaced_1.json").is_file()
+    kept = load_model(old / "committee.pt").state_dict().values()
+    assert all(torch.equal(a, b) for a, b in zip(final.state_dict().values(), kept))
+    fin2 = json.loads((rd / "round_002" / "final.json").read_text())
+    assert fin2["settings"]["weight_by_energy"] == 0.02
+    assert fin2["init_from"] == str(rd / "round_002" / "committee" / "committee.pt")
+    member = yaml.safe_load((rd / "round_002" / "final" / "member_0" / "config.yaml").read_text())
+    assert member["weight_by_energy"] == 0.02
+    assert json.loads((rd / "summary.json").read_text())["final_training"]["round"] == 2
+    assert not all(torch.equal(a, b) for a, b in zip(final.state_dict().values(),
+                                                      load_model(rd).state_dict().values()))
     # interrupted inside member 1's second epoch, then continued
     rd2 = tmp_path / "crashed"
     cfg2 = {**_copy_run(uninterrupted, rd2), "final": dict(cfg["final"])}

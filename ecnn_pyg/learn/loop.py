@@ -377,6 +377,7 @@ class _Loop:
             self.write_summary()
         if c["final"] is not None:
             last = max(j for j in range(k + 1) if round_dir(self.run_dir, j).exists())
+            self.replace_changed_final(last)
             self.stage(last, "final", lambda: self.final(last))
         self.write_summary(final=stop)
         self.log(f"finished: {stop}; summary in {self.run_dir / 'summary.md'}")
@@ -488,9 +489,42 @@ class _Loop:
         path = self.train_committee(train, str(init))
         info = read_committee_info(path)
         out = {"committee": str(path), "init_from": str(init), "data": data,
-               "trust": info.get("trust"), "metrics": info.get("metrics")}
+               "settings": jsonable(c["final"]), "trust": info.get("trust"),
+               "metrics": info.get("metrics")}
         out.update(committee_scores(path, c["validation"], data))
         return out
+
+    def replace_changed_final(self, k: int) -> None:
+        """Set aside round ``k``'s finished final training if ``final`` has changed since.
+
+        ``final`` may change when a run is continued; a final training made with other
+        settings is moved, not deleted, to ``round_k/final.replaced_N`` (folder, record and
+        spec, N = 1, 2, ...) so that the stage runs again from round ``k``'s committee. The
+        settings are the record's (``settings``); a record without them is compared key by
+        key with the final training's member 0 config.
+        """
+        rd = round_dir(self.run_dir, k)
+        record = rd / "final.json"
+        if not record.exists():
+            return
+        now = jsonable(self.cfg["final"])
+        old = read_json(record).get("settings")
+        if old is None:             # a record written before the settings were recorded
+            member = rd / "final" / "member_0" / "config.yaml"
+            given = yaml.safe_load(member.read_text()) if member.exists() else {}
+            old = jsonable({key: given.get(key) for key in now})
+        if old == now:
+            return
+        n = 1
+        while (rd / f"final.replaced_{n}.json").exists():
+            n += 1
+        # the record last: a kill in between leaves it, and the rerun moves it to the same N
+        for name in ("final", "final.train.yaml", "final.json"):
+            target = rd / name.replace("final", f"final.replaced_{n}", 1)
+            if (rd / name).exists() and not target.exists():
+                (rd / name).rename(target)
+        self.log(f"round {k}: the final training was made with other settings (final: {old}, "
+                 f"now {now}); it is kept in '{rd / f'final.replaced_{n}'}' and trained again")
 
     # ------------------------------------------------------------------ exploration
     def explore_runs(self) -> List[Tuple[List[int], str, str]]:
