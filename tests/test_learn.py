@@ -725,7 +725,7 @@ def test_final_training_added_to_a_finished_run(uninterrupted, tmp_path, monkeyp
     learn(cfg, log=logs.append)                       # done: nothing is trained again
     assert not [m for m in logs if "final ..." in m]
     rec = json.loads((rd / "round_002" / "final.json").read_text())
-    assert rec["settings"] == cfg["final"]
+    assert rec["settings"] == {"final": cfg["final"], "exact_dynamics": None}
     del rec["settings"]                               # a record of an older version: the
     (rd / "round_002" / "final.json").write_text(json.dumps(rec))   # member config decides
     learn(cfg, log=logs.append)
@@ -741,7 +741,7 @@ def test_final_training_added_to_a_finished_run(uninterrupted, tmp_path, monkeyp
     kept = load_model(old / "committee.pt").state_dict().values()
     assert all(torch.equal(a, b) for a, b in zip(final.state_dict().values(), kept))
     fin2 = json.loads((rd / "round_002" / "final.json").read_text())
-    assert fin2["settings"]["weight_by_energy"] == 0.02
+    assert fin2["settings"]["final"]["weight_by_energy"] == 0.02
     assert fin2["init_from"] == str(rd / "round_002" / "committee" / "committee.pt")
     member = yaml.safe_load((rd / "round_002" / "final" / "member_0" / "config.yaml").read_text())
     assert member["weight_by_energy"] == 0.02
@@ -1055,3 +1055,102 @@ def test_cli_status_and_errors(uninterrupted, heldout, tmp_path, capsys):
     assert main(["learn", "--config", str(bad)]) == 2
     assert "committee.members must be >= 2" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+EXACT_DYNAMICS = {"size": [6, 6], "twists": 1, "zeeman": [0.5], "temperature": 0.2, "dt": 0.2,
+                  "n_steps": 4, "save_every": 2, "snapshots": "1:"}
+
+
+def test_exact_dynamics_start_from_the_lowest_minimum_of_each_class(uninterrupted, tmp_path):
+    """exact_dynamics: before the final training, ED-LLG from the latest committee's lowest
+    labelled minimum of every |n_sk| class (Zeeman term at the mean field), labelled with
+    the exploration's twists and trained on; other exact_dynamics settings set the final
+    and these data aside and redo both, other final settings only the training."""
+    import torch
+    from ecnn_pyg.datasets import read_arrays
+    from ecnn_pyg.ed import KondoED
+    from ecnn_pyg.graph import lattice_graph
+    from ecnn_pyg.minimize import model_energy_field
+    from ecnn_pyg.observables import skyrmion_number
+    from ecnn_pyg.pretrained import load_model
+    from ecnn_pyg.simulate import read_runs
+    rd = tmp_path / "run"
+    cfg = _copy_run(uninterrupted, rd)
+    # every other state labelled in the rounds taken as a minimum (T = 0 minima in a real run)
+    for k in (1, 2):
+        path = rd / f"round_00{k}" / "select.json"
+        sel = json.loads(path.read_text())
+        for i, row in enumerate(sel["selected"]):
+            row["minimum"] = i % 2 == 0
+        path.write_text(json.dumps(sel))
+    cfg = {**cfg, "select": {**cfg["select"], "minima": True}, "final": {"max_epochs": 1},
+           "exact_dynamics": EXACT_DYNAMICS}
+    before = load_model(rd)                         # round 2's committee, the latest
+    learn(cfg, **QUIET)
+    r2 = rd / "round_002"
+    starts = json.loads((r2 / "exact_dynamics" / "starts.json").read_text())
+    assert starts["committee"] == str(r2 / "committee" / "committee.pt") and starts["zeeman"] == 0.5
+    graph = lattice_graph("square", [6, 6], {"t1": 1.0})
+    energy = model_energy_field(before, graph)
+    best = {}
+    for k in (1, 2):
+        rows = json.loads((rd / f"round_00{k}" / "select.json").read_text())["selected"]
+        spins = np.load(rd / f"round_00{k}" / "selected_6x6.npy")
+        for row, s in zip(rows, spins):
+            if row["minimum"]:
+                e = (energy(s)[0] - 0.5 * s[:, 2].sum()) / len(s)
+                c = str(int(round(abs(float(skyrmion_number(torch.from_numpy(s), graph))))))
+                if c not in best or e < best[c][0]:
+                    best[c] = (e, s)
+    assert sorted(starts["starts"]) == sorted(best)
+    for c, (e, s) in best.items():
+        assert starts["starts"][c]["energy_per_site"] == pytest.approx(e, abs=1e-12)
+        assert np.array_equal(np.load(r2 / "exact_dynamics" / f"start_nsk{c}.npy"), s)
+        runs = read_runs(r2 / "exact_dynamics" / f"nsk{c}.h5")
+        assert len(runs) == 1 and np.allclose(runs[0]["spin"][0], s, atol=1e-6)
+    # the snapshots (all but each run's first) labelled on the labels' lattice (twists 2)
+    labels = read_arrays(r2 / "exact_dynamics_6x6.h5")
+    assert len(labels["energy"]) == 2 * len(best)
+    ed = KondoED(graph, J=3.0, electrons=30, twists=2)
+    e, b = ed.energy_field(labels["spin"][-1])
+    assert labels["energy"][-1] == pytest.approx(e) and np.allclose(labels["field"][-1], b)
+    fin = json.loads((r2 / "final.json").read_text())
+    assert fin["data"][-1] == str(r2 / "exact_dynamics_6x6.h5")
+    assert fin["exact_dynamics"]["n_labels"] == 2 * len(best)
+    assert fin["settings"]["exact_dynamics"]["temperature"] == 0.2
+    # other final settings: the training again, the dynamics kept
+    learn({**cfg, "final": {"max_epochs": 2}}, **QUIET)
+    assert (r2 / "final.replaced_1.json").is_file() and (r2 / "final.replaced_1").is_dir()
+    assert not list(r2.glob("final.replaced_1.exact_dynamics*"))
+    kept = read_arrays(r2 / "exact_dynamics_6x6.h5")
+    assert all(np.array_equal(kept[key], labels[key]) for key in labels)
+    # other exact_dynamics settings: both again, the old ones kept beside the old final
+    learn({**cfg, "final": {"max_epochs": 2},
+           "exact_dynamics": {**EXACT_DYNAMICS, "temperature": 0.1}}, **QUIET)
+    assert (r2 / "final.replaced_2.json").is_file()
+    assert (r2 / "final.replaced_2.exact_dynamics_6x6.h5").is_file()
+    assert (r2 / "final.replaced_2.exact_dynamics" / "starts.json").is_file()
+    assert json.loads((r2 / "final.json").read_text())["settings"]["exact_dynamics"][
+        "temperature"] == 0.1
+    for c in best:
+        assert float(read_runs(r2 / "exact_dynamics" / f"nsk{c}.h5")[0]["temperature"]) == 0.1
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"final": None}, "exact_dynamics labels data for the final training: set final"),
+    ({"exact_dynamics": {**EXACT_DYNAMICS, "size": [8, 8]}},
+     "exact_dynamics.size 8x8 is not one of explore.sizes"),
+    ({"exact_dynamics": {**EXACT_DYNAMICS, "temperature": -0.1}},
+     "exact_dynamics: temperatures must be >= 0"),
+    ({"exact_dynamics": {**EXACT_DYNAMICS, "dt": 0.0}}, r"exact_dynamics.dt must be > 0"),
+    ({"select": {"minima": False}}, "exact_dynamics starts from the minima the rounds labelled"),
+])
+def test_bad_exact_dynamics_is_refused_before_any_work(tmp_path, change, message):
+    cfg = small_config(tmp_path / "r", final={"max_epochs": 1}, select={"minima": True},
+                       exact_dynamics=EXACT_DYNAMICS)
+    cfg = {**cfg, **{k: v for k, v in change.items() if k != "select"}}
+    if "select" in change:
+        cfg["select"] = {**cfg["select"], **change["select"]}
+    with pytest.raises(ConfigError, match=message):
+        learn(cfg, **QUIET)
+    assert not (tmp_path / "r").exists()

@@ -407,13 +407,7 @@ class _Loop:
         from ..simulate import read_runs
         c = self.cfg
         traj = rd / "seed_ed_llg_traj.h5"
-        self.simulate({**{k: v for k, v in self.hamiltonian().items()}, "output": str(traj),
-                       "size": e["size"], "source": "ed", "el_temperature": c["el_temperature"],
-                       "twists": e["twists"], "integrator": e["integrator"], "dt": e["dt"],
-                       "alpha": e["alpha"], "temperature": e["temperature"],
-                       "zeeman": e["zeeman"], "n_steps": e["n_steps"],
-                       "save_every": e["save_every"], "initial": STARTS[e["initial"]],
-                       "seed": c["seed"], "ignore_memory_check": c["ignore_memory_check"]})
+        self.ed_llg(e, traj, e["twists"], STARTS[e["initial"]], c["seed"])
         spins_file = rd / "seed_ed_llg_spins.npy"
         if not spins_file.exists():
             sel = parse_slice(e["snapshots"])
@@ -427,6 +421,97 @@ class _Loop:
                                     sampler="file", spins_from=str(spins_file)),
                  progress=self.progress)
         return out
+
+    def ed_llg(self, sec: Mapping, output: Path, twists, initial: str, seed: int) -> None:
+        """The ED-LLG runs of ``sec`` (``seed_data.ed_llg`` or ``exact_dynamics``: size,
+        fields, temperature and LLG keys) from ``initial``, written to ``output``."""
+        c = self.cfg
+        self.simulate({**self.hamiltonian(), "output": str(output), "size": sec["size"],
+                       "source": "ed", "el_temperature": c["el_temperature"], "twists": twists,
+                       "integrator": sec["integrator"], "dt": sec["dt"], "alpha": sec["alpha"],
+                       "temperature": sec["temperature"], "zeeman": sec["zeeman"],
+                       "n_steps": sec["n_steps"], "save_every": sec["save_every"],
+                       "initial": initial, "seed": seed,
+                       "ignore_memory_check": c["ignore_memory_check"]})
+
+    # ------------------------------------------------------------------ exact dynamics
+    def class_minima(self, k: int, size, folder: Path) -> Dict[str, Any]:
+        """The starts of ``exact_dynamics``: of every |n_sk| class, the minimum with the lowest
+        energy per site of the latest committee (Zeeman term at the mean of
+        ``exact_dynamics.zeeman``) among the T = 0 minima and exact minima of ``size``
+        labelled in rounds 1..k; saved as ``folder/start_nsk<class>.npy`` with a record
+        ``starts.json``, so that a rerun starts from the same states."""
+        from ..graph import lattice_graph
+        from ..minimize import model_energy_field
+        from ..observables import skyrmion_number
+        from ..pretrained import load_model
+        from .report import latest_committee
+        record = folder / "starts.json"
+        if record.exists():
+            return read_json(record)
+        import torch
+        c, label = self.cfg, size_label(size)
+        hz = float(np.mean(c["exact_dynamics"]["zeeman"]))
+        graph = lattice_graph(c["lattice"], size, c["hoppings"])
+        committee = latest_committee(self.run_dir)
+        energy = model_energy_field(load_model(str(committee)), graph)
+        best: Dict[int, Tuple[float, np.ndarray, Dict[str, Any]]] = {}
+        for j in range(1, k + 1):
+            rd = round_dir(self.run_dir, j)
+            if not (rd / "select.json").exists() or not (rd / f"selected_{label}.npy").exists():
+                continue
+            rows = [r for r in read_json(rd / "select.json")["selected"] if r["size"] == label]
+            spins = np.load(rd / f"selected_{label}.npy")
+            for row, s in zip(rows, spins):
+                if not row.get("minimum"):
+                    continue
+                s = np.asarray(s, dtype=np.float64)
+                e = (energy(s)[0] - hz * s[:, 2].sum()) / len(s)
+                cls = int(round(abs(float(skyrmion_number(torch.from_numpy(s), graph)))))
+                if cls not in best or e < best[cls][0]:
+                    best[cls] = (e, s, {"round": j, "class": row["class"],
+                                        "zeeman": row["zeeman"], "energy_per_site": e,
+                                        "m_z": float(s[:, 2].mean())})
+        if not best:
+            raise RuntimeError(f"exact_dynamics: rounds 1..{k} labelled no minimum of size "
+                               f"{label} to start from (select.minima and exact_minima give them)")
+        starts = {}
+        for cls in sorted(best):
+            path = folder / f"start_nsk{cls}.npy"
+            save_npy(path, best[cls][1])
+            starts[str(cls)] = {**best[cls][2], "path": str(path)}
+        write_json(record, {"committee": str(committee), "zeeman": hz, "starts": starts})
+        return read_json(record)
+
+    def exact_dynamics(self, k: int) -> Dict[str, Any]:
+        """``exact_dynamics`` before the final training of round ``k``: ED-LLG from
+        :meth:`class_minima`, one trajectory file per class in ``round_k/exact_dynamics/``,
+        the snapshots labelled as ``round_k/exact_dynamics_<size>.h5`` (explore.twists)."""
+        from ..generate import generate, parse_slice
+        from ..simulate import read_runs
+        c, ed = self.cfg, self.cfg["exact_dynamics"]
+        rd = round_dir(self.run_dir, k)
+        folder = rd / "exact_dynamics"
+        folder.mkdir(parents=True, exist_ok=True)
+        label_twists = twists_of(c["explore"], ed["size"])
+        starts = self.class_minima(k, ed["size"], folder)
+        trajs = []
+        for cls, start in starts["starts"].items():
+            traj = folder / f"nsk{cls}.h5"
+            self.ed_llg(ed, traj, ed["twists"] if ed["twists"] is not None else label_twists,
+                        start["path"], c["seed"] + 7919 * (int(cls) + 1))
+            trajs.append(traj)
+        spins_file = folder / "spins.npy"
+        if not spins_file.exists():
+            sel = parse_slice(ed["snapshots"])
+            save_npy(spins_file, np.concatenate([r["spin"][sel] for t in trajs
+                                                 for r in read_runs(t)]).astype(np.float64))
+        n = int(np.load(spins_file, mmap_mode="r").shape[0])
+        out = rd / f"exact_dynamics_{size_label(ed['size'])}.h5"
+        generate(self.labels_config(out, ed["size"], label_twists, {"train": n},
+                                    sampler="file", spins_from=str(spins_file)),
+                 progress=self.progress)
+        return {"file": str(out), "n_labels": n, **starts}
 
     # ------------------------------------------------------------------ training
     def training_data(self, k: int) -> List[str]:
@@ -483,44 +568,58 @@ class _Loop:
         from .report import committee_scores, latest_committee
         c = self.cfg
         data = self.training_data(k)
+        dynamics = self.exact_dynamics(k) if c["exact_dynamics"] is not None else None
+        if dynamics is not None:
+            data = data + [dynamics["file"]]
         init = latest_committee(self.run_dir)
         train = {**c["committee"]["train"], **c["final"], "data": data,
                  "run_dir": str(round_dir(self.run_dir, k) / "final")}
         path = self.train_committee(train, str(init))
         info = read_committee_info(path)
         out = {"committee": str(path), "init_from": str(init), "data": data,
-               "settings": jsonable(c["final"]), "trust": info.get("trust"),
-               "metrics": info.get("metrics")}
+               "settings": self.final_settings(), "exact_dynamics": dynamics,
+               "trust": info.get("trust"), "metrics": info.get("metrics")}
         out.update(committee_scores(path, c["validation"], data))
         return out
+
+    def final_settings(self) -> Dict[str, Any]:
+        """What a final training depends on beyond the rounds: ``final``, ``exact_dynamics``."""
+        return jsonable({"final": self.cfg["final"],
+                         "exact_dynamics": self.cfg["exact_dynamics"]})
 
     def replace_changed_final(self, k: int) -> None:
         """Set aside round ``k``'s finished final training if ``final`` has changed since.
 
         ``final`` may change when a run is continued; a final training made with other
         settings is moved, not deleted, to ``round_k/final.replaced_N`` (folder, record and
-        spec, N = 1, 2, ...) so that the stage runs again from round ``k``'s committee. The
-        settings are the record's (``settings``); a record without them is compared key by
-        key with the final training's member 0 config.
+        spec, N = 1, 2, ...; the ``exact_dynamics`` files too where those settings changed)
+        so that the stage runs again from round ``k``'s committee. The settings are the
+        record's (``settings``); a record without them is compared key by key with the final
+        training's member 0 config.
         """
         rd = round_dir(self.run_dir, k)
         record = rd / "final.json"
         if not record.exists():
             return
-        now = jsonable(self.cfg["final"])
+        now = self.final_settings()
         old = read_json(record).get("settings")
         if old is None:             # a record written before the settings were recorded
             member = rd / "final" / "member_0" / "config.yaml"
             given = yaml.safe_load(member.read_text()) if member.exists() else {}
-            old = jsonable({key: given.get(key) for key in now})
+            old = jsonable({"final": {key: given.get(key) for key in now["final"]},
+                            "exact_dynamics": None})
         if old == now:
             return
         n = 1
         while (rd / f"final.replaced_{n}.json").exists():
             n += 1
+        names = ["final", "final.train.yaml"]
+        if old.get("exact_dynamics") != now["exact_dynamics"]:      # its data too
+            names = [p.name for p in sorted(rd.glob("exact_dynamics*"))] + names
         # the record last: a kill in between leaves it, and the rerun moves it to the same N
-        for name in ("final", "final.train.yaml", "final.json"):
-            target = rd / name.replace("final", f"final.replaced_{n}", 1)
+        for name in names + ["final.json"]:
+            target = rd / name.replace("final", f"final.replaced_{n}", 1) \
+                if name.startswith("final") else rd / f"final.replaced_{n}.{name}"
             if (rd / name).exists() and not target.exists():
                 (rd / name).rename(target)
         self.log(f"round {k}: the final training was made with other settings (final: {old}, "

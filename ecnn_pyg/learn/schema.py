@@ -54,6 +54,9 @@ LEARN_SCHEMA = {
     # a last, longer training of the committee on all data once the loop has stopped:
     # training keys over committee.train (e.g. max_epochs, lr); null: none
     "final": ((dict, _NONE), None),
+    # exact (ED) LLG from the committee's lowest minimum of every |n_sk| class, labelled for
+    # the final training (SECTIONS["exact_dynamics"]); null: none
+    "exact_dynamics": ((dict, _NONE), None),
 }
 
 _SIZE = (int, list)
@@ -131,6 +134,19 @@ SECTIONS = {
         "relax_twists": (_TWISTS, None),
         "maxiter": (int, 3000),        # L-BFGS iterations per start at most
     },
+    # The explorations sample the committee's own dynamics, which visits most the states it
+    # prices too low: its thermal energies come out biased. Before the final training, ED-LLG
+    # from the committee's lowest minimum of every |n_sk| class (over the rounds' T = 0
+    # minima and exact minima of this size) at these fields and temperature, labelled
+    "exact_dynamics": {
+        "size": ((list, int, _NONE), None),     # one of explore.sizes; null: the first
+        # the lattice of the dynamics (twists of the cell); the snapshots are labelled with
+        # explore.twists of the size. null: the labels' own
+        "twists": (_TWISTS, None),
+        "zeeman": ((float, list, _NONE), None),  # null: explore.zeeman
+        "temperature": (float, REQUIRED),
+        **_LLG,
+    },
     "stop": {
         "accurate_share": (float, 0.95),
         "max_rounds": (int, 5),
@@ -142,7 +158,8 @@ STARTS = {"random": "random", "triple-q": "triple-q", "ferromagnet": "ferro", "f
 #: the disagreement statistics a selection may use: the max or the RMS over sites of sigma_B
 STATISTICS = ("max", "rms")
 #: keys that may change when a run is continued (everything else is the run's identity)
-RESUME_MUTABLE = ("num_threads", "processes", "stop", "validation", "final", "exact_minima")
+RESUME_MUTABLE = ("num_threads", "processes", "stop", "validation", "final", "exact_minima",
+                  "exact_dynamics")
 #: keys of sections that may change too: how many rounds, and how the next rounds explore
 #: (a finished round keeps its record; a round whose exploration is under way refuses a
 #: change of its fields, temperatures or replicas through the trajectory file's settings)
@@ -312,6 +329,32 @@ def _exact_minima_section(raw: Mapping, explore: Mapping) -> Dict[str, Any]:
     return em
 
 
+def _exact_dynamics_section(raw: Optional[Mapping], explore: Mapping,
+                            final: Optional[Mapping]) -> Optional[Dict[str, Any]]:
+    """The ``exact_dynamics`` section complete (or ``None``): its size one of the
+    exploration's, its fields explore.zeeman unless given; it needs ``final``."""
+    if raw is None:
+        return None
+    if final is None:
+        raise ConfigError("exact_dynamics labels data for the final training: set final "
+                          "(e.g. final: {max_epochs: 100}) or remove exact_dynamics")
+    ed = _section(raw, "exact_dynamics", "exact_dynamics")
+    if ed["size"] is None:
+        ed["size"] = explore["sizes"][0]
+    ed["size"] = _check_size(ed["size"], "exact_dynamics.size")
+    if size_label(ed["size"]) not in {size_label(s) for s in explore["sizes"]}:
+        raise ConfigError(f"exact_dynamics.size {size_label(ed['size'])} is not one of "
+                          f"explore.sizes ({', '.join(size_label(s) for s in explore['sizes'])})"
+                          ": it starts from the minima explored on that size")
+    _check_twists(ed["twists"], "exact_dynamics.twists")
+    ed["zeeman"] = _floats(explore["zeeman"] if ed["zeeman"] is None else ed["zeeman"])
+    _check_dynamics(ed, "exact_dynamics", ed["temperature"])
+    if snapshots_per_run(ed) < 1:
+        raise ConfigError(f"exact_dynamics.snapshots ({ed['snapshots']!r}) selects none of the "
+                          f"{1 + -(-ed['n_steps'] // ed['save_every'])} snapshots of a run")
+    return ed
+
+
 def load_learn_config(source: Union[str, Path, Mapping],
                       overrides: Optional[Mapping] = None) -> Dict[str, Any]:
     """Read and check an active-learning config; fill in every default.
@@ -456,6 +499,7 @@ def load_learn_config(source: Union[str, Path, Mapping],
                           "and exploration use several sizes; give filling (electrons per "
                           "spin-orbital) or mu instead")
     cfg["exact_minima"] = _exact_minima_section(cfg["exact_minima"], ex)
+    cfg["exact_dynamics"] = _exact_dynamics_section(cfg["exact_dynamics"], ex, cfg["final"])
     # --- selection and stop
     sel = _section(cfg["select"], "select", "select")
     if sel["statistic"] not in STATISTICS:
@@ -485,6 +529,9 @@ def load_learn_config(source: Union[str, Path, Mapping],
         raise ConfigError(f"select.upper ({sel['upper']}) must be above select.lower "
                           f"({sel['lower']}): candidates lie between the two trust levels")
     cfg["select"] = sel
+    if cfg["exact_dynamics"] is not None and not (sel["minima"] or cfg["exact_minima"]["starts"]):
+        raise ConfigError("exact_dynamics starts from the minima the rounds labelled: set "
+                          "select.minima: true or exact_minima.starts > 0")
     stop = _section(cfg["stop"], "stop", "stop")
     if not 0 < stop["accurate_share"] <= 1:
         raise ConfigError(f"stop.accurate_share must lie in (0, 1], got {stop['accurate_share']}")
