@@ -622,8 +622,10 @@ class _Loop:
                 if name.startswith("final") else rd / f"final.replaced_{n}.{name}"
             if (rd / name).exists() and not target.exists():
                 (rd / name).rename(target)
-        self.log(f"round {k}: the final training was made with other settings (final: {old}, "
-                 f"now {now}); it is kept in '{rd / f'final.replaced_{n}'}' and trained again")
+        changed = ", ".join(f"{part}: {old.get(part)} -> {now[part]}" for part in now
+                            if old.get(part) != now[part])
+        self.log(f"round {k}: the final training was made with other settings ({changed}); "
+                 f"it is kept in '{rd / f'final.replaced_{n}'}' and trained again")
 
     # ------------------------------------------------------------------ exploration
     def explore_runs(self) -> List[Tuple[List[int], str, str]]:
