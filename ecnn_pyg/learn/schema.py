@@ -307,21 +307,26 @@ def _check_start(start, sizes: List[List[int]], n_sites_of) -> None:
                           "of N sites: (N, 3) or (L1, L2, 3))")
 
 
+def _size_and_fields(sec: Dict[str, Any], where: str, explore: Mapping, why: str) -> None:
+    """``sec["size"]`` resolved (null: the first exploration size) and checked to be one of
+    explore.sizes; ``sec["zeeman"]`` a list of floats (null: explore.zeeman)."""
+    if sec["size"] is None:
+        sec["size"] = explore["sizes"][0]
+    sec["size"] = _check_size(sec["size"], f"{where}.size")
+    if size_label(sec["size"]) not in {size_label(s) for s in explore["sizes"]}:
+        raise ConfigError(f"{where}.size {size_label(sec['size'])} is not one of explore.sizes "
+                          f"({', '.join(size_label(s) for s in explore['sizes'])}): {why}")
+    sec["zeeman"] = _floats(explore["zeeman"] if sec["zeeman"] is None else sec["zeeman"])
+
+
 def _exact_minima_section(raw: Mapping, explore: Mapping) -> Dict[str, Any]:
     """The ``exact_minima`` section complete: its size one of the exploration's, its fields
     explore.zeeman unless given."""
     em = _section(raw, "exact_minima", "exact_minima")
     _positive(em["starts"], "starts", "exact_minima", allow_zero=True)
     _positive(em["maxiter"], "maxiter", "exact_minima")
-    if em["size"] is None:
-        em["size"] = explore["sizes"][0]
-    em["size"] = _check_size(em["size"], "exact_minima.size")
-    if size_label(em["size"]) not in {size_label(s) for s in explore["sizes"]}:
-        raise ConfigError(f"exact_minima.size {size_label(em['size'])} is not one of "
-                          f"explore.sizes ({', '.join(size_label(s) for s in explore['sizes'])})"
-                          ": its minima are labelled as that size's")
+    _size_and_fields(em, "exact_minima", explore, "its minima are labelled as that size's")
     _check_twists(em["relax_twists"], "exact_minima.relax_twists")
-    em["zeeman"] = _floats(explore["zeeman"] if em["zeeman"] is None else em["zeeman"])
     if not all(math.isfinite(h) for h in em["zeeman"]):
         raise ConfigError(f"exact_minima.zeeman must be finite numbers, got {em['zeeman']}")
     if not math.isfinite(em["tilt"]):
@@ -339,15 +344,9 @@ def _exact_dynamics_section(raw: Optional[Mapping], explore: Mapping,
         raise ConfigError("exact_dynamics labels data for the final training: set final "
                           "(e.g. final: {max_epochs: 100}) or remove exact_dynamics")
     ed = _section(raw, "exact_dynamics", "exact_dynamics")
-    if ed["size"] is None:
-        ed["size"] = explore["sizes"][0]
-    ed["size"] = _check_size(ed["size"], "exact_dynamics.size")
-    if size_label(ed["size"]) not in {size_label(s) for s in explore["sizes"]}:
-        raise ConfigError(f"exact_dynamics.size {size_label(ed['size'])} is not one of "
-                          f"explore.sizes ({', '.join(size_label(s) for s in explore['sizes'])})"
-                          ": it starts from the minima explored on that size")
+    _size_and_fields(ed, "exact_dynamics", explore,
+                     "it starts from the minima explored on that size")
     _check_twists(ed["twists"], "exact_dynamics.twists")
-    ed["zeeman"] = _floats(explore["zeeman"] if ed["zeeman"] is None else ed["zeeman"])
     _check_dynamics(ed, "exact_dynamics", ed["temperature"])
     if snapshots_per_run(ed) < 1:
         raise ConfigError(f"exact_dynamics.snapshots ({ed['snapshots']!r}) selects none of the "
