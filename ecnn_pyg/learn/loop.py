@@ -469,7 +469,7 @@ class _Loop:
                 e = (energy(s)[0] - hz * s[:, 2].sum()) / len(s)
                 cls = int(round(abs(float(skyrmion_number(torch.from_numpy(s), graph)))))
                 if cls not in best or e < best[cls][0]:
-                    best[cls] = (e, s, {"round": j, "class": row["class"],
+                    best[cls] = (e, s, {"round": j, "sigma_class": row["class"],
                                         "zeeman": row["zeeman"], "energy_per_site": e,
                                         "m_z": float(s[:, 2].mean())})
         if not best:
