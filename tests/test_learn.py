@@ -1117,6 +1117,9 @@ def test_exact_dynamics_start_from_the_lowest_minimum_of_each_class(uninterrupte
     fin = json.loads((r2 / "final.json").read_text())
     assert fin["data"][-1] == str(r2 / "exact_dynamics_6x6.h5")
     assert fin["exact_dynamics"]["n_labels"] == 2 * len(best)
+    rounds = json.loads((rd / "summary.json").read_text())["rounds"]
+    assert (f"ED labels in all: {sum(r['ed_labels'] for r in rounds) + 2 * len(best)};"
+            in (rd / "summary.md").read_text())
     assert fin["settings"]["exact_dynamics"]["temperature"] == 0.2
     # other final settings: the training again, the dynamics kept
     learn({**cfg, "final": {"max_epochs": 2}}, **QUIET)

@@ -511,7 +511,9 @@ def write_summary(run_dir: Path, final: Optional[str] = None) -> None:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r.get(c), ".4g") for c in cols) + " |")
-    total_labels = sum(r["ed_labels"] or 0 for r in rows)
+    # the rounds' labels and those of every final training's exact dynamics
+    total_labels = sum(r["ed_labels"] or 0 for r in rows) + sum(
+        (f.get("exact_dynamics") or {}).get("n_labels", 0) for f in finals)
     rounds_wall = sum(r["wall_s"] or 0 for r in rows)
     superseded = [f for f in finals if f["superseded"]]
     wall = rounds_wall + sum(f["wall_s"] or 0 for f in finals)
