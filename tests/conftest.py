@@ -78,8 +78,9 @@ sys.exit(main(sys.argv[1:]))
 
 
 def start_held_generate(cfg, tmp_path, *, popen=None, **kw):
-    """``ecnn-pyg generate`` of ``cfg`` (``sampler: held``) in a subprocess, returned once it
-    has written ``HELD`` samples and waits in the next; ``kw`` go to ``popen``
+    """``ecnn-pyg generate`` of ``cfg`` (``sampler: held``) in a subprocess, started from the
+    config file it writes in ``tmp_path``; returns ``(process, config path)`` once it has
+    written ``HELD`` samples and waits in the next. ``kw`` go to ``popen``
     (``subprocess.Popen`` unless given)."""
     import os
     import subprocess
@@ -99,4 +100,4 @@ def start_held_generate(cfg, tmp_path, *, popen=None, **kw):
             raise AssertionError(f"the held run did not reach sample {HELD}: "
                                  f"{proc.communicate()[1]}")
         time.sleep(0.05)
-    return proc
+    return proc, path

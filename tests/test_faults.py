@@ -345,14 +345,14 @@ def test_second_generate_on_one_file_is_refused(tmp_path, monkeypatch, capsys):
     """With HDF5's locking off (NFS, Lustre), a second run is refused by the package's lock."""
     monkeypatch.setenv("HDF5_USE_FILE_LOCKING", "FALSE")
     cfg = data_cfg(tmp_path, sampler="held", splits={"train": 200})
-    proc = start_held_generate(cfg, tmp_path, popen=_ctrl_c_reaches, stdout=subprocess.PIPE,
-                               text=True, env=dict(os.environ))
+    proc, cfg_path = start_held_generate(cfg, tmp_path, popen=_ctrl_c_reaches,
+                                         stdout=subprocess.PIPE, text=True, env=dict(os.environ))
     try:
         monkeypatch.setitem(G.SAMPLERS, "held", G.SAMPLERS["uniform"])
         with pytest.raises(OutputLockedError, match=rf"data set '{cfg['output']}' is being "
                                                     rf"written by pid {proc.pid}"):
             generate(cfg, progress=False)
-        assert main(["generate", "--quiet", "--config", str(tmp_path / "c.yaml")]) == 1
+        assert main(["generate", "--quiet", "--config", str(cfg_path)]) == 1
         assert f"is being written by pid {proc.pid}" in capsys.readouterr().err
         assert proc.poll() is None               # the first run goes on, undisturbed
     finally:

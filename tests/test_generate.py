@@ -63,8 +63,7 @@ def test_generate_with_twists_labels_the_tiled_lattice(tmp_path):
 def test_killed_run_resumes_to_identical_file(tmp_path, sig, monkeypatch):
     from conftest import HELD, start_held_generate
     cfg = small(tmp_path, sampler="held", splits={"train": 100}, output=str(tmp_path / "k.h5"))
-    cfg_path = tmp_path / "c.yaml"
-    proc = start_held_generate(cfg, tmp_path, stdout=subprocess.DEVNULL)
+    proc, cfg_path = start_held_generate(cfg, tmp_path, stdout=subprocess.DEVNULL)
     proc.send_signal(sig)
     proc.wait(timeout=60)
     assert read_meta(cfg["output"])["n_done"] == HELD       # the file is still readable
