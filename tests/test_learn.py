@@ -156,6 +156,12 @@ BAD = [
     ({"exact_minima": {"starts": -1}}, "exact_minima.starts must be >= 0"),
     ({"exact_minima": {"starts": 1, "size": [8, 8]}}, "exact_minima.size 8x8 is not one of"),
     ({"exact_minima": {"starts": 1, "maxiter": 0}}, "exact_minima.maxiter must be >= 1"),
+    ({"exact_minima": {"starts": 1, "final_weight": -1.0}, "final": {"max_epochs": 1}},
+     "exact_minima.final_weight must be a finite number >= 0"),
+    ({"exact_minima": {"starts": 1, "final_weight": 4.0}},
+     "exact_minima.final_weight weights the exact minima in the final training: it needs final"),
+    ({"exact_minima": {"final_weight": 4.0}, "final": {"max_epochs": 1}},
+     "it needs final .* and exact_minima.starts > 0"),
     ({"final": {"max_epochs": 0}}, "final: config key 'max_epochs'"),
     ({"final": {"weight_by_energy": 0.0}}, "final: config key 'weight_by_energy' must be > 0"),
     ({"final": {"data_weights": {"seed_random.h5": 0.0}}}, "final: .*finite weight > 0"),
@@ -725,7 +731,8 @@ def test_final_training_added_to_a_finished_run(uninterrupted, tmp_path, monkeyp
     learn(cfg, log=logs.append)                       # done: nothing is trained again
     assert not [m for m in logs if "final ..." in m]
     rec = json.loads((rd / "round_002" / "final.json").read_text())
-    assert rec["settings"] == {"final": cfg["final"], "exact_dynamics": None}
+    assert rec["settings"] == {"final": cfg["final"], "exact_dynamics": None,
+                               "exact_minima_weight": 0.0}
     del rec["settings"]                               # a record of an older version: the
     (rd / "round_002" / "final.json").write_text(json.dumps(rec))   # member config decides
     learn(cfg, log=logs.append)
@@ -767,6 +774,43 @@ def test_final_training_added_to_a_finished_run(uninterrupted, tmp_path, monkeyp
     again = load_model(rd2)
     assert all(torch.equal(a, b) for a, b in zip(final.state_dict().values(),
                                                   again.state_dict().values()))
+
+
+def test_exact_minima_weighted_in_the_final_training(uninterrupted, tmp_path):
+    """exact_minima.final_weight: the final training gets the rounds' exact minima once more,
+    copied bit for bit from their labels into one file of that data weight (no new ED); a
+    changed weight sets the final training aside and redoes it, the copy is kept."""
+    from ecnn_pyg.datasets import read_arrays
+    rd = tmp_path / "run"
+    cfg = _copy_run(uninterrupted, rd)
+    expected = {key: [] for key in ("spin", "energy", "field")}
+    for k in (1, 2):                   # the last two states of each round as its exact minima
+        path = rd / f"round_00{k}" / "select.json"
+        sel = json.loads(path.read_text())
+        for row in sel["selected"][-2:]:
+            row["class"] = "exact minimum"
+        path.write_text(json.dumps(sel))
+        labels = read_arrays(rd / f"round_00{k}" / "labels_6x6.h5", "train")
+        assert len(labels["energy"]) == len(sel["selected"])
+        for key in expected:
+            expected[key].append(labels[key][-2:])
+    cfg = {**cfg, "exact_minima": {"starts": 1, "final_weight": 4.0}, "final": {"max_epochs": 1}}
+    learn(cfg, **QUIET)
+    r2 = rd / "round_002"
+    copy = r2 / "exact_minima_6x6.h5"
+    fin = json.loads((r2 / "final.json").read_text())
+    assert fin["exact_minima"] == {"file": str(copy), "n_labels": 4, "weight": 4.0}
+    assert fin["data"][-1] == str(copy) and fin["settings"]["exact_minima_weight"] == 4.0
+    got = read_arrays(copy)
+    for key, parts in expected.items():
+        assert np.array_equal(got[key], np.concatenate(parts))
+    member = yaml.safe_load((r2 / "final" / "member_0" / "config.yaml").read_text())
+    assert member["data_weights"] == {str(copy): 4.0} and member["data"][-1] == str(copy)
+    made = copy.stat().st_mtime_ns
+    learn({**cfg, "exact_minima": {"starts": 1, "final_weight": 2.0}}, **QUIET)
+    assert (r2 / "final.replaced_1.json").is_file() and copy.stat().st_mtime_ns == made
+    member = yaml.safe_load((r2 / "final" / "member_0" / "config.yaml").read_text())
+    assert member["data_weights"] == {str(copy): 2.0}
 
 
 def test_two_rounds_end_to_end(uninterrupted):

@@ -35,8 +35,8 @@ import yaml
 from ..config import ConfigError
 from .schema import (RESUME_MUTABLE, RESUME_MUTABLE_KEYS, STARTS, identity_of,
                      load_learn_config, size_label, twists_of)
-from ._files import (ROUND0_STAGES, STAGES, jsonable, read_json, round_dir, save_npy,
-                     save_npz, write_json, write_text)
+from ._files import (ROUND0_STAGES, STAGES, _replace_into, jsonable, read_json, round_dir,
+                     save_npy, save_npz, write_json, write_text)
 from .select import (CANDIDATE, CLASSES, classify, final_t0_snapshots, select_candidates,
                      spread_sample)
 
@@ -513,6 +513,50 @@ class _Loop:
                  progress=self.progress)
         return {"file": str(out), "n_labels": n, **starts}
 
+    def exact_minima_labels(self, k: int) -> Optional[Dict[str, Any]]:
+        """The labels of the exact minima of rounds 1..k gathered into one file,
+        ``round_k/exact_minima_<size>.h5``, copied from the rounds' ``labels_<size>.h5``
+        (where they follow the committee's candidates; no new ED), for
+        ``exact_minima.final_weight``. ``None`` if no round labelled any."""
+        from ..datasets import H5Writer, read_arrays, read_graph, read_meta
+        from ..keys import ENERGY, FIELD, SPIN
+        label = size_label(self.cfg["exact_minima"]["size"])
+        out = round_dir(self.run_dir, k) / f"exact_minima_{label}.h5"
+        sources, taken = [], {SPIN: [], ENERGY: [], FIELD: []}
+        for j in range(1, k + 1):
+            rd = round_dir(self.run_dir, j)
+            if not (rd / "label.json").exists():
+                continue
+            rows = [r for r in read_json(rd / "select.json")["selected"] if r["size"] == label]
+            idx = [i for i, r in enumerate(rows) if r["class"] == "exact minimum"]
+            if not idx:
+                continue
+            path = rd / f"labels_{label}.h5"
+            arrays = read_arrays(path, "train")
+            if len(arrays[ENERGY]) != len(rows):
+                raise RuntimeError(f"'{path}' holds {len(arrays[ENERGY])} labels, but round "
+                                   f"{j} selected {len(rows)} states of size {label}")
+            for key in taken:
+                taken[key].append(arrays[key][idx])
+            sources.append(f"{path}[{','.join(map(str, idx))}]")
+        if not sources:
+            return None
+        n = sum(len(e) for e in taken[ENERGY])
+        if not (out.exists() and read_meta(out).get("spins_from") == "; ".join(sources)):
+            first = round_dir(self.run_dir, 1) / f"labels_{label}.h5"
+            meta = {key: v for key, v in read_meta(first).items()
+                    if key in ("lattice", "lattice_yaml", "size", "hoppings", "model")}
+            meta.update(sampler="copy", spins_from="; ".join(sources), snapshots="",
+                        seed=int(self.cfg["seed"]), splits={"train": n})
+
+            def write(tmp: Path) -> None:
+                with H5Writer(tmp, read_graph(first), meta) as writer:
+                    for s, e, f in zip(*(np.concatenate(taken[key])
+                                         for key in (SPIN, ENERGY, FIELD))):
+                        writer.append(s, float(e), f)
+            _replace_into(out, write)
+        return {"file": str(out), "n_labels": n, "weight": self.cfg["exact_minima"]["final_weight"]}
+
     # ------------------------------------------------------------------ training
     def training_data(self, k: int) -> List[str]:
         """The data of round ``k``'s committee: the seed data and the labels of rounds 1..k
@@ -571,21 +615,29 @@ class _Loop:
         dynamics = self.exact_dynamics(k) if c["exact_dynamics"] is not None else None
         if dynamics is not None:
             data = data + [dynamics["file"]]
+        train = {**c["committee"]["train"], **c["final"]}
+        minima = self.exact_minima_labels(k) if c["exact_minima"]["final_weight"] > 0 else None
+        if minima is not None:
+            data = data + [minima["file"]]
+            train["data_weights"] = {**(train.get("data_weights") or {}),
+                                     minima["file"]: minima["weight"]}
         init = latest_committee(self.run_dir)
-        train = {**c["committee"]["train"], **c["final"], "data": data,
-                 "run_dir": str(round_dir(self.run_dir, k) / "final")}
+        train.update(data=data, run_dir=str(round_dir(self.run_dir, k) / "final"))
         path = self.train_committee(train, str(init))
         info = read_committee_info(path)
         out = {"committee": str(path), "init_from": str(init), "data": data,
                "settings": self.final_settings(), "exact_dynamics": dynamics,
+               "exact_minima": minima,
                "trust": info.get("trust"), "metrics": info.get("metrics")}
         out.update(committee_scores(path, c["validation"], data))
         return out
 
     def final_settings(self) -> Dict[str, Any]:
-        """What a final training depends on beyond the rounds: ``final``, ``exact_dynamics``."""
+        """What a final training depends on beyond the rounds: ``final``, ``exact_dynamics``,
+        ``exact_minima.final_weight``."""
         return jsonable({"final": self.cfg["final"],
-                         "exact_dynamics": self.cfg["exact_dynamics"]})
+                         "exact_dynamics": self.cfg["exact_dynamics"],
+                         "exact_minima_weight": self.cfg["exact_minima"]["final_weight"]})
 
     def replace_changed_final(self, k: int) -> None:
         """Set aside round ``k``'s finished final training if ``final`` has changed since.
@@ -608,6 +660,7 @@ class _Loop:
             given = yaml.safe_load(member.read_text()) if member.exists() else {}
             old = jsonable({"final": {key: given.get(key) for key in now["final"]},
                             "exact_dynamics": None})
+        old = {"exact_minima_weight": 0.0, **old}     # recorded before the weight existed
         if old == now:
             return
         n = 1

@@ -133,6 +133,10 @@ SECTIONS = {
         # minimum is then labelled with explore.twists); null: the labels' own
         "relax_twists": (_TWISTS, None),
         "maxiter": (int, 3000),        # L-BFGS iterations per start at most
+        # in the final training the exact minima of every round are added once more, as
+        # round_k/exact_minima_<size>.h5 (copied from the labels, no new ED) with this
+        # data weight: they count 1 + final_weight times. 0: only as the labels they are
+        "final_weight": (float, 0.0),
     },
     # The explorations sample the committee's own dynamics, which visits most the states it
     # prices too low: its thermal energies come out biased. Before the final training, ED-LLG
@@ -331,6 +335,10 @@ def _exact_minima_section(raw: Mapping, explore: Mapping) -> Dict[str, Any]:
         raise ConfigError(f"exact_minima.zeeman must be finite numbers, got {em['zeeman']}")
     if not math.isfinite(em["tilt"]):
         raise ConfigError(f"exact_minima.tilt must be a finite number, got {em['tilt']}")
+    if not (math.isfinite(em["final_weight"]) and em["final_weight"] >= 0):
+        raise ConfigError("exact_minima.final_weight must be a finite number >= 0 (the data "
+                          f"weight of the exact minima in the final training), got "
+                          f"{em['final_weight']}")
     return em
 
 
@@ -531,6 +539,11 @@ def load_learn_config(source: Union[str, Path, Mapping],
     if cfg["exact_dynamics"] is not None and not (sel["minima"] or cfg["exact_minima"]["starts"]):
         raise ConfigError("exact_dynamics starts from the minima the rounds labelled: set "
                           "select.minima: true or exact_minima.starts > 0")
+    em = cfg["exact_minima"]
+    if em["final_weight"] > 0 and (cfg["final"] is None or not em["starts"]):
+        raise ConfigError("exact_minima.final_weight weights the exact minima in the final "
+                          "training: it needs final (e.g. final: {max_epochs: 100}) and "
+                          "exact_minima.starts > 0")
     stop = _section(cfg["stop"], "stop", "stop")
     if not 0 < stop["accurate_share"] <= 1:
         raise ConfigError(f"stop.accurate_share must lie in (0, 1], got {stop['accurate_share']}")
