@@ -9,8 +9,8 @@ from typing import Callable, Union
 
 import numpy as np
 
-__all__ = ["ROUND0_STAGES", "STAGES", "jsonable", "write_json", "write_text", "read_json",
-           "save_npy", "save_npz", "round_dir"]
+__all__ = ["ROUND0_STAGES", "STAGES", "jsonable", "replace_into", "write_json", "write_text",
+           "read_json", "save_npy", "save_npz", "round_dir"]
 
 #: the stages of round 0 and of every later round, in order
 ROUND0_STAGES = ("seed", "train", "report")
@@ -37,7 +37,7 @@ def jsonable(obj):
     return obj
 
 
-def _replace_into(path: Path, write: Callable[[Path], None]) -> None:
+def replace_into(path: Path, write: Callable[[Path], None]) -> None:
     """Write ``path`` through a temporary file in its folder, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -52,12 +52,12 @@ def _replace_into(path: Path, write: Callable[[Path], None]) -> None:
 def write_json(path: Path, obj) -> None:
     """``obj`` as JSON at ``path``, atomically (non-finite numbers as null)."""
     text = json.dumps(jsonable(obj), indent=1, sort_keys=False)
-    _replace_into(Path(path), lambda p: p.write_text(text + "\n"))
+    replace_into(Path(path), lambda p: p.write_text(text + "\n"))
 
 
 def write_text(path: Path, text: str) -> None:
     """``text`` at ``path``, atomically."""
-    _replace_into(Path(path), lambda p: p.write_text(text))
+    replace_into(Path(path), lambda p: p.write_text(text))
 
 
 def read_json(path: Union[str, Path]):
@@ -70,7 +70,7 @@ def save_npy(path: Path, array: np.ndarray) -> None:
     def write(p):
         with open(p, "wb") as fh:
             np.save(fh, array)
-    _replace_into(path, write)
+    replace_into(path, write)
 
 
 def save_npz(path: Path, **arrays) -> None:
@@ -78,7 +78,7 @@ def save_npz(path: Path, **arrays) -> None:
     def write(p):
         with open(p, "wb") as fh:
             np.savez(fh, **arrays)
-    _replace_into(path, write)
+    replace_into(path, write)
 
 
 def round_dir(run_dir: Path, k: int) -> Path:

@@ -35,7 +35,7 @@ import yaml
 from ..config import ConfigError
 from .schema import (RESUME_MUTABLE, RESUME_MUTABLE_KEYS, STARTS, identity_of,
                      load_learn_config, size_label, twists_of)
-from ._files import (ROUND0_STAGES, STAGES, _replace_into, jsonable, read_json, round_dir,
+from ._files import (ROUND0_STAGES, STAGES, jsonable, read_json, replace_into, round_dir,
                      save_npy, save_npz, write_json, write_text)
 from .select import (CANDIDATE, CLASSES, classify, final_t0_snapshots, select_candidates,
                      spread_sample)
@@ -554,7 +554,7 @@ class _Loop:
                     for s, e, f in zip(*(np.concatenate(taken[key])
                                          for key in (SPIN, ENERGY, FIELD))):
                         writer.append(s, float(e), f)
-            _replace_into(out, write)
+            replace_into(out, write)
         return {"file": str(out), "n_labels": n, "weight": self.cfg["exact_minima"]["final_weight"]}
 
     # ------------------------------------------------------------------ training
