@@ -1132,7 +1132,7 @@ def test_exact_dynamics_start_from_the_lowest_minimum_of_each_class(uninterrupte
     before = load_model(rd)                         # round 2's committee, the latest
     learn(cfg, **QUIET)
     r2 = rd / "round_002"
-    starts = json.loads((r2 / "exact_dynamics" / "starts.json").read_text())
+    starts = json.loads((r2 / "exact_dynamics_6x6" / "starts.json").read_text())
     assert starts["committee"] == str(r2 / "committee" / "committee.pt") and starts["zeeman"] == 0.5
     graph = lattice_graph("square", [6, 6], {"t1": 1.0})
     energy = model_energy_field(before, graph)
@@ -1149,8 +1149,8 @@ def test_exact_dynamics_start_from_the_lowest_minimum_of_each_class(uninterrupte
     assert sorted(starts["starts"]) == sorted(best)
     for c, (e, s) in best.items():
         assert starts["starts"][c]["energy_per_site"] == pytest.approx(e, abs=1e-12)
-        assert np.array_equal(np.load(r2 / "exact_dynamics" / f"start_nsk{c}.npy"), s)
-        runs = read_runs(r2 / "exact_dynamics" / f"nsk{c}.h5")
+        assert np.array_equal(np.load(r2 / "exact_dynamics_6x6" / f"start_nsk{c}.npy"), s)
+        runs = read_runs(r2 / "exact_dynamics_6x6" / f"nsk{c}.h5")
         assert len(runs) == 1 and np.allclose(runs[0]["spin"][0], s, atol=1e-6)
     # the snapshots (all but each run's first) labelled on the labels' lattice (twists 2)
     labels = read_arrays(r2 / "exact_dynamics_6x6.h5")
@@ -1160,11 +1160,11 @@ def test_exact_dynamics_start_from_the_lowest_minimum_of_each_class(uninterrupte
     assert labels["energy"][-1] == pytest.approx(e) and np.allclose(labels["field"][-1], b)
     fin = json.loads((r2 / "final.json").read_text())
     assert fin["data"][-1] == str(r2 / "exact_dynamics_6x6.h5")
-    assert fin["exact_dynamics"]["n_labels"] == 2 * len(best)
+    assert fin["exact_dynamics"][0]["n_labels"] == 2 * len(best)
     rounds = json.loads((rd / "summary.json").read_text())["rounds"]
     assert (f"ED labels in all: {sum(r['ed_labels'] for r in rounds) + 2 * len(best)};"
             in (rd / "summary.md").read_text())
-    assert fin["settings"]["exact_dynamics"]["temperature"] == 0.2
+    assert fin["settings"]["exact_dynamics"][0]["temperature"] == 0.2
     # other final settings: the training again, the dynamics kept
     learn({**cfg, "final": {"max_epochs": 2}}, **QUIET)
     assert (r2 / "final.replaced_1.json").is_file() and (r2 / "final.replaced_1").is_dir()
@@ -1176,11 +1176,11 @@ def test_exact_dynamics_start_from_the_lowest_minimum_of_each_class(uninterrupte
            "exact_dynamics": {**EXACT_DYNAMICS, "temperature": 0.1}}, **QUIET)
     assert (r2 / "final.replaced_2.json").is_file()
     assert (r2 / "final.replaced_2.exact_dynamics_6x6.h5").is_file()
-    assert (r2 / "final.replaced_2.exact_dynamics" / "starts.json").is_file()
-    assert json.loads((r2 / "final.json").read_text())["settings"]["exact_dynamics"][
+    assert (r2 / "final.replaced_2.exact_dynamics_6x6" / "starts.json").is_file()
+    assert json.loads((r2 / "final.json").read_text())["settings"]["exact_dynamics"][0][
         "temperature"] == 0.1
     for c in best:
-        assert float(read_runs(r2 / "exact_dynamics" / f"nsk{c}.h5")[0]["temperature"]) == 0.1
+        assert float(read_runs(r2 / "exact_dynamics_6x6" / f"nsk{c}.h5")[0]["temperature"]) == 0.1
 
 
 @pytest.mark.parametrize("change, message", [
@@ -1191,6 +1191,14 @@ def test_exact_dynamics_start_from_the_lowest_minimum_of_each_class(uninterrupte
      "exact_dynamics: temperatures must be >= 0"),
     ({"exact_dynamics": {**EXACT_DYNAMICS, "dt": 0.0}}, r"exact_dynamics.dt must be > 0"),
     ({"select": {"minima": False}}, "exact_dynamics starts from the minima the rounds labelled"),
+    ({"exact_dynamics": {**EXACT_DYNAMICS, "initial": "spiral"}},
+     "exact_dynamics.initial must be 'minima' .* or one of random, triple-q"),
+    ({"exact_dynamics": []}, "exact_dynamics must be a section .* or a non-empty list"),
+    ({"exact_dynamics": [EXACT_DYNAMICS, {**EXACT_DYNAMICS, "temperature": 0.1}]},
+     r"exact_dynamics\[0\] and exact_dynamics\[1\] have the same size and start "
+     r"\(exact_dynamics_6x6\)"),
+    ({"exact_dynamics": [EXACT_DYNAMICS, {**EXACT_DYNAMICS, "initial": "ferro", "dt": -1.0}]},
+     r"exact_dynamics\[1\].dt must be > 0"),
 ])
 def test_bad_exact_dynamics_is_refused_before_any_work(tmp_path, change, message):
     cfg = small_config(tmp_path / "r", final={"max_epochs": 1}, select={"minima": True},
@@ -1201,3 +1209,46 @@ def test_bad_exact_dynamics_is_refused_before_any_work(tmp_path, change, message
     with pytest.raises(ConfigError, match=message):
         learn(cfg, **QUIET)
     assert not (tmp_path / "r").exists()
+
+
+def test_exact_dynamics_sections_each_labelled_for_the_final_training(uninterrupted, tmp_path):
+    """A list of exact_dynamics sections: each one's ED-LLG and labels under its own name,
+    a named start (no minima needed) one file with a run per field from that start, and the
+    final training on every section's labels."""
+    from ecnn_pyg.datasets import read_arrays
+    from ecnn_pyg.simulate import read_runs
+    rd = tmp_path / "run"
+    cfg = _copy_run(uninterrupted, rd)
+    ferro = {**EXACT_DYNAMICS, "initial": "ferromagnet", "zeeman": [0.0, 0.5], "n_steps": 2}
+    cfg = {**cfg, "final": {"max_epochs": 1}, "exact_dynamics": [ferro]}
+    assert not cfg["select"]["minima"]          # a named start needs no minima
+    learn(cfg, **QUIET)
+    r2 = rd / "round_002"
+    runs = read_runs(r2 / "exact_dynamics_6x6_ferro" / "ferro.h5")
+    assert [float(r["zeeman"]) for r in runs] == [0.0, 0.5]
+    for r in runs:                      # each run starts from the ferromagnet, T > 0 moves it
+        assert np.allclose(r["spin"][0], [0.0, 0.0, 1.0]) and len(r["spin"]) == 2
+        assert not np.allclose(r["spin"][1], [0.0, 0.0, 1.0])
+    labels = read_arrays(r2 / "exact_dynamics_6x6_ferro.h5")
+    assert np.allclose(labels["spin"], np.concatenate([r["spin"][1:] for r in runs]), atol=1e-6)
+    fin = json.loads((r2 / "final.json").read_text())
+    assert [d["file"] for d in fin["exact_dynamics"]] == [str(r2 / "exact_dynamics_6x6_ferro.h5")]
+    assert fin["exact_dynamics"][0]["n_labels"] == 2 and fin["data"][-1].endswith("_ferro.h5")
+    # a second section added: both labelled, the first's files again from scratch beside
+    # the set-aside ones (its settings are part of the section list that changed)
+    for k in (1, 2):
+        path = rd / f"round_00{k}" / "select.json"
+        sel = json.loads(path.read_text())
+        for row in sel["selected"]:
+            row["minimum"] = True
+        path.write_text(json.dumps(sel))
+    learn({**cfg, "select": {**cfg["select"], "minima": True},
+           "exact_dynamics": [EXACT_DYNAMICS, ferro]}, **QUIET)
+    assert (r2 / "final.replaced_1.exact_dynamics_6x6_ferro.h5").is_file()
+    fin = json.loads((r2 / "final.json").read_text())
+    files = [str(r2 / "exact_dynamics_6x6.h5"), str(r2 / "exact_dynamics_6x6_ferro.h5")]
+    assert [d["file"] for d in fin["exact_dynamics"]] == files and fin["data"][-2:] == files
+    again = read_arrays(r2 / "exact_dynamics_6x6_ferro.h5")   # the same noise: the same states
+    assert np.array_equal(again["spin"], labels["spin"])
+    assert (f"ED labels in all: {sum(r['ed_labels'] for r in json.loads((rd / 'summary.json').read_text())['rounds']) + sum(d['n_labels'] for d in fin['exact_dynamics'])};"
+            in (rd / "summary.md").read_text())

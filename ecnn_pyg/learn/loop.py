@@ -33,8 +33,8 @@ import numpy as np
 import yaml
 
 from ..config import ConfigError
-from .schema import (RESUME_MUTABLE, RESUME_MUTABLE_KEYS, STARTS, identity_of,
-                     load_learn_config, size_label, twists_of)
+from .schema import (RESUME_MUTABLE, RESUME_MUTABLE_KEYS, STARTS, exact_dynamics_name,
+                     identity_of, load_learn_config, size_label, twists_of)
 from ._files import (ROUND0_STAGES, STAGES, jsonable, read_json, replace_into, round_dir,
                      save_npy, save_npz, write_json, write_text)
 from .select import (CANDIDATE, CLASSES, classify, final_t0_snapshots, select_candidates,
@@ -435,12 +435,13 @@ class _Loop:
                        "ignore_memory_check": c["ignore_memory_check"]})
 
     # ------------------------------------------------------------------ exact dynamics
-    def class_minima(self, k: int, size, folder: Path) -> Dict[str, Any]:
-        """The starts of ``exact_dynamics``: of every |n_sk| class, the minimum with the lowest
-        energy per site of the latest committee (Zeeman term at the mean of
-        ``exact_dynamics.zeeman``) among the T = 0 minima and exact minima of ``size``
-        labelled in rounds 1..k; saved as ``folder/start_nsk<class>.npy`` with a record
-        ``starts.json``, so that a rerun starts from the same states."""
+    def class_minima(self, k: int, ed: Mapping, folder: Path) -> Dict[str, Any]:
+        """The starts of an ``exact_dynamics`` section ``ed`` with ``initial: minima``: of
+        every |n_sk| class, the minimum with the lowest energy per site of the latest
+        committee (Zeeman term at the mean of ``ed["zeeman"]``) among the T = 0 minima and
+        exact minima of ``ed["size"]`` labelled in rounds 1..k; saved as
+        ``folder/start_nsk<class>.npy`` with a record ``starts.json``, so that a rerun starts
+        from the same states."""
         from ..graph import lattice_graph
         from ..minimize import model_energy_field
         from ..observables import skyrmion_number
@@ -450,8 +451,9 @@ class _Loop:
         if record.exists():
             return read_json(record)
         import torch
-        c, label = self.cfg, size_label(size)
-        hz = float(np.mean(c["exact_dynamics"]["zeeman"]))
+        c, size = self.cfg, ed["size"]
+        label = size_label(size)
+        hz = float(np.mean(ed["zeeman"]))
         graph = lattice_graph(c["lattice"], size, c["hoppings"])
         committee = latest_committee(self.run_dir)
         energy = model_energy_field(load_model(str(committee)), graph)
@@ -483,35 +485,46 @@ class _Loop:
         write_json(record, {"committee": str(committee), "zeeman": hz, "starts": starts})
         return read_json(record)
 
-    def exact_dynamics(self, k: int) -> Dict[str, Any]:
-        """``exact_dynamics`` before the final training of round ``k``: ED-LLG from
-        :meth:`class_minima`, one trajectory file per class in ``round_k/exact_dynamics/``,
-        the snapshots labelled as ``round_k/exact_dynamics_<size>.h5`` (explore.twists)."""
+    def exact_dynamics(self, k: int) -> List[Dict[str, Any]]:
+        """``exact_dynamics`` before the final training of round ``k``, section by section:
+        ED-LLG from :meth:`class_minima` (one trajectory file per class) or from the named
+        start (one file, a run per field) in ``round_k/<name>/``, the snapshots labelled as
+        ``round_k/<name>.h5`` with the exploration's twists of the size
+        (:func:`exact_dynamics_name`)."""
+        return [self.exact_dynamics_section(k, ed) for ed in self.cfg["exact_dynamics"]]
+
+    def exact_dynamics_section(self, k: int, ed: Mapping) -> Dict[str, Any]:
         from ..generate import generate, parse_slice
         from ..simulate import read_runs
-        c, ed = self.cfg, self.cfg["exact_dynamics"]
+        c = self.cfg
         rd = round_dir(self.run_dir, k)
-        folder = rd / "exact_dynamics"
+        name = exact_dynamics_name(ed)
+        folder = rd / name
         folder.mkdir(parents=True, exist_ok=True)
         label_twists = twists_of(c["explore"], ed["size"])
-        starts = self.class_minima(k, ed["size"], folder)
-        trajs = []
-        for cls, start in starts["starts"].items():
-            traj = folder / f"nsk{cls}.h5"
-            self.ed_llg(ed, traj, ed["twists"] if ed["twists"] is not None else label_twists,
-                        start["path"], c["seed"] + 7919 * (int(cls) + 1))
-            trajs.append(traj)
+        twists = ed["twists"] if ed["twists"] is not None else label_twists
+        if ed["initial"] == "minima":
+            starts = self.class_minima(k, ed, folder)
+            runs = [(folder / f"nsk{cls}.h5", start["path"], 7919 * (int(cls) + 1))
+                    for cls, start in starts["starts"].items()]
+        else:
+            start = STARTS[ed["initial"]]
+            starts = {"starts": {start: {"path": start}}}
+            runs = [(folder / f"{start}.h5", start, 7919 * 101)]    # noise of its own
+        for traj, initial, offset in runs:
+            self.ed_llg(ed, traj, twists, initial, c["seed"] + offset)
         spins_file = folder / "spins.npy"
         if not spins_file.exists():
             sel = parse_slice(ed["snapshots"])
-            save_npy(spins_file, np.concatenate([r["spin"][sel] for t in trajs
+            save_npy(spins_file, np.concatenate([r["spin"][sel] for t, _, _ in runs
                                                  for r in read_runs(t)]).astype(np.float64))
         n = int(np.load(spins_file, mmap_mode="r").shape[0])
-        out = rd / f"exact_dynamics_{size_label(ed['size'])}.h5"
+        out = rd / f"{name}.h5"
         generate(self.labels_config(out, ed["size"], label_twists, {"train": n},
                                     sampler="file", spins_from=str(spins_file)),
                  progress=self.progress)
-        return {"file": str(out), "n_labels": n, **starts}
+        return {"file": str(out), "n_labels": n, "size": size_label(ed["size"]),
+                "initial": ed["initial"], **starts}
 
     def exact_minima_labels(self, k: int) -> Optional[Dict[str, Any]]:
         """The labels of the exact minima of rounds 1..k gathered into one file,
@@ -613,8 +626,7 @@ class _Loop:
         c = self.cfg
         data = self.training_data(k)
         dynamics = self.exact_dynamics(k) if c["exact_dynamics"] is not None else None
-        if dynamics is not None:
-            data = data + [dynamics["file"]]
+        data = data + [d["file"] for d in dynamics or ()]
         train = {**c["committee"]["train"], **c["final"]}
         minima = self.exact_minima_labels(k) if c["exact_minima"]["final_weight"] > 0 else None
         if minima is not None:
@@ -661,6 +673,8 @@ class _Loop:
             old = jsonable({"final": {key: given.get(key) for key in now["final"]},
                             "exact_dynamics": None})
         old = {"exact_minima_weight": 0.0, **old}     # recorded before the weight existed
+        if isinstance(old.get("exact_dynamics"), dict):  # one section, before lists and starts
+            old["exact_dynamics"] = [{"initial": "minima", **old["exact_dynamics"]}]
         if old == now:
             return
         n = 1

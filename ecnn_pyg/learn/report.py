@@ -493,6 +493,14 @@ def _final_records(run_dir: Path, rows: List[Dict[str, Any]]) -> List[Dict[str, 
     return out
 
 
+def _sections(dynamics) -> List[Mapping[str, Any]]:
+    """A final record's ``exact_dynamics``: a list of sections (one mapping in records
+    written before there could be several; ``None`` for none)."""
+    if dynamics is None:
+        return []
+    return [dynamics] if isinstance(dynamics, Mapping) else list(dynamics)
+
+
 def write_summary(run_dir: Path, final: Optional[str] = None) -> None:
     """``summary.json`` and ``summary.md`` of a run directory, from its rounds' reports."""
     from ._files import write_json, write_text
@@ -513,7 +521,7 @@ def write_summary(run_dir: Path, final: Optional[str] = None) -> None:
         lines.append("| " + " | ".join(_fmt(r.get(c), ".4g") for c in cols) + " |")
     # the rounds' labels and those of every final training's exact dynamics
     total_labels = sum(r["ed_labels"] or 0 for r in rows) + sum(
-        (f.get("exact_dynamics") or {}).get("n_labels", 0) for f in finals)
+        d.get("n_labels", 0) for f in finals for d in _sections(f.get("exact_dynamics")))
     rounds_wall = sum(r["wall_s"] or 0 for r in rows)
     superseded = [f for f in finals if f["superseded"]]
     wall = rounds_wall + sum(f["wall_s"] or 0 for f in finals)

@@ -54,9 +54,10 @@ LEARN_SCHEMA = {
     # a last, longer training of the committee on all data once the loop has stopped:
     # training keys over committee.train (e.g. max_epochs, lr); null: none
     "final": ((dict, _NONE), None),
-    # exact (ED) LLG from the committee's lowest minimum of every |n_sk| class, labelled for
-    # the final training (SECTIONS["exact_dynamics"]); null: none
-    "exact_dynamics": ((dict, _NONE), None),
+    # exact (ED) LLG from the committee's lowest minimum of every |n_sk| class (or from a
+    # named start), labelled for the final training (SECTIONS["exact_dynamics"]); a list of
+    # such sections runs each (e.g. one per cell size); null: none
+    "exact_dynamics": ((dict, list, _NONE), None),
 }
 
 _SIZE = (int, list)
@@ -144,6 +145,10 @@ SECTIONS = {
     # minima and exact minima of this size) at these fields and temperature, labelled
     "exact_dynamics": {
         "size": ((list, int, _NONE), None),     # one of explore.sizes; null: the first
+        # where the dynamics start: "minima" (the committee's lowest labelled minimum of every
+        # |n_sk| class, one trajectory file per class) or a named start (random, triple-q,
+        # ferromagnet: one file, a run per field)
+        "initial": (str, "minima"),
         # the lattice of the dynamics (twists of the cell); the snapshots are labelled with
         # explore.twists of the size. null: the labels' own
         "twists": (_TWISTS, None),
@@ -342,24 +347,50 @@ def _exact_minima_section(raw: Mapping, explore: Mapping) -> Dict[str, Any]:
     return em
 
 
-def _exact_dynamics_section(raw: Optional[Mapping], explore: Mapping,
-                            final: Optional[Mapping]) -> Optional[Dict[str, Any]]:
-    """The ``exact_dynamics`` section complete (or ``None``): its size one of the
-    exploration's, its fields explore.zeeman unless given; it needs ``final``."""
+def exact_dynamics_name(sec: Mapping) -> str:
+    """The name of an ``exact_dynamics`` section's files in ``round_k/``:
+    ``exact_dynamics_<size>`` (its folder, and ``.h5`` its labels), with ``_<start>`` for a
+    named start."""
+    name = f"exact_dynamics_{size_label(sec['size'])}"
+    return name if sec["initial"] == "minima" else f"{name}_{STARTS[sec['initial']]}"
+
+
+def _exact_dynamics_section(raw, explore: Mapping,
+                            final: Optional[Mapping]) -> Optional[List[Dict[str, Any]]]:
+    """The ``exact_dynamics`` sections complete, as a list (or ``None``): a mapping is one
+    section; each one's size one of the exploration's, its fields explore.zeeman unless
+    given, its files' names distinct; they need ``final``."""
     if raw is None:
         return None
     if final is None:
         raise ConfigError("exact_dynamics labels data for the final training: set final "
                           "(e.g. final: {max_epochs: 100}) or remove exact_dynamics")
-    ed = _section(raw, "exact_dynamics", "exact_dynamics")
-    _size_and_fields(ed, "exact_dynamics", explore,
-                     "it starts from the minima explored on that size")
-    _check_twists(ed["twists"], "exact_dynamics.twists")
-    _check_dynamics(ed, "exact_dynamics", ed["temperature"])
-    if snapshots_per_run(ed) < 1:
-        raise ConfigError(f"exact_dynamics.snapshots ({ed['snapshots']!r}) selects none of the "
-                          f"{1 + -(-ed['n_steps'] // ed['save_every'])} snapshots of a run")
-    return ed
+    single = isinstance(raw, Mapping)
+    items = [raw] if single else list(raw)
+    if not items or not all(isinstance(x, Mapping) for x in items):
+        raise ConfigError("exact_dynamics must be a section (size, zeeman, temperature, LLG "
+                          "keys) or a non-empty list of sections, got " + repr(raw))
+    out, names = [], {}
+    for i, item in enumerate(items):
+        where = "exact_dynamics" if single else f"exact_dynamics[{i}]"
+        ed = _section(item, "exact_dynamics", where)
+        if ed["initial"] != "minima" and ed["initial"] not in STARTS:
+            raise ConfigError(f"{where}.initial must be 'minima' (the committee's lowest "
+                              f"labelled minimum of every |n_sk| class) or one of "
+                              f"{', '.join(STARTS)}, got {ed['initial']!r}")
+        _size_and_fields(ed, where, explore, "its snapshots are labelled as that size's")
+        _check_twists(ed["twists"], f"{where}.twists")
+        _check_dynamics(ed, where, ed["temperature"])
+        if snapshots_per_run(ed) < 1:
+            raise ConfigError(f"{where}.snapshots ({ed['snapshots']!r}) selects none of the "
+                              f"{1 + -(-ed['n_steps'] // ed['save_every'])} snapshots of a run")
+        name = exact_dynamics_name(ed)
+        if name in names:
+            raise ConfigError(f"exact_dynamics[{names[name]}] and exact_dynamics[{i}] have the "
+                              f"same size and start ({name}): give each section its own")
+        names[name] = i
+        out.append(ed)
+    return out
 
 
 def load_learn_config(source: Union[str, Path, Mapping],
@@ -536,9 +567,11 @@ def load_learn_config(source: Union[str, Path, Mapping],
         raise ConfigError(f"select.upper ({sel['upper']}) must be above select.lower "
                           f"({sel['lower']}): candidates lie between the two trust levels")
     cfg["select"] = sel
-    if cfg["exact_dynamics"] is not None and not (sel["minima"] or cfg["exact_minima"]["starts"]):
+    if (any(ed["initial"] == "minima" for ed in cfg["exact_dynamics"] or ())
+            and not (sel["minima"] or cfg["exact_minima"]["starts"])):
         raise ConfigError("exact_dynamics starts from the minima the rounds labelled: set "
-                          "select.minima: true or exact_minima.starts > 0")
+                          "select.minima: true or exact_minima.starts > 0, or give it a "
+                          "named start (initial: triple-q, ...)")
     em = cfg["exact_minima"]
     if em["final_weight"] > 0 and (cfg["final"] is None or not em["starts"]):
         raise ConfigError("exact_minima.final_weight weights the exact minima in the final "
