@@ -680,6 +680,48 @@ def test_exact_minima_of_random_starts_are_labelled(uninterrupted, heldout, tmp_
     np.testing.assert_array_equal(read_arrays(r / "labels_6x6.h5")["spin"], labels["spin"])
 
 
+def test_relaxations_spread_over_processes_give_the_one_process_result(
+        uninterrupted, heldout, tmp_path, monkeypatch):
+    """``processes: 2``: the committee's minima (select.relax_minima) and the exact minima of
+    a round are relaxed by two torchrun ranks that claim them one by one (a stale claim of a
+    stopped attempt is cleared, a finished one is not redone), and every result is the
+    one-process run's."""
+    monkeypatch.setenv("ECNN_PYG_DIST_TIMEOUT", "120")
+    runs = {}
+    for processes in (1, 2):
+        rd = tmp_path / f"p{processes}"
+        _copy_run(uninterrupted, rd)
+        cfg = {**full_config(rd, heldout), "processes": processes,
+               "exact_minima": {"starts": 2, "zeeman": [0.0, 0.4], "tilt": 0.5}}
+        cfg["select"] = {**cfg["select"], "minima": True, "relax_minima": True}
+        learn(cfg, rounds=3, until="3/score", **QUIET)
+        r = rd / "round_003"
+        if processes == 2:               # a stale claim and a finished relaxation are left
+            (r / "exact_minima").mkdir()
+            (r / "exact_minima" / "0_0.claim").touch()
+            shutil.copy(tmp_path / "p1" / "round_003" / "exact_minima" / "0.4_1.json",
+                        r / "exact_minima")
+            shutil.copy(tmp_path / "p1" / "round_003" / "exact_minima" / "0.4_1.npy",
+                        r / "exact_minima")
+            kept = (r / "exact_minima" / "0.4_1.json").stat().st_mtime_ns
+        learn(cfg, rounds=3, until="3/select", **QUIET)
+        runs[processes] = {f"{p.parent.name}/{p.name}": p for folder in ("relaxed", "exact_minima")
+                           for p in (r / folder).iterdir()}
+    assert (tmp_path / "p2" / "round_003" / "relax.json").is_file()         # the ranks ran
+    assert not (tmp_path / "p1" / "round_003" / "relax.json").exists()
+    assert sorted(runs[1]) == sorted(runs[2]) and len(runs[1]) == 2 * 2 + 8   # no claims left
+    assert (tmp_path / "p2" / "round_003" / "exact_minima" / "0.4_1.json").stat().st_mtime_ns \
+        == kept
+    for name, path in runs[1].items():
+        if name.endswith(".npy"):
+            np.testing.assert_array_equal(np.load(path), np.load(runs[2][name]), err_msg=name)
+    sel = [json.loads((tmp_path / f"p{p}" / "round_003" / "select.json").read_text())
+           for p in (1, 2)]
+    strip = [[{k: v for k, v in row.items() if k not in ("relaxed", "exact")}
+              for row in s["selected"]] for s in sel]
+    assert strip[0] == strip[1] and sel[1]["n_exact_minima"] == 4
+
+
 def test_final_training_added_to_a_finished_run(uninterrupted, tmp_path, monkeypatch):
     """``final`` may be added when a finished run is continued: one more, longer training on
     every label from the latest committee's weights; it becomes the run's latest committee.

@@ -11,6 +11,8 @@ Everything lives under the config's ``run_dir``::
     round_001/             explore/<size>_<start>.h5  explore.json
                            scores.npz  score.json     selected_<size>.npy  select.json
                            relaxed/<index>.npy|json  (select.relax_minima: one per minimum)
+                           exact_minima/<H_z>_<j>.npy|json  (exact_minima)
+                           relax.json  (processes > 1: the relaxations' spec for the ranks)
                            labels_<size>.h5  label.json    committee/  train.json
                            report.json  report.md
 
@@ -46,6 +48,17 @@ __all__ = ["learn", "status", "STAGES", "ROUND0_STAGES", "LearnStopped"]
 
 class LearnStopped(Exception):
     """Stops the loop after the stage named by ``until`` (caught by :func:`learn`)."""
+
+
+def _snapshot(files: List[Mapping[str, Any]], arrays: Mapping[str, np.ndarray], i: int,
+              cache: Dict[int, list]) -> np.ndarray:
+    """Snapshot ``i`` of a round's scores (``scores.npz``) read from its exploration file,
+    in float64; ``cache`` keeps the files' runs."""
+    from ..simulate import read_runs
+    fi, ri, si = (int(arrays[key][i]) for key in ("traj", "run", "snapshot"))
+    if fi not in cache:
+        cache[fi] = read_runs(files[fi]["path"])
+    return np.asarray(cache[fi][ri]["spin"][si], dtype=np.float64)
 
 
 class _MinimaRelaxer:
@@ -117,36 +130,64 @@ class _ExactMinima:
             self._ed = build_solver(self.loop.labels_config(self.folder, em["size"], twists, {}))
         return self._ed
 
+    def starts(self) -> List[Tuple[float, int]]:
+        """``(H_z, j)`` of every start, in the order of the labels."""
+        return [(hz, j) for hz in self.em["zeeman"] for j in range(self.em["starts"])]
+
+    def done(self, hz: float, j: int) -> Path:
+        """The record whose existence marks start ``j`` at ``hz`` as relaxed."""
+        return self.folder / f"{hz:g}_{j}.json"
+
     def __call__(self) -> List[Tuple[Dict[str, Any], np.ndarray]]:
         """``(row, spins)`` of every start: the minimum and how it was reached."""
+        return [self.one(hz, j) for hz, j in self.starts()]
+
+    def one(self, hz: float, j: int) -> Tuple[Dict[str, Any], np.ndarray]:
         from ..minimize import relax
-        out = []
-        for hz in self.em["zeeman"]:
-            for j in range(self.em["starts"]):
-                name = f"{hz:g}_{j}"
-                done = self.folder / f"{name}.json"
-                if done.is_file():
-                    out.append((read_json(done), np.load(self.folder / f"{name}.npy")))
-                    continue
-                graph, ed = self.solver()
-                rng = np.random.default_rng([self.loop.cfg["seed"], self.k,
-                                             int(round(hz * 1e6)), j])
-                start = rng.normal(size=(graph.num_nodes, 3))
-                start[:, 2] += self.em["tilt"]
-                t0 = time.perf_counter()
-                spins, n_iter = relax(ed.energy_field, start, hz, maxiter=self.em["maxiter"])
-                energy, field = ed.energy_field(spins)
-                field[:, 2] += hz
-                row = {"size": size_label(self.em["size"]), "zeeman": float(hz), "start": j,
-                       "iterations": int(n_iter),
-                       "seconds": round(time.perf_counter() - t0, 3),
-                       "energy_per_site": float(energy - hz * spins[:, 2].sum()) / len(spins),
-                       "torque_max": float(np.linalg.norm(np.cross(spins, field), axis=1).max()),
-                       "m_z": float(spins[:, 2].mean())}
-                save_npy(self.folder / f"{name}.npy", spins)
-                write_json(done, row)
-                out.append((row, spins))
-        return out
+        done = self.done(hz, j)
+        if done.is_file():
+            return read_json(done), np.load(done.with_suffix(".npy"))
+        graph, ed = self.solver()
+        rng = np.random.default_rng([self.loop.cfg["seed"], self.k, int(round(hz * 1e6)), j])
+        start = rng.normal(size=(graph.num_nodes, 3))
+        start[:, 2] += self.em["tilt"]
+        t0 = time.perf_counter()
+        spins, n_iter = relax(ed.energy_field, start, hz, maxiter=self.em["maxiter"])
+        energy, field = ed.energy_field(spins)
+        field[:, 2] += hz
+        row = {"size": size_label(self.em["size"]), "zeeman": float(hz), "start": j,
+               "iterations": int(n_iter),
+               "seconds": round(time.perf_counter() - t0, 3),
+               "energy_per_site": float(energy - hz * spins[:, 2].sum()) / len(spins),
+               "torque_max": float(np.linalg.norm(np.cross(spins, field), axis=1).max()),
+               "m_z": float(spins[:, 2].mean())}
+        save_npy(done.with_suffix(".npy"), spins)
+        write_json(done, row)
+        return row, spins
+
+
+def relax_on_this_rank(spec: Union[str, Path]) -> int:
+    """The worker of :meth:`_Loop.relax_on_ranks`, one per torchrun rank: the relaxations
+    of the round in ``spec`` (``{"cfg", "run_dir", "round"}``, JSON) that no rank has
+    claimed yet, each claimed by creating ``<record>.claim`` (exclusive create), so that
+    ranks that finish early take the next. Every result goes to its own file; no rank
+    waits for another. Returns how many this rank relaxed."""
+    import os
+    job = read_json(Path(spec))
+    loop = _Loop(job["cfg"], Path(job["run_dir"]), None, False, lambda msg: None)
+    n = 0
+    for done, work in loop.relaxations(int(job["round"])):
+        if done.exists():
+            continue
+        claim = done.with_suffix(".claim")
+        try:
+            os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            continue                       # another rank has it
+        work()
+        claim.unlink()
+        n += 1
+    return n
 
 
 # ----------------------------------------------------------------------------- the run
@@ -730,8 +771,9 @@ class _Loop:
                                                   "num_threads": 1}), sort_keys=False))
         self.torchrun(["simulate", "--config", str(spec)], f"simulate of '{out}'")
 
-    def torchrun(self, command: List[str], what: str) -> None:
-        """``ecnn-pyg COMMAND`` on ``processes`` local ranks under torchrun, one thread each.
+    def torchrun(self, command: List[str], what: str, module: str = "ecnn_pyg.cli") -> None:
+        """``ecnn-pyg COMMAND`` (or ``python -m module COMMAND``) on ``processes`` local ranks
+        under torchrun, one thread each.
 
         Stopping the loop (Ctrl-C, SIGTERM) stops the ranks (torchrun passes the signal on).
 
@@ -743,7 +785,7 @@ class _Loop:
         import subprocess
         import sys
         argv = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                f"--nproc_per_node={self.cfg['processes']}", "-m", "ecnn_pyg.cli", *command]
+                f"--nproc_per_node={self.cfg['processes']}", "-m", module, *command]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         proc = subprocess.Popen(argv, env=env, stdout=None if self.progress else
                                 subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -859,8 +901,48 @@ class _Loop:
         return list(rows.values())
 
     # ------------------------------------------------------------------ selection, labels
+    def relaxations(self, k: int) -> List[Tuple[Path, Callable[[], Any]]]:
+        """Round ``k``'s relaxations as ``(record, work)``: the committee's minima
+        (``select.relax_minima``) and the exact minima (``exact_minima``); ``work()`` relaxes
+        one and writes ``record`` (and its ``.npy``) last."""
+        c, rd = self.cfg, round_dir(self.run_dir, k)
+        jobs: List[Tuple[Path, Callable[[], Any]]] = []
+        if c["select"]["minima"] and c["select"]["relax_minima"]:
+            files = read_json(rd / "explore.json")["files"]
+            arrays = dict(np.load(rd / "scores.npz"))
+            relaxer = _MinimaRelaxer(self.committee_path(k - 1), rd / "relaxed")
+            cache: Dict[int, list] = {}
+            for i in final_t0_snapshots(arrays):
+                def work(i=int(i)):
+                    spin = _snapshot(files, arrays, i, cache)
+                    return relaxer(i, files[int(arrays["traj"][i])]["path"], spin,
+                                   float(arrays["zeeman"][i]))
+                jobs.append((relaxer.folder / f"{int(i)}.json", work))
+        if c["exact_minima"]["starts"]:
+            exact = _ExactMinima(self, k, rd / "exact_minima")
+            jobs += [(exact.done(hz, j), lambda hz=hz, j=j: exact.one(hz, j))
+                     for hz, j in exact.starts()]
+        return jobs
+
+    def relax_on_ranks(self, k: int) -> None:
+        """With ``processes`` > 1: round ``k``'s missing relaxations spread over that many
+        torchrun ranks (:func:`relax_on_this_rank`) before the selection collects them;
+        stale claims of a stopped attempt are cleared first."""
+        rd = round_dir(self.run_dir, k)
+        missing = [done for done, _ in self.relaxations(k) if not done.exists()]
+        if self.cfg["processes"] < 2 or len(missing) < 2:
+            return
+        for folder in {done.parent for done in missing}:
+            folder.mkdir(parents=True, exist_ok=True)
+            for claim in folder.glob("*.claim"):
+                claim.unlink()
+        spec = rd / "relax.json"
+        write_json(spec, {"cfg": jsonable(self.cfg), "run_dir": str(self.run_dir), "round": k})
+        self.log(f"round {k}: {len(missing)} relaxations on {self.cfg['processes']} processes")
+        self.torchrun([str(spec)], f"the relaxations of round {k}",
+                      module="ecnn_pyg.learn.relax_worker")
+
     def select(self, k: int, converged: bool = False) -> Dict[str, Any]:
-        from ..simulate import read_runs
         c, rd = self.cfg, round_dir(self.run_dir, k)
         files = read_json(rd / "explore.json")["files"]
         score = read_json(rd / "score.json")
@@ -884,16 +966,16 @@ class _Loop:
         runs_cache: Dict[int, list] = {}
         relaxer = _MinimaRelaxer(self.committee_path(k - 1), rd / "relaxed") \
             if c["select"]["relax_minima"] and len(minima) else None
+        if not converged:
+            self.relax_on_ranks(k)              # with processes > 1; each result in a file
 
         def take(indices, prefix, extra=()):
             by_size: Dict[str, list] = {}
             rows = []
             for i in indices:
                 fi, ri, si = (int(arrays[key][i]) for key in ("traj", "run", "snapshot"))
-                if fi not in runs_cache:
-                    runs_cache[fi] = read_runs(files[fi]["path"])
                 label = size_label(files[fi]["size"])
-                spin = np.asarray(runs_cache[fi][ri]["spin"][si], dtype=np.float64)
+                spin = _snapshot(files, arrays, int(i), runs_cache)
                 row = {"index": int(i), "size": label, "file": fi, "run": ri,
                        "snapshot": si, "start": files[fi]["start"],
                        "zeeman": float(arrays["zeeman"][i]),
