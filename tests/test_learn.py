@@ -1062,8 +1062,8 @@ def test_processes_spread_the_llg_runs_and_give_the_one_process_result(
         uninterrupted, heldout, tmp_path, monkeypatch):
     """``processes: 2``: the ED-LLG seed runs and the explorations run under torchrun, two
     gloo ranks on localhost, with their runs spread over the ranks, and so do the committee
-    trainings (a member per rank); every trajectory, label, weight, score and report is the
-    one-process run's."""
+    trainings (a member per rank) and the exact labels (samples round-robin); every
+    trajectory, label, weight, score and report is the one-process run's."""
     monkeypatch.setenv("ECNN_PYG_DIST_TIMEOUT", "120")         # a dead rank fails, never hangs
     rd = tmp_path / "p2"
     learn({**full_config(rd, heldout), "processes": 2}, **QUIET)
@@ -1074,6 +1074,8 @@ def test_processes_spread_the_llg_runs_and_give_the_one_process_result(
             assert np.array_equal(a["spin"], b["spin"]) and a["name"] == b["name"], traj
     assert (rd / "round_001" / "explore" / "6x6_random.simulate.yaml").is_file()
     assert (rd / "round_001" / "committee.train.yaml").is_file()        # trained by torchrun
+    assert (rd / "round_001" / "labels_6x6.generate.yaml").is_file()    # labelled by torchrun
+    assert (rd / "round_000" / "seed_ed_llg.generate.yaml").is_file()
 
 
 @pytest.mark.slow

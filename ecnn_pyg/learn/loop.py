@@ -425,16 +425,14 @@ class _Loop:
 
     # ------------------------------------------------------------------ round 0
     def seed(self) -> Dict[str, Any]:
-        from ..generate import generate
         c, rd = self.cfg, round_dir(self.run_dir, 0)
         sd = c["seed_data"]
         files, counts = [], {}
         if sd["random"] is not None:
             r = sd["random"]
             out = rd / "seed_random.h5"
-            generate(self.labels_config(out, r["size"], r["twists"],
-                                        {"train": r["n_train"], "val": r["n_val"]}),
-                     progress=self.progress)
+            self.generate(self.labels_config(out, r["size"], r["twists"],
+                                             {"train": r["n_train"], "val": r["n_val"]}))
             files.append(str(out))
             counts["random"] = r["n_train"] + r["n_val"]
         if sd["ed_llg"] is not None:
@@ -444,7 +442,7 @@ class _Loop:
         return {"data": files, "ed_labels": int(sum(counts.values())), "counts": counts}
 
     def seed_ed_llg(self, e: Mapping, rd: Path) -> Path:
-        from ..generate import generate, parse_slice
+        from ..generate import parse_slice
         from ..simulate import read_runs
         c = self.cfg
         traj = rd / "seed_ed_llg_traj.h5"
@@ -457,10 +455,9 @@ class _Loop:
             save_npy(spins_file, spins[order])        # shuffled: the val split is a sample
         n = int(np.load(spins_file, mmap_mode="r").shape[0])
         out = rd / "seed_ed_llg.h5"
-        generate(self.labels_config(out, e["size"], e["twists"],
-                                    {"train": n - e["n_val"], "val": e["n_val"]},
-                                    sampler="file", spins_from=str(spins_file)),
-                 progress=self.progress)
+        self.generate(self.labels_config(out, e["size"], e["twists"],
+                                         {"train": n - e["n_val"], "val": e["n_val"]},
+                                         sampler="file", spins_from=str(spins_file)))
         return out
 
     def ed_llg(self, sec: Mapping, output: Path, twists, initial: str, seed: int) -> None:
@@ -535,7 +532,7 @@ class _Loop:
         return [self.exact_dynamics_section(k, ed) for ed in self.cfg["exact_dynamics"]]
 
     def exact_dynamics_section(self, k: int, ed: Mapping) -> Dict[str, Any]:
-        from ..generate import generate, parse_slice
+        from ..generate import parse_slice
         from ..simulate import read_runs
         c = self.cfg
         rd = round_dir(self.run_dir, k)
@@ -561,9 +558,8 @@ class _Loop:
                                                  for r in read_runs(t)]).astype(np.float64))
         n = int(np.load(spins_file, mmap_mode="r").shape[0])
         out = rd / f"{name}.h5"
-        generate(self.labels_config(out, ed["size"], label_twists, {"train": n},
-                                    sampler="file", spins_from=str(spins_file)),
-                 progress=self.progress)
+        self.generate(self.labels_config(out, ed["size"], label_twists, {"train": n},
+                                         sampler="file", spins_from=str(spins_file)))
         return {"file": str(out), "n_labels": n, "size": size_label(ed["size"]),
                 "initial": ed["initial"], **starts}
 
@@ -753,6 +749,20 @@ class _Loop:
                     name = Path(start).stem
                 out.append((size, start, name))
         return out
+
+    def generate(self, config: Dict[str, Any]) -> None:
+        """One ``generate`` data set of exact labels: in this process, or over ``processes``
+        ranks by torchrun (:mod:`ecnn_pyg.distributed.generate`: the ranks label the samples
+        round-robin, rank 0 writes), the file the one a single process writes.
+        Stopping the loop stops the ranks; the data set continues on a rerun."""
+        from ..generate import generate
+        if self.cfg["processes"] == 1:
+            generate(config, progress=self.progress)
+            return
+        out = Path(config["output"])
+        spec = out.with_name(f"{out.stem}.generate.yaml")
+        write_text(spec, yaml.safe_dump(jsonable(config), sort_keys=False))
+        self.torchrun(["generate", "--config", str(spec)], f"the labels of '{out}'")
 
     def simulate(self, config: Dict[str, Any]) -> None:
         """One ``simulate`` run file: in this process, or over ``processes`` ranks by torchrun.
@@ -1012,7 +1022,6 @@ class _Loop:
                 "audit_spins": audit_spins}
 
     def label(self, k: int) -> Dict[str, Any]:
-        from ..generate import generate
         rd = round_dir(self.run_dir, k)
         sel = read_json(rd / "select.json")
         sizes = {size_label(s): s for s in self.cfg["explore"]["sizes"]}
@@ -1024,9 +1033,8 @@ class _Loop:
                 path = rd / f"{prefix}_{label}.h5"
                 twists = twists_of(self.cfg["explore"], sizes[label])
                 t0 = time.time()
-                generate(self.labels_config(path, sizes[label], twists, {split: n},
-                                            sampler="file", spins_from=spins_file),
-                         progress=self.progress)
+                self.generate(self.labels_config(path, sizes[label], twists, {split: n},
+                                                 sampler="file", spins_from=spins_file))
                 out[key].append(str(path))
                 row = out["by_size"].setdefault(label, {"n": 0, "n_audit": 0, "wall_s": 0.0,
                                                         "twists": twists})
