@@ -532,6 +532,8 @@ class _Loop:
         return [self.exact_dynamics_section(k, ed) for ed in self.cfg["exact_dynamics"]]
 
     def exact_dynamics_section(self, k: int, ed: Mapping) -> Dict[str, Any]:
+        """One section of :meth:`exact_dynamics`; returns its record (labels file, count,
+        starts)."""
         from ..generate import parse_slice
         from ..simulate import read_runs
         c = self.cfg

@@ -11,6 +11,14 @@ from .loop import relax_on_this_rank
 
 
 def main(argv=None) -> int:
+    """Relax this rank's share of the round in ``argv[0]`` (the spec the loop wrote).
+
+    Args:
+        argv: ``[SPEC]``; ``None`` reads ``sys.argv[1:]``.
+
+    Returns:
+        0 when done, 2 for a wrong command line.
+    """
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print("usage: python -m ecnn_pyg.learn.relax_worker SPEC.json", file=sys.stderr)
