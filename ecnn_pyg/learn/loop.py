@@ -761,10 +761,15 @@ class _Loop:
         if self.cfg["processes"] == 1:
             generate(config, progress=self.progress)
             return
+        self.command_on_ranks("generate", config, f"the labels of '{config['output']}'")
+
+    def command_on_ranks(self, command: str, config: Mapping[str, Any], what: str) -> None:
+        """``ecnn-pyg COMMAND --config SPEC`` under torchrun, the spec written beside the
+        command's output as ``<output stem>.<command>.yaml`` (kept)."""
         out = Path(config["output"])
-        spec = out.with_name(f"{out.stem}.generate.yaml")
+        spec = out.with_name(f"{out.stem}.{command}.yaml")
         write_text(spec, yaml.safe_dump(jsonable(config), sort_keys=False))
-        self.torchrun(["generate", "--config", str(spec)], f"the labels of '{out}'")
+        self.torchrun([command, "--config", str(spec)], what)
 
     def simulate(self, config: Dict[str, Any]) -> None:
         """One ``simulate`` run file: in this process, or over ``processes`` ranks by torchrun.
@@ -777,11 +782,8 @@ class _Loop:
         if self.cfg["processes"] == 1:
             simulate(config, progress=self.progress)
             return
-        out = Path(config["output"])
-        spec = out.with_name(f"{out.stem}.simulate.yaml")
-        write_text(spec, yaml.safe_dump(jsonable({**config, "parallel": "runs",
-                                                  "num_threads": 1}), sort_keys=False))
-        self.torchrun(["simulate", "--config", str(spec)], f"simulate of '{out}'")
+        self.command_on_ranks("simulate", {**config, "parallel": "runs", "num_threads": 1},
+                              f"simulate of '{config['output']}'")
 
     def torchrun(self, command: List[str], what: str, module: str = "ecnn_pyg.cli") -> None:
         """``ecnn-pyg COMMAND`` (or ``python -m module COMMAND``) on ``processes`` local ranks
