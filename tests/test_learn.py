@@ -1215,12 +1215,30 @@ def test_exact_dynamics_start_from_the_lowest_minimum_of_each_class(uninterrupte
     assert not list(r2.glob("final.replaced_1.exact_dynamics*"))
     kept = read_arrays(r2 / "exact_dynamics_6x6.h5")
     assert all(np.array_equal(kept[key], labels[key]) for key in labels)
+    member = r2 / "final" / "member_0" / "config.yaml"
+    assert yaml.safe_load(member.read_text())["data_weights"] is None
+    # a record made before the sections had a weight is one of weight 1: nothing again
+    record = r2 / "final.json"
+    rec = json.loads(record.read_text())
+    for sec in rec["settings"]["exact_dynamics"]:
+        del sec["weight"]
+    record.write_text(json.dumps(rec))
+    learn({**cfg, "final": {"max_epochs": 2}}, **QUIET)
+    assert not (r2 / "final.replaced_2.json").exists()
+    # another weight of the labels: the training again with it, the dynamics kept
+    learn({**cfg, "final": {"max_epochs": 2},
+           "exact_dynamics": {**EXACT_DYNAMICS, "weight": 3.0}}, **QUIET)
+    assert (r2 / "final.replaced_2.json").is_file()
+    assert not list(r2.glob("final.replaced_2.exact_dynamics*"))
+    assert yaml.safe_load(member.read_text())["data_weights"] == {str(r2 / "exact_dynamics_6x6.h5"): 3.0}
+    kept = read_arrays(r2 / "exact_dynamics_6x6.h5")
+    assert all(np.array_equal(kept[key], labels[key]) for key in labels)
     # other exact_dynamics settings: both again, the old ones kept beside the old final
     learn({**cfg, "final": {"max_epochs": 2},
            "exact_dynamics": {**EXACT_DYNAMICS, "temperature": 0.1}}, **QUIET)
-    assert (r2 / "final.replaced_2.json").is_file()
-    assert (r2 / "final.replaced_2.exact_dynamics_6x6.h5").is_file()
-    assert (r2 / "final.replaced_2.exact_dynamics_6x6" / "starts.json").is_file()
+    assert (r2 / "final.replaced_3.json").is_file()
+    assert (r2 / "final.replaced_3.exact_dynamics_6x6.h5").is_file()
+    assert (r2 / "final.replaced_3.exact_dynamics_6x6" / "starts.json").is_file()
     assert json.loads((r2 / "final.json").read_text())["settings"]["exact_dynamics"][0][
         "temperature"] == 0.1
     for c in best:
@@ -1234,6 +1252,10 @@ def test_exact_dynamics_start_from_the_lowest_minimum_of_each_class(uninterrupte
     ({"exact_dynamics": {**EXACT_DYNAMICS, "temperature": -0.1}},
      "exact_dynamics: temperatures must be >= 0"),
     ({"exact_dynamics": {**EXACT_DYNAMICS, "dt": 0.0}}, r"exact_dynamics.dt must be > 0"),
+    ({"exact_dynamics": {**EXACT_DYNAMICS, "weight": 0.0}},
+     r"exact_dynamics.weight must be a finite number > 0 \(the data weight of its labels"),
+    ({"exact_dynamics": {**EXACT_DYNAMICS, "weight": float("nan")}},
+     r"exact_dynamics.weight must be a finite number > 0"),
     ({"select": {"minima": False}}, "exact_dynamics starts from the minima the rounds labelled"),
     ({"exact_dynamics": {**EXACT_DYNAMICS, "initial": "spiral"}},
      "exact_dynamics.initial must be 'minima' .* or one of random, triple-q"),

@@ -667,11 +667,14 @@ class _Loop:
         dynamics = self.exact_dynamics(k) if c["exact_dynamics"] is not None else None
         data = data + [d["file"] for d in dynamics or ()]
         train = {**c["committee"]["train"], **c["final"]}
+        sections = zip(dynamics or (), c["exact_dynamics"] or ())
+        weights = {d["file"]: ed["weight"] for d, ed in sections if ed["weight"] != 1.0}
         minima = self.exact_minima_labels(k) if c["exact_minima"]["final_weight"] > 0 else None
         if minima is not None:
             data = data + [minima["file"]]
-            train["data_weights"] = {**(train.get("data_weights") or {}),
-                                     minima["file"]: minima["weight"]}
+            weights[minima["file"]] = minima["weight"]
+        if weights:
+            train["data_weights"] = {**(train.get("data_weights") or {}), **weights}
         init = latest_committee(self.run_dir)
         train.update(data=data, run_dir=str(round_dir(self.run_dir, k) / "final"))
         path = self.train_committee(train, str(init))
@@ -695,7 +698,8 @@ class _Loop:
 
         ``final`` may change when a run is continued; a final training made with other
         settings is moved, not deleted, to ``round_k/final.replaced_N`` (folder, record and
-        spec, N = 1, 2, ...; the ``exact_dynamics`` files too where those settings changed)
+        spec, N = 1, 2, ...; the ``exact_dynamics`` files too where their settings, not their
+        ``weight``, changed)
         so that the stage runs again from round ``k``'s committee. The settings are the
         record's (``settings``); a record without them is compared key by key with the final
         training's member 0 config.
@@ -714,13 +718,19 @@ class _Loop:
         old = {"exact_minima_weight": 0.0, **old}     # recorded before the weight existed
         if isinstance(old.get("exact_dynamics"), dict):  # one section, before lists and starts
             old["exact_dynamics"] = [{"initial": "minima", **old["exact_dynamics"]}]
+        if old.get("exact_dynamics") is not None:      # recorded before sections had weights
+            old["exact_dynamics"] = [{"weight": 1.0, **ed} for ed in old["exact_dynamics"]]
         if old == now:
             return
         n = 1
         while (rd / f"final.replaced_{n}.json").exists():
             n += 1
         names = ["final", "final.train.yaml"]
-        if old.get("exact_dynamics") != now["exact_dynamics"]:      # its data too
+
+        def data_settings(sections):        # what the labels depend on: not their weight
+            return None if sections is None else [{key: v for key, v in ed.items()
+                                                   if key != "weight"} for ed in sections]
+        if data_settings(old.get("exact_dynamics")) != data_settings(now["exact_dynamics"]):
             names = [p.name for p in sorted(rd.glob("exact_dynamics*"))] + names
         # the record last: a kill in between leaves it, and the rerun moves it to the same N
         for name in names + ["final.json"]:

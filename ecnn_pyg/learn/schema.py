@@ -154,6 +154,10 @@ SECTIONS = {
         "twists": (_TWISTS, None),
         "zeeman": ((float, list, _NONE), None),  # null: explore.zeeman
         "temperature": (float, REQUIRED),
+        # the data weight of its labels in the final training: 1 counts them as any label;
+        # > 1 leans the committee towards the states of the exact dynamics (the held-out
+        # equilibrium states are such snapshots)
+        "weight": (float, 1.0),
         **_LLG,
     },
     "stop": {
@@ -381,6 +385,9 @@ def _exact_dynamics_section(raw, explore: Mapping,
         _size_and_fields(ed, where, explore, "its snapshots are labelled as that size's")
         _check_twists(ed["twists"], f"{where}.twists")
         _check_dynamics(ed, where, ed["temperature"])
+        if not (math.isfinite(ed["weight"]) and ed["weight"] > 0):
+            raise ConfigError(f"{where}.weight must be a finite number > 0 (the data weight "
+                              f"of its labels in the final training), got {ed['weight']}")
         if snapshots_per_run(ed) < 1:
             raise ConfigError(f"{where}.snapshots ({ed['snapshots']!r}) selects none of the "
                               f"{1 + -(-ed['n_steps'] // ed['save_every'])} snapshots of a run")
