@@ -52,8 +52,8 @@ def main(argv=None):
                                 batch_size=a.batch_size, accumulator=acc)
                 n += len(arr[K.ENERGY])
             m = acc.compute()
-            print(f"{model_name:<32} {name:<{width}} {n:7d} {m['rmse_field']:9.5f} "
-                  f"{m['rmse_field_transverse']:10.5f} {m['rmse_energy_per_site']:10.2e} "
+            print(f"{model_name:<32} {name:<{width}} {n:7d} {m['rmse_field']:9.6f} "
+                  f"{m['rmse_field_transverse']:10.6f} {m['rmse_energy_per_site']:10.2e} "
                   f"{acc.energy_bias_per_site():+12.2e}",
                   flush=True)
 
