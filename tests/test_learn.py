@@ -1230,7 +1230,8 @@ def test_exact_dynamics_start_from_the_lowest_minimum_of_each_class(uninterrupte
            "exact_dynamics": {**EXACT_DYNAMICS, "weight": 3.0}}, **QUIET)
     assert (r2 / "final.replaced_2.json").is_file()
     assert not list(r2.glob("final.replaced_2.exact_dynamics*"))
-    assert yaml.safe_load(member.read_text())["data_weights"] == {str(r2 / "exact_dynamics_6x6.h5"): 3.0}
+    weights = yaml.safe_load(member.read_text())["data_weights"]
+    assert weights == {str(r2 / "exact_dynamics_6x6.h5"): 3.0}
     kept = read_arrays(r2 / "exact_dynamics_6x6.h5")
     assert all(np.array_equal(kept[key], labels[key]) for key in labels)
     # other exact_dynamics settings: both again, the old ones kept beside the old final
