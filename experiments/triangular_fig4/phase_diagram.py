@@ -6,7 +6,8 @@ the lowest one is the T = 0 state at that field. Prints the table and the
 transition fields (where the learned energies of the two competing states cross,
 interpolated linearly between neighbouring fields) and writes the phase diagram
 and the spin textures at H_z = 0.002, 0.005, 0.008 (or the fields given) as
-small PNGs.
+small PNGs. A label may name several sweeps (the same start run at other fields); the
+crossings are printed to 1e-6 in H_z, the resolution the 15% limits of the transitions need.
 
     ecnn-pyg simulate --config experiments/triangular_fig4/47_sweep_96_biskx.yaml
     ecnn-pyg simulate --config experiments/triangular_fig4/48_sweep_96_tripleq.yaml
@@ -59,13 +60,14 @@ def main(argv=None):
                  "m_z": float(s[:, 2].mean()), "spin": r["spin"][-1], "steps": int(r["step"])})
     fields = sorted(rows)
     best = [min(rows[h], key=lambda x: x["e"]) for h in fields]
-    print(f"{'H_z':>7} " + " ".join(f"{lab + ' n_sk':>14} {lab + ' E/N':>14}" for lab in a.labels)
+    columns = list(dict.fromkeys(a.labels))
+    print(f"{'H_z':>7} " + " ".join(f"{lab + ' n_sk':>14} {lab + ' E/N':>14}" for lab in columns)
           + f" {'lowest':>9} {'|n_sk|':>7} {'|M_z|':>7}")
     for h, b in zip(fields, best):
         cols = {x["label"]: x for x in rows[h]}
         print(f"{h:7.4f} " + " ".join(
             f"{cols[lab]['n_sk']:+14.2f} {cols[lab]['e']:14.7f}" if lab in cols else f"{'-':>14} {'-':>14}"
-            for lab in a.labels) + f" {b['label']:>9} {abs(b['n_sk']):7.2f} {abs(b['m_z']):7.4f}")
+            for lab in columns) + f" {b['label']:>9} {abs(b['n_sk']):7.2f} {abs(b['m_z']):7.4f}")
     ns = [round(abs(b["n_sk"])) for b in best]
     for i in range(len(fields) - 1):
         if ns[i] != ns[i + 1]:
@@ -75,7 +77,7 @@ def main(argv=None):
             e = {h: {x["label"]: x["e"] for x in rows[h]} for h in (h0, h1)}
             if a0 != a1 and all(lab in e[h] for lab in (a0, a1) for h in (h0, h1)):
                 d0, d1 = e[h0][a0] - e[h0][a1], e[h1][a0] - e[h1][a1]   # <= 0, then > 0
-                msg += f"; learned energies cross at H_z = {h0 + (h1 - h0) * d0 / (d0 - d1):.5f}"
+                msg += f"; learned energies cross at H_z = {h0 + (h1 - h0) * d0 / (d0 - d1):.6f}"
             print(msg)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
