@@ -531,3 +531,15 @@ def test_pipeline_status_of_generate_simulate_and_train_stages(tmp_path, monkeyp
     (tmp_path / "r" / "tr.done").write_text("")
     assert tr.status() == "done"
     assert tr.inputs() == ["d.h5"] and gen.outputs() == ["d.h5"]
+
+
+def test_phase_diagram_refuses_labels_that_do_not_match_the_sweeps(monkeypatch, capsys):
+    """One label per sweep file: a missing label would silently drop a sweep (zip)."""
+    script = ROOT / "experiments" / "triangular_fig4" / "phase_diagram.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--sweeps", "a.h5", "b.h5", "c.h5",
+                                      "--labels", "nsk2", "nsk1"])
+    monkeypatch.setattr(sys, "path", [str(script.parent)] + sys.path)
+    with pytest.raises(SystemExit) as exc:
+        runpy.run_path(str(script), run_name="__main__")
+    assert exc.value.code == 2
+    assert "3 sweeps, 2 labels" in capsys.readouterr().err

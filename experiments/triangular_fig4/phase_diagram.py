@@ -38,6 +38,9 @@ def main(argv=None):
     p.add_argument("--snapshots", type=float, nargs="*", default=[0.002, 0.005, 0.008])
     p.add_argument("--out", default="runs/triangular/figures")
     a = p.parse_args(argv)
+    if len(a.labels) != len(a.sweeps):
+        p.error(f"--labels needs one label per sweep file: {len(a.sweeps)} sweeps, "
+                f"{len(a.labels)} labels (a label may repeat)")
     from ecnn_pyg.pretrained import load_model
     from ecnn_pyg.datasets import read_graph
     from ecnn_pyg.observables import skyrmion_number
